@@ -1,0 +1,1 @@
+"""Code generators for the nnxc IR: ``tvm`` (LLVM, CUDA) and ``reference`` (numpy)."""

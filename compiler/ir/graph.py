@@ -1,0 +1,213 @@
+"""The graph: SSA values with types, nodes applying core ops, and the graph that orders them.
+
+A value is produced once: as a graph input, as a constant (holding a numpy array), or as one
+output of one node. Nodes are kept in topological order; passes that insert nodes use
+``Graph.insert_before``/``append`` or call ``Graph.toposort`` when they are done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .types import TensorType
+
+
+class Value:
+    """One SSA value. ``const`` holds the data of a constant; ``producer`` the node making it."""
+
+    __slots__ = ("name", "type", "producer", "const")
+
+    def __init__(
+        self,
+        name: str,
+        type: TensorType,
+        producer: Node | None = None,
+        const: np.ndarray | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.producer = producer
+        self.const = const
+
+    @property
+    def is_constant(self) -> bool:
+        return self.const is not None
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    def __repr__(self) -> str:
+        return f"%{self.name}: {self.type}"
+
+
+class Node:
+    """An application of a core op. ``inputs`` may hold None for an absent optional input."""
+
+    __slots__ = ("op", "inputs", "outputs", "attrs", "name")
+
+    def __init__(
+        self,
+        op: str,
+        inputs: Sequence[Value | None],
+        outputs: Sequence[Value],
+        attrs: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> None:
+        self.op = op
+        self.inputs: list[Value | None] = list(inputs)
+        self.outputs: list[Value] = list(outputs)
+        self.attrs: dict[str, Any] = dict(attrs or {})
+        self.name = name
+        for v in self.outputs:
+            v.producer = self
+
+    def __repr__(self) -> str:
+        ins = ", ".join("_" if v is None else f"%{v.name}" for v in self.inputs)
+        outs = ", ".join(f"%{v.name}" for v in self.outputs)
+        return f"{outs} = {self.op}({ins}) {self.attrs}"
+
+
+class Graph:
+    """A function from ``inputs`` to ``outputs`` over nodes in topological order.
+
+    Constants are values without a producer that are not graph inputs; the graph does not
+    list them separately, they are reached through node inputs (and ``outputs``).
+    """
+
+    def __init__(self, name: str = "main") -> None:
+        self.name = name
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = []
+        self.output_names: list[str] = []
+        """The user-visible name of each output; a pass that replaces an output value keeps
+        its name here, so renaming values never renames the model's outputs."""
+        self.nodes: list[Node] = []
+        self._names: set[str] = set()
+        self._counter = 0
+        self.metadata: dict[str, str] = {}
+
+    # -- naming ----------------------------------------------------------------------------
+    def unique_name(self, hint: str = "") -> str:
+        """A value name not used yet in this graph: ``hint`` itself when free, else numbered."""
+        name = hint
+        while not name or name in self._names:
+            self._counter += 1
+            name = f"{hint}_{self._counter}" if hint else str(self._counter)
+        self._names.add(name)
+        return name
+
+    def claim_name(self, name: str) -> None:
+        self._names.add(name)
+
+    # -- construction ----------------------------------------------------------------------
+    def add_input(self, name: str, type: TensorType) -> Value:
+        v = Value(self.unique_name(name), type)
+        self.inputs.append(v)
+        return v
+
+    def constant(self, array: np.ndarray, name: str = "") -> Value:
+        """A constant value; the array is kept as given (memory maps stay maps)."""
+        array = np.asarray(array)
+        return Value(self.unique_name(name or "c"), TensorType.of(array), const=array)
+
+    def make_node(
+        self,
+        op: str,
+        inputs: Sequence[Value | None],
+        output_types: Sequence[TensorType],
+        attrs: dict[str, Any] | None = None,
+        name: str = "",
+        output_names: Sequence[str] = (),
+    ) -> Node:
+        """A node with fresh output values; not yet placed in the graph."""
+        hints = list(output_names) + [""] * (len(output_types) - len(output_names))
+        outs = [Value(self.unique_name(h), t) for h, t in zip(hints, output_types, strict=True)]
+        return Node(op, inputs, outs, attrs, name)
+
+    def append(self, node: Node) -> Node:
+        self.nodes.append(node)
+        return node
+
+    def insert_before(self, anchor: Node, node: Node) -> Node:
+        self.nodes.insert(self.nodes.index(anchor), node)
+        return node
+
+    def set_outputs(self, values: Sequence[Value], names: Sequence[str] | None = None) -> None:
+        self.outputs = list(values)
+        self.output_names = list(names) if names is not None else [v.name for v in values]
+        if len(self.output_names) != len(self.outputs):
+            raise ValueError("one name per output is needed")
+
+    def remove_node(self, node: Node) -> None:
+        self.nodes.remove(node)
+
+    # -- queries ---------------------------------------------------------------------------
+    def users(self) -> dict[Value, list[tuple[Node, int]]]:
+        """For each value, the (node, input index) pairs that read it."""
+        uses: dict[Value, list[tuple[Node, int]]] = {}
+        for node in self.nodes:
+            for i, v in enumerate(node.inputs):
+                if v is not None:
+                    uses.setdefault(v, []).append((node, i))
+        return uses
+
+    def values(self) -> Iterator[Value]:
+        """Every value reachable in the graph: inputs, constants, node outputs (each once)."""
+        seen: set[int] = set()
+        for v in self._all_values():
+            if id(v) not in seen:
+                seen.add(id(v))
+                yield v
+
+    def _all_values(self) -> Iterable[Value]:
+        yield from self.inputs
+        for node in self.nodes:
+            yield from (v for v in node.inputs if v is not None)
+            yield from node.outputs
+        yield from self.outputs
+
+    def constants(self) -> list[Value]:
+        return [v for v in self.values() if v.is_constant]
+
+    # -- rewriting -------------------------------------------------------------------------
+    def replace_all_uses(self, old: Value, new: Value) -> None:
+        """Make every reader of ``old`` (nodes and graph outputs) read ``new`` instead."""
+        for node in self.nodes:
+            node.inputs = [new if v is old else v for v in node.inputs]
+        self.outputs = [new if v is old else v for v in self.outputs]
+
+    def toposort(self) -> None:
+        """Reorder nodes so that each comes after the producers of its inputs (stable)."""
+        placed: set[int] = set()
+        order: list[Node] = []
+        pending = {id(n): n for n in self.nodes}
+        index = {id(n): i for i, n in enumerate(self.nodes)}
+
+        def visit(node: Node, stack: set[int]) -> None:
+            if id(node) in placed:
+                return
+            if id(node) in stack:
+                raise ValueError(f"cycle through node {node.name or node.op}")
+            stack.add(id(node))
+            for v in node.inputs:
+                p = v.producer if v is not None else None
+                if p is not None and id(p) in pending:
+                    visit(p, stack)
+            stack.discard(id(node))
+            placed.add(id(node))
+            order.append(node)
+
+        for node in sorted(self.nodes, key=lambda n: index[id(n)]):
+            visit(node, set())
+        self.nodes = order
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.name}: {len(self.nodes)} nodes>"

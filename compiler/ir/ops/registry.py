@@ -1,0 +1,221 @@
+"""One definition per core op: inputs, attribute schema, type inference, numpy reference.
+
+A family module (``elementwise``, ``nn``, ``reduce``, ``tensor``) calls ``define`` once per
+op. The reference interpreter, constant folding, the verifier and the op tests all read the
+definition registered here; a backend adds only its lowering rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..types import DTYPES, IRTypeError, TensorType
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Default of an attribute that has none: leaving it out is an error."""
+
+
+class AttrError(ValueError):
+    """An attribute is missing, unknown, or has a value its schema refuses."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, float | int | np.floating | np.integer) and not isinstance(v, bool)
+
+
+def _dim(v: Any) -> bool:
+    return _is_int(v) or isinstance(v, str)
+
+
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "int": _is_int,
+    "float": _is_float,
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "dtype": lambda v: v in DTYPES,
+    "ints": lambda v: isinstance(v, list | tuple) and all(_is_int(x) for x in v),
+    "floats": lambda v: isinstance(v, list | tuple) and all(_is_float(x) for x in v),
+    "dims": lambda v: isinstance(v, list | tuple) and all(_dim(x) for x in v),
+    "float?": lambda v: v is None or _is_float(v),
+}
+
+
+def _canonical(kind: str, v: Any) -> Any:
+    """Attribute values as plain Python: lists for sequences, ints and floats, no numpy."""
+    if kind == "int":
+        return int(v)
+    if kind in ("float", "float?"):
+        return None if v is None else float(v)
+    if kind == "ints":
+        return [int(x) for x in v]
+    if kind == "floats":
+        return [float(x) for x in v]
+    if kind == "dims":
+        return [x if isinstance(x, str) else int(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute of an op: its kind, default, and the values it may take."""
+
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown attribute kind {self.kind!r}")
+
+
+InferFn = Callable[[Sequence[TensorType | None], dict[str, Any]], Sequence[TensorType]]
+ReferenceFn = Callable[[Sequence[np.ndarray | None], dict[str, Any]], Any]
+NormalizeFn = Callable[[Sequence[TensorType | None], dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """All the facts of one core op.
+
+    ``inputs`` names the operands: a trailing ``?`` marks an optional one (may be None),
+    a trailing ``*`` a variadic tail (one or more). ``infer`` and ``reference`` get the
+    attributes after ``normalize`` and the schema's defaults were applied; ``infer`` may
+    return one type or a list, ``reference`` one array or a list.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    attrs: dict[str, Attr]
+    infer: InferFn
+    reference: ReferenceFn
+    normalize: NormalizeFn | None = None
+    foldable: bool = True
+    reads_values: bool = True
+    """False when the result depends only on input types (``shape``): then it folds as soon
+    as the input types are static, constant or not."""
+    doc: str = ""
+    num_outputs: int | None = 1
+    """Outputs per node; None when an attribute decides (split)."""
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- inputs ----------------------------------------------------------------------------
+    def check_arity(self, n: int) -> None:
+        required = sum(1 for i in self.inputs if not i.endswith(("?", "*")))
+        variadic = bool(self.inputs) and self.inputs[-1].endswith("*")
+        if variadic:
+            if n < len(self.inputs):
+                raise IRTypeError(f"{self.name} takes at least {len(self.inputs)} inputs, got {n}")
+        elif not required <= n <= len(self.inputs):
+            raise IRTypeError(
+                f"{self.name} takes {required}..{len(self.inputs)} inputs, got {n}"
+            )
+
+    def input_is_optional(self, index: int) -> bool:
+        return index < len(self.inputs) and self.inputs[index].endswith("?")
+
+    # -- attributes ------------------------------------------------------------------------
+    def check_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in, kinds and choices checked, values made plain Python."""
+        unknown = set(attrs) - set(self.attrs)
+        if unknown:
+            raise AttrError(f"{self.name}: unknown attribute(s) {', '.join(sorted(unknown))}")
+        out: dict[str, Any] = {}
+        for key, spec in self.attrs.items():
+            if key in attrs:
+                v = attrs[key]
+            elif spec.default is REQUIRED:
+                raise AttrError(f"{self.name}: attribute {key!r} is required")
+            else:
+                v = spec.default
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            if v is not None or spec.kind != "float?":
+                if not _KINDS[spec.kind](v):
+                    raise AttrError(f"{self.name}: attribute {key}={v!r} is not of kind {spec.kind}")
+            v = _canonical(spec.kind, v)
+            if spec.choices is not None and v not in spec.choices:
+                raise AttrError(
+                    f"{self.name}: attribute {key}={v!r} is not one of {list(spec.choices)}"
+                )
+            out[key] = v
+        return out
+
+    def prepare(
+        self, in_types: Sequence[TensorType | None], attrs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Attributes as stored on a node: normalized against the input types, then checked."""
+        self.check_arity(len(in_types))
+        attrs = self.check_attrs(attrs)
+        if self.normalize is not None:
+            attrs = self.check_attrs(self.normalize(in_types, attrs))
+        return attrs
+
+    # -- semantics -------------------------------------------------------------------------
+    def infer_types(
+        self, in_types: Sequence[TensorType | None], attrs: dict[str, Any]
+    ) -> list[TensorType]:
+        result = self.infer(in_types, attrs)
+        return [result] if isinstance(result, TensorType) else list(result)
+
+    def evaluate(self, arrays: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> list[np.ndarray]:
+        result = self.reference(arrays, attrs)
+        if isinstance(result, np.ndarray | np.generic):
+            result = [result]
+        return [np.asarray(r) for r in result]
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def define(
+    name: str,
+    *,
+    inputs: Sequence[str],
+    infer: InferFn,
+    reference: ReferenceFn,
+    attrs: dict[str, Attr] | None = None,
+    normalize: NormalizeFn | None = None,
+    foldable: bool = True,
+    reads_values: bool = True,
+    num_outputs: int | None = 1,
+    doc: str = "",
+) -> OpDef:
+    """Register a core op; each name is defined exactly once."""
+    if name in OPS:
+        raise ValueError(f"op {name!r} is defined twice")
+    op = OpDef(
+        name=name,
+        inputs=tuple(inputs),
+        attrs=dict(attrs or {}),
+        infer=infer,
+        reference=reference,
+        normalize=normalize,
+        foldable=foldable,
+        reads_values=reads_values,
+        num_outputs=num_outputs,
+        doc=doc,
+    )
+    OPS[name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise IRTypeError(f"unknown core op {name!r}") from None

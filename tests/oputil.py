@@ -1,0 +1,76 @@
+"""Checking one core op: type inference, reference semantics, and the TVM lowering agree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from backends.reference import run_graph
+from backends.tvm import lower_graph, resolve_target
+from compiler.ir.builder import Builder
+from compiler.ir.graph import Graph
+from compiler.ir.types import TensorType
+
+_TARGET = resolve_target("cpu")
+
+
+def single_op_graph(
+    op: str,
+    inputs: Sequence[np.ndarray | None],
+    attrs: dict[str, Any] | None = None,
+    const_inputs: Sequence[int] = (),
+) -> Graph:
+    """A graph applying ``op`` once; inputs listed in ``const_inputs`` become constants."""
+    g = Graph()
+    b = Builder(g, fold=False)
+    vals = []
+    for i, x in enumerate(inputs):
+        if x is None:
+            vals.append(None)
+        elif i in const_inputs:
+            vals.append(b.const(x))
+        else:
+            vals.append(g.add_input(f"in{i}", TensorType.of(np.asarray(x))))
+    outs = b.op(op, vals, attrs or {})
+    g.set_outputs(outs)
+    return g
+
+
+def run_tvm(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Compile ``graph`` for the host CPU and run it once."""
+    ex = tvm.compile(lower_graph(graph), target=_TARGET.tvm_target())
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[v.name])) for v in graph.inputs]
+    result = vm["main"](*args)
+    return [result[i].numpy() for i in range(len(graph.outputs))]
+
+
+def check_op(
+    op: str,
+    inputs: Sequence[np.ndarray | None],
+    attrs: dict[str, Any] | None = None,
+    *,
+    const_inputs: Sequence[int] = (),
+    expected: Sequence[np.ndarray] | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> list[np.ndarray]:
+    """Reference == expected (when given), TVM == reference, shapes/dtypes == inferred types."""
+    g = single_op_graph(op, inputs, attrs, const_inputs)
+    feeds = {v.name: np.asarray(x) for v, x in zip(g.inputs, [x for i, x in enumerate(inputs)
+             if x is not None and i not in const_inputs])}
+    ref = list(run_graph(g, feeds).values())
+    for r, v in zip(ref, g.outputs):
+        assert r.dtype == v.type.np_dtype and r.shape == v.type.shape, (r.dtype, r.shape, v.type)
+    if expected is not None:
+        for r, e in zip(ref, expected, strict=True):
+            np.testing.assert_allclose(r, e, rtol=rtol, atol=atol)
+    got = run_tvm(g, feeds)
+    for r, t in zip(ref, got, strict=True):
+        assert t.dtype == r.dtype and t.shape == r.shape, (t.dtype, t.shape, r.dtype, r.shape)
+        np.testing.assert_allclose(t, r, rtol=rtol, atol=atol)
+    return ref
