@@ -61,8 +61,12 @@ def check_op(
 ) -> list[np.ndarray]:
     """Reference == expected (when given), TVM == reference, shapes/dtypes == inferred types."""
     g = single_op_graph(op, inputs, attrs, const_inputs)
-    feeds = {v.name: np.asarray(x) for v, x in zip(g.inputs, [x for i, x in enumerate(inputs)
-             if x is not None and i not in const_inputs])}
+    feeds = {
+        v.name: np.asarray(x)
+        for v, x in zip(
+            g.inputs, [x for i, x in enumerate(inputs) if x is not None and i not in const_inputs]
+        )
+    }
     ref = list(run_graph(g, feeds).values())
     for r, v in zip(ref, g.outputs):
         assert r.dtype == v.type.np_dtype and r.shape == v.type.shape, (r.dtype, r.shape, v.type)

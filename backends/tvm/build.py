@@ -65,7 +65,7 @@ def resolve_target(target: str | dict[str, Any] = "cpu") -> TargetSpec:
         except json.JSONDecodeError as e:
             raise TargetError(f"target JSON does not parse: {e}") from None
     else:
-        choices = ", ".join(["cpu", *TARGET_ALIASES, "a JSON dict such as {\"kind\": \"llvm\"}"])
+        choices = ", ".join(["cpu", *TARGET_ALIASES, 'a JSON dict such as {"kind": "llvm"}'])
         raise TargetError(f"unknown target {target!r}; use one of: {choices}")
     if not isinstance(config, dict) or "kind" not in config:
         raise TargetError(f"target {config!r} needs a 'kind'")

@@ -53,5 +53,7 @@ class Builder:
         (out,) = self.op(name, inputs, attrs)
         return out
 
-    def const(self, array: np.ndarray | float | int, dtype: str | None = None, name: str = "") -> Value:
+    def const(
+        self, array: np.ndarray | float | int, dtype: str | None = None, name: str = ""
+    ) -> Value:
         return self.graph.constant(np.asarray(array, dtype=dtype), name)

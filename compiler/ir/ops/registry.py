@@ -121,9 +121,7 @@ class OpDef:
             if n < len(self.inputs):
                 raise IRTypeError(f"{self.name} takes at least {len(self.inputs)} inputs, got {n}")
         elif not required <= n <= len(self.inputs):
-            raise IRTypeError(
-                f"{self.name} takes {required}..{len(self.inputs)} inputs, got {n}"
-            )
+            raise IRTypeError(f"{self.name} takes {required}..{len(self.inputs)} inputs, got {n}")
 
     def input_is_optional(self, index: int) -> bool:
         return index < len(self.inputs) and self.inputs[index].endswith("?")
@@ -146,7 +144,9 @@ class OpDef:
                 v = v.tolist()
             if v is not None or spec.kind != "float?":
                 if not _KINDS[spec.kind](v):
-                    raise AttrError(f"{self.name}: attribute {key}={v!r} is not of kind {spec.kind}")
+                    raise AttrError(
+                        f"{self.name}: attribute {key}={v!r} is not of kind {spec.kind}"
+                    )
             v = _canonical(spec.kind, v)
             if spec.choices is not None and v not in spec.choices:
                 raise AttrError(
@@ -172,7 +172,9 @@ class OpDef:
         result = self.infer(in_types, attrs)
         return [result] if isinstance(result, TensorType) else list(result)
 
-    def evaluate(self, arrays: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> list[np.ndarray]:
+    def evaluate(
+        self, arrays: Sequence[np.ndarray | None], attrs: dict[str, Any]
+    ) -> list[np.ndarray]:
         result = self.reference(arrays, attrs)
         if isinstance(result, np.ndarray | np.generic):
             result = [result]

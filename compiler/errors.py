@@ -1,0 +1,27 @@
+"""Errors a user can act on. The CLI prints these as one line; anything else is a bug."""
+
+from __future__ import annotations
+
+
+class NnxcError(Exception):
+    """Base of every error nnxc reports to users."""
+
+
+class ModelLoadError(NnxcError):
+    """The model file is missing, unreadable, incomplete, or unsafe (external data paths)."""
+
+
+class UnsupportedOpsError(NnxcError):
+    """The model uses ops nnxc cannot convert; the message lists all of them at once."""
+
+
+class ConversionError(NnxcError):
+    """A node could not be converted; the message names the node and its op."""
+
+
+class InputError(NnxcError):
+    """Run-time inputs do not match the model: unknown or missing names, shapes, dtypes."""
+
+
+class ArtifactError(NnxcError):
+    """A file that is not an nnxc artifact, or one this nnxc/TVM cannot load."""

@@ -1,0 +1,102 @@
+"""Reading an .onnx file safely: parse errors, truncation, and external data kept inside
+the model's folder (no absolute paths, no ``..``, no links leading out)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from compiler.errors import ModelLoadError
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Parse the file without touching external data; check that the graph is complete."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such file")
+    if not p.is_file():
+        raise ModelLoadError(f"{p}: not a file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise ModelLoadError(f"{p}: not an ONNX model (protobuf does not parse)") from None
+    check_complete(model, str(p))
+    return model
+
+
+def check_complete(model: onnx.ModelProto, where: str = "model") -> None:
+    """A prefix of a real file can still parse; a model without graph, opset, outputs, or with
+    values that nothing defines is not a whole model."""
+    g = model.graph
+    if not model.opset_import or not g.node and not g.output:
+        raise ModelLoadError(f"{where}: not an ONNX model (no graph or opset); truncated?")
+    if not g.output:
+        raise ModelLoadError(f"{where}: the graph declares no outputs; truncated file?")
+    defined = {i.name for i in g.input} | {t.name for t in g.initializer}
+    defined |= {t.values.name for t in g.sparse_initializer}
+    for node in g.node:
+        for name in node.input:
+            if name and name not in defined:
+                raise ModelLoadError(
+                    f"{where}: {node.op_type} node {node.name or node.output[0]!r} reads "
+                    f"{name!r}, which nothing defines (truncated or broken model)"
+                )
+        defined.update(o for o in node.output if o)
+    for out in g.output:
+        if out.name not in defined:
+            raise ModelLoadError(f"{where}: output {out.name!r} is never computed")
+
+
+def safe_external_path(base: Path, location: str) -> Path:
+    """The file an external-data entry names, refused unless it stays inside ``base``."""
+    if not location:
+        raise ModelLoadError("external data entry without a location")
+    if os.path.isabs(location) or Path(location).drive:
+        raise ModelLoadError(f"external data path {location!r} is absolute; refused")
+    if ".." in Path(location).parts:
+        raise ModelLoadError(f"external data path {location!r} leaves the model's folder; refused")
+    root = base.resolve()
+    target = (base / location).resolve()
+    if root != target and root not in target.parents:
+        raise ModelLoadError(
+            f"external data path {location!r} resolves outside the model's folder; refused"
+        )
+    if not target.is_file():
+        raise ModelLoadError(f"external data file {location!r} is missing")
+    return target
+
+
+def tensor_to_array(tensor: onnx.TensorProto, base: Path | None) -> np.ndarray:
+    """An initializer's data; external data is memory-mapped from its file when aligned."""
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        try:
+            return numpy_helper.to_array(tensor)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"initializer {tensor.name!r} is unreadable: {e}") from None
+    if base is None:
+        raise ModelLoadError(
+            f"initializer {tensor.name!r} has external data, but the model was not loaded "
+            "from a file: pass a path"
+        )
+    info = {e.key: e.value for e in tensor.external_data}
+    path = safe_external_path(base, info.get("location", ""))
+    offset = int(info.get("offset", 0))
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    shape = tuple(tensor.dims)
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = count * np.dtype(dtype).itemsize
+    if "length" in info and int(info["length"]) != nbytes:
+        raise ModelLoadError(f"initializer {tensor.name!r}: external length does not match dims")
+    if offset + nbytes > path.stat().st_size:
+        raise ModelLoadError(f"initializer {tensor.name!r}: external file {path.name} is too short")
+    if count == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)

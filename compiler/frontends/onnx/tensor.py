@@ -1,0 +1,3 @@
+"""(being written)"""
+
+from .registry import NodeContext, converter  # noqa: F401
