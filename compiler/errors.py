@@ -19,6 +19,18 @@ class ConversionError(NnxcError):
     """A node could not be converted; the message names the node and its op."""
 
 
+class NeedsValueError(ConversionError):
+    """A shape-defining operand (shape, axes, pads...) is not known at compile time.
+
+    ``value_name`` names the IR value; when it is a graph input, binding that input to a
+    value (``input_values=``) lets the conversion go through.
+    """
+
+    def __init__(self, message: str, value_name: str) -> None:
+        super().__init__(message)
+        self.value_name = value_name
+
+
 class InputError(NnxcError):
     """Run-time inputs do not match the model: unknown or missing names, shapes, dtypes."""
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from compiler.errors import ConversionError, ModelLoadError, UnsupportedOpsError
@@ -31,11 +32,13 @@ def model_opset(model: onnx.ModelProto) -> int:
 def import_onnx(
     model: onnx.ModelProto | str | Path,
     input_shapes: InputShapes | None = None,
+    input_values: Mapping[str, np.ndarray] | None = None,
 ) -> Graph:
     """Convert an ONNX model (or the path of one) into a graph of core ops.
 
     ``input_shapes`` binds model inputs to concrete shapes (or renames dims); shape-computing
-    subgraphs fold away while converting once shapes are known.
+    subgraphs fold away while converting once shapes are known. ``input_values`` binds
+    inputs to fixed data: they become constants (used to specialize on shape operands).
     """
     base: Path | None = None
     if not isinstance(model, onnx.ModelProto):
@@ -54,10 +57,17 @@ def import_onnx(
     for init in g_onnx.initializer:
         env[init.name] = graph.constant(tensor_to_array(init, base), init.name)
     shapes = dict(input_shapes or {})
+    values = dict(input_values or {})
     for vi in g_onnx.input:
         if vi.name in env:
             continue  # an initializer with a default; it stays a constant
+        if vi.name in values:
+            data = np.asarray(values.pop(vi.name), dtype=onnx_dtype(vi.type.tensor_type.elem_type))
+            env[vi.name] = graph.constant(data, vi.name)
+            continue
         env[vi.name] = graph.add_input(vi.name, _input_type(vi, shapes.pop(vi.name, None)))
+    if values:
+        raise ModelLoadError(f"input_values names unknown input(s) {', '.join(values)}")
     if shapes:
         known = [v.name for v in graph.inputs]
         raise ModelLoadError(

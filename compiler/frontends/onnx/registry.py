@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler.errors import ConversionError
+from compiler.errors import ConversionError, NeedsValueError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Value
 from compiler.ir.types import dtype_name
@@ -96,9 +96,11 @@ class NodeContext:
         if v is None:
             raise self.error(f"input {what} is missing")
         if v.const is None:
-            raise self.error(
-                f"input {what} must be known at compile time; it is computed from "
-                "values that are not (bind symbolic dims with --input-shape)"
+            raise NeedsValueError(
+                f"{self.node.op_type} node {self.name!r}: input {what} must be known at "
+                "compile time; it is computed from values that are not (bind symbolic dims "
+                "with --input-shape)",
+                v.name,
             )
         return v.const
 
