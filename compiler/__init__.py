@@ -1,0 +1,32 @@
+"""nnxc: compile ONNX models to native code through TVM.
+
+    import compiler
+    m = compiler.compile("model.onnx")        # target="cpu" by default
+    m.export("model.so")
+    rt = compiler.load("model.so")
+    outs = rt.run({"data": x})
+
+``compiler.load`` needs only TVM's runtime: importing this package loads nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "compile", "load"]
+
+
+def compile(model: Any, target: str = "cpu", input_shapes: dict | None = None,
+            **options: Any) -> Any:  # noqa: A001
+    """Compile a model; see ``compiler.driver.compile``."""
+    from compiler.driver import compile as _compile
+
+    return _compile(model, target, input_shapes, **options)
+
+
+def load(path: Any, threads: int | None = None) -> Any:
+    """Load an artifact; see ``compiler.runtime.load``."""
+    from compiler.runtime import load as _load
+
+    return _load(path, threads)

@@ -10,8 +10,10 @@ from typing import Any
 import tvm
 from tvm import relax
 
+from compiler.errors import NnxcError
 
-class TargetError(ValueError):
+
+class TargetError(NnxcError):
     """A target name or JSON the backend does not understand."""
 
 

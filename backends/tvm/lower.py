@@ -10,13 +10,14 @@ import numpy as np
 import tvm
 from tvm import relax, tirx
 
+from compiler.errors import NnxcError
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import Dim
 
 from .lowering import RULES, LowerContext
 
 
-class LoweringError(ValueError):
+class LoweringError(NnxcError):
     """The graph holds ops the TVM backend has no rule for, or a rule failed on a node."""
 
 
@@ -40,11 +41,11 @@ def check_supported(graph: Graph) -> None:
     """Raise one error naming every op without a lowering rule, with counts and nodes."""
     missing = Counter(n.op for n in graph.nodes if n.op not in RULES)
     if missing:
-        lines = []
+        parts = []
         for op, count in missing.most_common():
             names = [n.name or n.outputs[0].name for n in graph.nodes if n.op == op][:3]
-            lines.append(f"  {op} x{count} (e.g. {', '.join(names)})")
-        raise LoweringError("the TVM backend cannot lower these ops:\n" + "\n".join(lines))
+            parts.append(f"{op} x{count} (e.g. {', '.join(names)})")
+        raise LoweringError("the TVM backend cannot lower these ops: " + "; ".join(parts))
 
 
 def lower_graph(graph: Graph) -> tvm.IRModule:
@@ -76,7 +77,7 @@ def lower_graph(graph: Graph) -> tvm.IRModule:
             return None
         if v.const is not None:
             if id(v) not in consts:
-                consts[id(v)] = relax.const(np.ascontiguousarray(v.const), v.dtype)
+                consts[id(v)] = relax.const(np.require(v.const, requirements="C"), v.dtype)
             return consts[id(v)]
         return env[id(v)]
 

@@ -48,5 +48,5 @@ def evaluate(
             raise AssertionError(
                 f"{op.name}: reference gave shape {r.shape}, inference said {t.shape}"
             )
-        out.append(np.ascontiguousarray(r.astype(t.np_dtype, copy=False)))
+        out.append(np.require(r.astype(t.np_dtype, copy=False), requirements="C"))
     return out

@@ -185,28 +185,34 @@ class Graph:
         self.outputs = [new if v is old else v for v in self.outputs]
 
     def toposort(self) -> None:
-        """Reorder nodes so that each comes after the producers of its inputs (stable)."""
-        placed: set[int] = set()
+        """Reorder nodes so that each comes after the producers of its inputs.
+
+        Stable: nodes already in order keep it. Iterative, so deep chains need no recursion.
+        """
+        members = {id(n) for n in self.nodes}
+        state: dict[int, int] = {}  # 1: on the stack, 2: placed
         order: list[Node] = []
-        pending = {id(n): n for n in self.nodes}
-        index = {id(n): i for i, n in enumerate(self.nodes)}
-
-        def visit(node: Node, stack: set[int]) -> None:
-            if id(node) in placed:
-                return
-            if id(node) in stack:
-                raise ValueError(f"cycle through node {node.name or node.op}")
-            stack.add(id(node))
-            for v in node.inputs:
-                p = v.producer if v is not None else None
-                if p is not None and id(p) in pending:
-                    visit(p, stack)
-            stack.discard(id(node))
-            placed.add(id(node))
-            order.append(node)
-
-        for node in sorted(self.nodes, key=lambda n: index[id(n)]):
-            visit(node, set())
+        for root in self.nodes:
+            if id(root) in state:
+                continue
+            state[id(root)] = 1
+            stack = [(root, iter(root.inputs))]
+            while stack:
+                node, pending = stack[-1]
+                for v in pending:
+                    p = v.producer if v is not None else None
+                    if p is None or id(p) not in members:
+                        continue
+                    if state.get(id(p)) == 1:
+                        raise ValueError(f"cycle through node {p.name or p.op}")
+                    if id(p) not in state:
+                        state[id(p)] = 1
+                        stack.append((p, iter(p.inputs)))
+                        break
+                else:
+                    stack.pop()
+                    state[id(node)] = 2
+                    order.append(node)
         self.nodes = order
 
     def __repr__(self) -> str:

@@ -93,11 +93,11 @@ def check_ops(g: onnx.GraphProto, opset: int) -> None:
             missing[key] += 1
             examples.setdefault(key, []).append(node.name or node.output[0])
     if missing:
-        lines = [
-            f"  {op} x{n} (e.g. {', '.join(examples[op][:3])})" for op, n in missing.most_common()
+        parts = [
+            f"{op} x{n} (e.g. {', '.join(examples[op][:3])})" for op, n in missing.most_common()
         ]
         raise UnsupportedOpsError(
-            f"{len(missing)} unsupported op type(s) at opset {opset}:\n" + "\n".join(lines)
+            f"{len(missing)} unsupported op type(s) at opset {opset}: " + "; ".join(parts)
         )
 
 

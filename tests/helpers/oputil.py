@@ -44,7 +44,7 @@ def run_tvm(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Compile ``graph`` for the host CPU and run it once."""
     ex = tvm.compile(lower_graph(graph), target=_TARGET.tvm_target())
     vm = relax.VirtualMachine(ex, tvm.cpu())
-    args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[v.name])) for v in graph.inputs]
+    args = [tvm.runtime.tensor(np.require(feeds[v.name], requirements="C")) for v in graph.inputs]
     result = vm["main"](*args)
     return [result[i].numpy() for i in range(len(graph.outputs))]
 

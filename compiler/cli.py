@@ -1,0 +1,246 @@
+"""The ``nnxc`` command: compile, run and inspect models.
+
+Errors a user can act on print as one line (``nnxc: error: ...``) with exit status 1;
+``--debug`` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.errors import NnxcError
+from compiler.options import CompileOptions, parse_shape_binding
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- options shared with the API --------------------------------------------------------------
+def add_compile_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per CompileOptions field, with the field's own help text."""
+    for f in fields(CompileOptions):
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not MISSING else None
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"])
+        elif f.metadata.get("parse") == "shape":
+            parser.add_argument(flag, dest=f.name, action="append", default=[],
+                                metavar="NAME=D0,D1,...", help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, dest=f.name, default=default, help=f.metadata["help"])
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(CompileOptions):
+        value = getattr(args, f.name)
+        kind = f.metadata.get("parse")
+        if kind == "shape":
+            value = dict(parse_shape_binding(v) for v in value)
+        elif kind == "list":
+            if value is None:
+                value = None if f.name == "passes" else []
+            elif isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+        out[f.name] = value
+    return out
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_compile(args: argparse.Namespace) -> int:
+    from compiler.driver import compile as compile_model
+
+    out = Path(args.output) if args.output else Path(args.model).with_suffix(".so")
+    opts = options_from_args(args)
+    target = opts.pop("target")
+    shapes = opts.pop("input_shapes")
+    t0 = time.perf_counter()
+    cm = compile_model(args.model, target, shapes, progress=None if args.quiet else _say, **opts)
+    if not args.quiet:
+        _say("export...")
+    cm.export(out)
+    total = time.perf_counter() - t0
+    meta = cm.metadata
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {total:.1f} s")
+    print("  inputs:  " + "; ".join(str(t) for t in meta.inputs))
+    print("  outputs: " + "; ".join(str(t) for t in meta.outputs))
+    return 0
+
+
+def _random_feeds(rt: Any, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for t in rt.inputs:
+        if not all(isinstance(d, int) for d in t.shape):
+            raise NnxcError(
+                f"input {t} has symbolic dims: give --inputs, or compile with --input-shape"
+            )
+        if t.dtype.startswith("float"):
+            feeds[t.name] = rng.standard_normal(t.shape).astype(t.dtype)
+        elif t.dtype == "bool":
+            feeds[t.name] = rng.integers(0, 2, t.shape).astype(bool)
+        else:
+            feeds[t.name] = rng.integers(0, 10, t.shape).astype(t.dtype)
+    return feeds
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise NnxcError(f"{p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError) as e:
+        raise NnxcError(f"{p}: not a readable .npz file ({e})") from None
+
+
+def _summary(x: np.ndarray) -> str:
+    flat = x.reshape(-1)
+    head = np.array2string(flat[:5], precision=4, separator=", ")
+    stats = ""
+    if x.size and x.dtype.kind in "fiu":
+        stats = f" min {x.min():.4g} max {x.max():.4g} mean {x.astype('float64').mean():.4g}"
+    return f"{x.dtype}{list(x.shape)}{stats} first {head}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compiler.runtime import load
+
+    rt = load(args.artifact, threads=args.threads)
+    if args.inputs:
+        feeds = _load_npz(args.inputs)
+    else:
+        feeds = _random_feeds(rt, args.seed)
+        _say(f"no --inputs: using random inputs (seed {args.seed})")
+    outs = rt.run(feeds)
+    times = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        rt.run(feeds)
+        times.append(time.perf_counter() - t)
+    for name, x in outs.items():
+        print(f"{name}: {_summary(x)}")
+    if times:
+        print(f"latency: median {np.median(times) * 1e3:.2f} ms over {len(times)} runs")
+    if args.outputs:
+        _write_npz(args.outputs, outs)
+        print(f"wrote {args.outputs}")
+    return 0
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez appends .npz to names without it; write exactly the path given."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from compiler.artifact import is_artifact, read_metadata
+
+    if is_artifact(args.model):
+        meta = read_metadata(args.model)
+        print(f"nnxc artifact {args.model}")
+        print(f"  built by:  nnxc {meta.nnxc_version}, TVM {meta.tvm_version}")
+        print(f"  target:    {meta.target}")
+        print(f"  source:    {meta.source_format} {meta.source_name} sha256 {meta.source_sha256}")
+        for t in meta.inputs:
+            print(f"  input      {t}")
+        for t in meta.outputs:
+            print(f"  output     {t}")
+        return 0
+
+    from compiler.driver import import_model, optimize
+    from compiler.ir.text import print_graph
+
+    opts = CompileOptions.from_kwargs(**options_from_args(args))
+    graph, source = import_model(args.model, opts.input_shapes or None)
+    optimize(graph, opts, out=sys.stdout)
+    print(print_graph(graph, large_constants="elide"))
+    hist = Counter(n.op for n in graph.nodes)
+    print(f"\n# {source.format} {source.name}: {len(graph.nodes)} nodes, "
+          f"{len(graph.constants())} constants")
+    for op, n in hist.most_common():
+        print(f"#   {op:<24} {n}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnxc",
+        description="Compile neural-network models (ONNX) to native code through Apache TVM.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("compile", help="compile a model into a deployable shared library",
+                       description="Compile a model into one .so holding kernels, VM code, "
+                       "weights and metadata.")
+    p.add_argument("model", help="the model file (.onnx)")
+    p.add_argument("-o", "--output", help="the artifact to write (default: MODEL with .so)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_compile_options(p)
+    p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("run", help="run a compiled artifact",
+                       description="Run an artifact on inputs from an .npz file (keyed by the "
+                       "model's input names), or on random inputs.")
+    p.add_argument("artifact", help="the .so written by nnxc compile")
+    p.add_argument("--inputs", help=".npz with one array per model input")
+    p.add_argument("--outputs", help="write the outputs to this .npz")
+    p.add_argument("--threads", type=int, help="threads for the runtime (default: all cores)")
+    p.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("inspect", help="show a model's IR after the passes, or an artifact's "
+                       "metadata", description="For a model: the IR after the pass pipeline and "
+                       "an op histogram. For an artifact: its metadata.")
+    p.add_argument("model", help="a model file (.onnx) or an artifact (.so)")
+    add_compile_options(p)
+    p.set_defaults(fn=cmd_inspect)
+    return parser
+
+
+def _version() -> str:
+    from compiler import __version__
+
+    return f"nnxc {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except NnxcError as e:
+        if args.debug:
+            raise
+        msg = str(e).strip()
+        print(f"nnxc: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nnxc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours: still one line unless --debug
+        if args.debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"nnxc: internal error: {type(e).__name__}: {first} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

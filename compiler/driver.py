@@ -1,0 +1,181 @@
+"""The whole pipeline, and the only module that knows it: load -> frontend -> passes ->
+backend -> artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.artifact import Metadata, TensorInfo, write_artifact
+from compiler.errors import ModelLoadError, NnxcError
+from compiler.ir.graph import Graph
+from compiler.options import CompileOptions
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Source:
+    """Where a graph came from: format, a name to show, and the sha256 of the model bytes."""
+
+    format: str
+    name: str
+    sha256: str
+
+
+FORMATS = {".onnx": "onnx"}
+PLANNED = {".nnef": "NNEF", ".mlmodel": "Core ML", ".mlpackage": "Core ML"}
+
+
+def detect_format(model: Any) -> str:
+    try:
+        import onnx
+
+        if isinstance(model, onnx.ModelProto):
+            return "onnx"
+    except ImportError:
+        pass
+    if isinstance(model, str | os.PathLike):
+        suffix = Path(model).suffix.lower()
+        if suffix in FORMATS:
+            return FORMATS[suffix]
+        if suffix in PLANNED:
+            raise NnxcError(f"{model}: {PLANNED[suffix]} models are not supported yet")
+        if Path(model).is_dir():
+            raise NnxcError(f"{model}: a folder; give the model file (.onnx)")
+        return "onnx"  # no known suffix: try ONNX, whose loader says clearly if it is not one
+    raise NnxcError(f"cannot compile an object of type {type(model).__name__}; "
+                    "give a path or an onnx.ModelProto")
+
+
+def import_model(model: Any, input_shapes: dict | None = None,
+                 input_values: dict | None = None) -> tuple[Graph, Source]:
+    """Model (path or in-memory) -> IR graph, before any pass."""
+    fmt = detect_format(model)
+    if fmt == "onnx":
+        import onnx
+
+        from compiler.frontends.onnx import import_onnx
+
+        if isinstance(model, onnx.ModelProto):
+            data = model.SerializeToString()
+            name = model.graph.name or "model"
+        else:
+            path = Path(model)
+            if not path.is_file():
+                raise ModelLoadError(f"{path}: no such file")
+            data = path.read_bytes()
+            name = path.name
+        graph = import_onnx(model, input_shapes=input_shapes, input_values=input_values)
+        return graph, Source("onnx", name, hashlib.sha256(data).hexdigest())
+    raise NnxcError(f"unknown model format {fmt}")
+
+
+def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
+    """Run the pass pipeline the options name (the standard one by default)."""
+    from passes import run_passes
+
+    run_passes(
+        graph,
+        options.passes,
+        verify_each=options.verify_each,
+        print_after=options.print_ir_after,
+        time_passes=options.time_passes,
+        out=out,
+    )
+    return graph
+
+
+def signature(graph: Graph) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    ins = [TensorInfo(v.name, v.shape, v.dtype) for v in graph.inputs]
+    outs = [
+        TensorInfo(n, v.shape, v.dtype) for n, v in zip(graph.output_names, graph.outputs)
+    ]
+    return ins, outs
+
+
+@dataclass
+class CompiledModel:
+    """A model compiled for one target: its optimized graph and TVM executable."""
+
+    graph: Graph
+    executable: Any
+    target: Any  # backends.tvm.TargetSpec
+    source: Source
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def metadata(self) -> Metadata:
+        import tvm
+
+        from compiler import __version__
+
+        ins, outs = signature(self.graph)
+        return Metadata(
+            inputs=ins,
+            outputs=outs,
+            target=self.target.config,
+            source_format=self.source.format,
+            source_sha256=self.source.sha256,
+            source_name=self.source.name,
+            nnxc_version=__version__,
+            tvm_version=tvm.__version__,
+        )
+
+    def export(self, path: str | os.PathLike) -> None:
+        """Write the deployable shared library (kernels, VM code, weights, metadata)."""
+        from backends.tvm import export
+
+        write_artifact(path, lambda tmp: export(self.executable, tmp, self.target), self.metadata)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run in this process (host targets only), with the same checks as ``load().run``."""
+        from compiler.runtime import Runtime
+
+        if not self.target.is_host:
+            raise NnxcError(f"code for {self.target} cannot run on this machine")
+        return Runtime.from_executable(self.executable, self.metadata).run(inputs)
+
+
+def compile(  # noqa: A001 - the API name users expect
+    model: Any,
+    target: str = "cpu",
+    input_shapes: dict | None = None,
+    *,
+    progress: Progress | None = None,
+    **options: Any,
+) -> CompiledModel:
+    """Compile an ONNX model (path or ``onnx.ModelProto``) for ``target``.
+
+    Options are those of ``CompileOptions`` (``passes``, ``verify_each``, ``print_ir_after``,
+    ``time_passes``); ``progress`` receives one line per stage.
+    """
+    opts = CompileOptions.from_kwargs(target=target, input_shapes=dict(input_shapes or {}),
+                                      **options)
+    say = progress or (lambda _: None)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        say(f"{name}...")
+        t = time.perf_counter()
+        result = fn()
+        timings[name] = time.perf_counter() - t
+        say(f"{name}: {timings[name]:.2f} s")
+        return result
+
+    from backends.tvm import build, check_supported, lower_graph, resolve_target
+
+    spec = resolve_target(opts.target)
+    graph, source = stage("import", lambda: import_model(model, opts.input_shapes or None))
+    stage("optimize", lambda: optimize(graph, opts))
+    check_supported(graph)
+    mod = stage("lower", lambda: lower_graph(graph))
+    executable = stage("build", lambda: build(mod, spec))
+    return CompiledModel(graph, executable, spec, source, timings)

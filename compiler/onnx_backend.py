@@ -1,0 +1,198 @@
+"""nnxc as an ``onnx.backend`` (``prepare`` / ``run_model`` / ``run_node``), for ONNX's tests.
+
+The rep compiles lazily, at ``run`` time, for the shapes of the inputs it is given: the
+ONNX frontend folds shape computations once input shapes are known, so one ONNX model
+becomes one executable per input signature. When conversion raises ``NeedsValueError`` for
+a graph input (a shape, axes, pads... operand fed as an input rather than a constant), the
+rep binds that input's run-time value as a constant and converts again. Executables are
+cached per (input shapes and dtypes, values of the bound inputs); the set of inputs that
+must be bound is learned once per model.
+
+Pipeline: ``import_onnx`` -> ``passes.run_passes`` (when the pass package is installed) ->
+``backends.tvm.lower_graph`` -> ``tvm.compile`` for the host CPU -> ``relax.VirtualMachine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import tvm
+from onnx import helper, numpy_helper
+from onnx.backend.base import Backend, BackendRep, namedtupledict
+from tvm import relax
+
+from backends.tvm import lower_graph, resolve_target
+from compiler.errors import InputError, NeedsValueError
+from compiler.frontends.onnx import import_onnx
+from compiler.ir.graph import Graph
+
+_MAX_BINDS = 16  # a model needs at most one retry per shape operand fed as an input
+
+
+def _as_array(x: Any) -> np.ndarray:
+    if isinstance(x, onnx.TensorProto):
+        return numpy_helper.to_array(x)
+    if x is None or isinstance(x, list | tuple | dict):
+        raise InputError(f"only tensor inputs are supported, not {type(x).__name__}")
+    return np.asarray(x)
+
+
+def _declared_dtype(vi: onnx.ValueInfoProto) -> np.dtype | None:
+    elem = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem)) if elem else None
+    except (KeyError, TypeError, ValueError):
+        return None  # a type the frontend reports when converting
+
+
+def _run_passes(graph: Graph) -> Graph:
+    """The standard pipeline when ``passes`` provides it; the graph as converted otherwise."""
+    try:
+        from passes import run_passes
+    except ImportError:
+        return graph
+    result = run_passes(graph)
+    return result if isinstance(result, Graph) else graph
+
+
+class _Compiled:
+    """One executable for one input signature: the graph's inputs and the VM to call."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.input_names = [v.name for v in graph.inputs]
+        self.num_outputs = len(graph.outputs)
+        target = resolve_target("cpu").tvm_target()
+        self.vm = relax.VirtualMachine(tvm.compile(lower_graph(graph), target=target), tvm.cpu())
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[n])) for n in self.input_names]
+        result = self.vm["main"](*args)
+        return [result[i].numpy() for i in range(self.num_outputs)]
+
+
+class NnxcRep(BackendRep):
+    """A prepared ONNX model; compiles on first ``run`` for each input signature."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        initializers = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initializers]
+        self.input_names = [i.name for i in inputs]
+        self.input_dtypes = {i.name: _declared_dtype(i) for i in inputs}
+        self.output_names = [o.name for o in model.graph.output]
+        self.bound_names: set[str] = set()
+        """Inputs whose values must be compile-time constants (learned on first run)."""
+        self.cache: dict[tuple, _Compiled] = {}
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        """Inputs in the model's order (a list) or by name (a dict); outputs in order."""
+        feeds = self._feeds(inputs)
+        compiled = self.cache.get(self._key(feeds))
+        if compiled is None:
+            compiled = _Compiled(self._convert(feeds))
+            self.cache[self._key(feeds)] = compiled
+        outputs = compiled(feeds)
+        return namedtupledict("Outputs", self.output_names)(*outputs)
+
+    def _feeds(self, inputs: Any) -> dict[str, np.ndarray]:
+        if isinstance(inputs, Mapping):
+            feeds = {str(k): _as_array(v) for k, v in inputs.items()}
+        else:
+            items = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+            if len(items) != len(self.input_names):
+                raise InputError(
+                    f"the model has {len(self.input_names)} input(s), {len(items)} were given"
+                )
+            feeds = {n: _as_array(x) for n, x in zip(self.input_names, items)}
+        missing = [n for n in self.input_names if n not in feeds]
+        unknown = [n for n in feeds if n not in self.input_names]
+        if missing or unknown:
+            raise InputError(f"inputs missing: {missing}, unknown: {unknown}")
+        for name, x in feeds.items():
+            dtype = self.input_dtypes[name]
+            if dtype is not None and x.dtype != dtype:
+                raise InputError(f"input {name!r} has dtype {x.dtype}, the model needs {dtype}")
+        return feeds
+
+    def _key(self, feeds: Mapping[str, np.ndarray]) -> tuple:
+        shapes = tuple((n, feeds[n].shape, feeds[n].dtype.str) for n in self.input_names)
+        values = tuple((n, feeds[n].tobytes()) for n in sorted(self.bound_names))
+        return shapes, values
+
+    def _convert(self, feeds: Mapping[str, np.ndarray]) -> Graph:
+        """Import for these shapes, binding inputs the frontend needs as values, then passes."""
+        for _ in range(_MAX_BINDS):
+            bound = {n: feeds[n] for n in self.bound_names}
+            shapes = {n: list(x.shape) for n, x in feeds.items() if n not in bound}
+            try:
+                graph = import_onnx(self.model, input_shapes=shapes, input_values=bound)
+            except NeedsValueError as e:
+                if e.value_name not in feeds or e.value_name in self.bound_names:
+                    raise
+                self.bound_names.add(e.value_name)
+                continue
+            return _run_passes(graph)
+        raise NeedsValueError(f"more than {_MAX_BINDS} inputs must be bound", "")
+
+
+class NnxcBackend(Backend):
+    """The ``onnx.backend.base.Backend`` interface over nnxc's ONNX -> TVM pipeline."""
+
+    @classmethod
+    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> NnxcRep:
+        if not cls.supports_device(device):
+            raise ValueError(f"device {device!r} is not supported; nnxc's ONNX backend runs on CPU")
+        return NnxcRep(model)
+
+    @classmethod
+    def run_model(
+        cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any
+    ) -> tuple[np.ndarray, ...]:
+        return cls.prepare(model, device, **kwargs).run(inputs)
+
+    @classmethod
+    def run_node(
+        cls,
+        node: onnx.NodeProto,
+        inputs: Any,
+        device: str = "CPU",
+        outputs_info: Sequence[tuple[np.dtype, tuple[int, ...]]] | None = None,
+        **kwargs: Any,
+    ) -> tuple[np.ndarray, ...]:
+        """Wrap one node in a model (inputs typed from the arrays) and run it."""
+        names = [n for n in node.input if n]
+        arrays = (
+            [_as_array(inputs[n]) for n in names]
+            if isinstance(inputs, Mapping)
+            else [_as_array(x) for x in inputs]
+        )
+        graph_inputs = [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)
+            for n, x in zip(names, arrays, strict=True)
+        ]
+        graph_outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+        if outputs_info is not None:
+            graph_outputs = [
+                helper.make_tensor_value_info(
+                    n, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape
+                )
+                for n, (dtype, shape) in zip([n for n in node.output if n], outputs_info)
+            ]
+        opset = int(kwargs.get("opset_version", onnx.defs.onnx_opset_version()))
+        graph = helper.make_graph([node], "run_node", graph_inputs, graph_outputs)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        return cls.run_model(model, arrays, device)
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        """Only the host CPU for now (``CPU`` or ``CPU:0``)."""
+        return device.split(":")[0].upper() == "CPU"
+
+
+prepare = NnxcBackend.prepare
+run_model = NnxcBackend.run_model
+run_node = NnxcBackend.run_node
+supports_device = NnxcBackend.supports_device

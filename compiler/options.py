@@ -1,0 +1,75 @@
+"""Compile options, defined once: the Python API takes them as keywords, and ``nnxc compile``
+builds its flags from the same fields (help text included), so the two cannot drift."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from compiler.errors import NnxcError
+
+
+@dataclass
+class CompileOptions:
+    target: str = field(
+        default="cpu",
+        metadata={
+            "help": "cpu (LLVM for this host, -mcpu detected), aarch64, or a TVM target JSON "
+            'dict such as \'{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}\'',
+        },
+    )
+    input_shapes: dict[str, list[int | str]] = field(
+        default_factory=dict,
+        metadata={
+            "flag": "--input-shape",
+            "help": "bind an input's shape, e.g. data=1,3,224,224 (repeatable); dims may be "
+            "names to keep them symbolic",
+            "parse": "shape",
+        },
+    )
+    passes: list[str] | None = field(
+        default=None,
+        metadata={"help": "comma-separated pass pipeline (default: the standard pipeline)",
+                  "parse": "list"},
+    )
+    verify_each: bool = field(
+        default=False, metadata={"help": "run the IR verifier after every pass"}
+    )
+    print_ir_after: list[str] = field(
+        default_factory=list,
+        metadata={"help": "print the IR after the named passes (comma-separated) or 'all'",
+                  "parse": "list"},
+    )
+    time_passes: bool = field(default=False, metadata={"help": "report the time of each pass"})
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> CompileOptions:
+        names = {f.name for f in fields(cls)}
+        unknown = set(kwargs) - names
+        if unknown:
+            raise TypeError(
+                f"unknown compile option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(names))}"
+            )
+        return cls(**kwargs)
+
+
+def parse_shape_binding(text: str) -> tuple[str, list[int | str]]:
+    """``name=1,3,224,224`` -> ("name", [1, 3, 224, 224]); a dim may be a name (``batch``).
+
+    The input name may itself hold ``=`` or ``/``: the split is at the last ``=``.
+    """
+    name, sep, dims_text = text.rpartition("=")
+    if not sep or not name:
+        raise NnxcError(f"--input-shape {text!r}: expected NAME=D0,D1,... (e.g. data=1,3,224,224)")
+    dims: list[int | str] = []
+    for d in dims_text.split(",") if dims_text.strip() else []:
+        d = d.strip()
+        if re.fullmatch(r"\d+", d):
+            dims.append(int(d))
+        elif d.isidentifier():
+            dims.append(d)
+        else:
+            raise NnxcError(f"--input-shape {text!r}: dim {d!r} is neither a size nor a name")
+    return name, dims

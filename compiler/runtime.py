@@ -1,0 +1,114 @@
+"""Loading and running an artifact with TVM's runtime alone.
+
+Nothing here imports onnx, the frontends, the passes or TVM's compiler: with
+``TVM_USE_RUNTIME_LIB=1`` an artifact loads and runs on a machine that has only the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.artifact import Metadata, TensorInfo, read_metadata
+from compiler.errors import ArtifactError, InputError
+
+
+def _set_threads(threads: int | None) -> None:
+    """TVM's thread pool reads TVM_NUM_THREADS when it first starts."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+
+
+class Runtime:
+    """A loaded model: ``inputs``/``outputs`` describe the signature, ``run`` executes it."""
+
+    def __init__(self, vm: Any, metadata: Metadata, module: Any = None) -> None:
+        self._vm = vm
+        self._module = module  # kept alive as long as the VM
+        self.metadata = metadata
+
+    @classmethod
+    def from_executable(cls, executable: Any, metadata: Metadata) -> Runtime:
+        import tvm
+        from tvm.runtime.vm import VirtualMachine
+
+        return cls(VirtualMachine(executable, tvm.cpu()), metadata)
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self.metadata.inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self.metadata.outputs
+
+    def check_inputs(self, feeds: Mapping[str, Any]) -> list[np.ndarray]:
+        """The inputs in signature order, or an InputError naming what is wrong and what the
+        model expects."""
+        expected = {t.name: t for t in self.inputs}
+        unknown = [n for n in feeds if n not in expected]
+        if unknown:
+            raise InputError(
+                f"unknown input {unknown[0]!r}; the model's inputs are "
+                + ", ".join(str(t) for t in self.inputs)
+            )
+        missing = [t for t in self.inputs if t.name not in feeds]
+        if missing:
+            raise InputError("missing input " + ", ".join(str(t) for t in missing))
+        arrays = []
+        dims: dict[str, int] = {}
+        for info in self.inputs:
+            x = np.asarray(feeds[info.name])
+            if x.dtype.name != info.dtype:
+                raise InputError(
+                    f"input {info.name!r} has dtype {x.dtype.name}; the model expects {info}"
+                )
+            if x.ndim != len(info.shape) or not _dims_match(x.shape, info.shape, dims):
+                raise InputError(
+                    f"input {info.name!r} has shape {list(x.shape)}; the model expects {info}"
+                )
+            arrays.append(np.require(x, requirements="C"))
+        return arrays
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Output name -> numpy array."""
+        import tvm
+
+        arrays = self.check_inputs(feeds)
+        result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
+        return {info.name: result[i].numpy() for i, info in enumerate(self.outputs)}
+
+
+def _dims_match(actual: tuple[int, ...], declared: tuple[int | str, ...],
+                bound: dict[str, int]) -> bool:
+    """Sizes equal the declared ones; a named dim takes one size across all inputs."""
+    for a, d in zip(actual, declared):
+        if isinstance(d, str):
+            if bound.setdefault(d, a) != a:
+                return False
+        elif a != d:
+            return False
+    return True
+
+
+def load(path: str | os.PathLike, threads: int | None = None) -> Runtime:
+    """Load an artifact written by ``CompiledModel.export`` / ``nnxc compile``."""
+    meta = read_metadata(path)
+    if meta.target.get("kind") != "llvm":
+        raise ArtifactError(f"{path}: compiled for {meta.target}, which this loader cannot run")
+    _set_threads(threads)
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    try:
+        module = tvm.runtime.load_module(str(Path(path).resolve()))
+        vm = VirtualMachine(module, tvm.cpu())
+    except Exception as e:  # noqa: BLE001 - TVM raises its own error types
+        raise ArtifactError(f"{path}: TVM cannot load it: {str(e).strip().splitlines()[-1]}") from e
+    return Runtime(vm, meta, module)
