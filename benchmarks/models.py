@@ -45,8 +45,9 @@ def _consumers(model: onnx.ModelProto) -> dict[str, list[tuple[onnx.NodeProto, i
     return uses
 
 
-def _weight_for(role: tuple[str, int] | None, shape: tuple[int, ...],
-                rng: np.random.Generator) -> np.ndarray:
+def _weight_for(
+    role: tuple[str, int] | None, shape: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
     op, index = role or ("", -1)
     if op in ("Conv", "ConvTranspose", "Gemm", "MatMul") and index == 1 and len(shape) >= 2:
         fan_in = int(np.prod(shape[1:])) if op != "MatMul" else shape[0]
@@ -62,8 +63,11 @@ def _weight_for(role: tuple[str, int] | None, shape: tuple[int, ...],
     return rng.standard_normal(shape) * 0.05
 
 
-def randomized(model: onnx.ModelProto, seed: int = 0, input_name: str | None = None,
-               ) -> onnx.ModelProto:
+def randomized(
+    model: onnx.ModelProto,
+    seed: int = 0,
+    input_name: str | None = None,
+) -> onnx.ModelProto:
     """A copy of ``model`` with every float weight random and BatchNorm statistics measured."""
     import onnxruntime as ort
 
@@ -117,8 +121,9 @@ def example_input(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray
     return {vi.name: rng.standard_normal(shape).astype(np.float32)}
 
 
-def _measure_batchnorm(model: onnx.ModelProto, rng: np.random.Generator, input_name: str | None,
-                       ort) -> None:
+def _measure_batchnorm(
+    model: onnx.ModelProto, rng: np.random.Generator, input_name: str | None, ort
+) -> None:
     """Set each BatchNorm's mean/var to the statistics of its input on a random input.
 
     A BatchNorm's input depends on the statistics of the BatchNorms before it, so they are
@@ -159,8 +164,9 @@ def _measure_batchnorm(model: onnx.ModelProto, rng: np.random.Generator, input_n
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(probe.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     for wave in sorted(set(level.values())):
         outs = sess.run(None, {**feeds, **{k: v.astype(np.float32) for k, v in stats.items()}})
         for bn, x in zip(bns, outs):

@@ -17,8 +17,9 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "compile", "load"]
 
 
-def compile(model: Any, target: str = "cpu", input_shapes: dict | None = None,
-            **options: Any) -> Any:  # noqa: A001
+def compile(
+    model: Any, target: str = "cpu", input_shapes: dict | None = None, **options: Any
+) -> Any:  # noqa: A001
     """Compile a model; see ``compiler.driver.compile``."""
     from compiler.driver import compile as _compile
 

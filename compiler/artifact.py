@@ -57,14 +57,13 @@ class Metadata:
     def from_json(cls, text: str) -> Metadata:
         raw = json.loads(text)
         for key in ("inputs", "outputs"):
-            raw[key] = [
-                TensorInfo(t["name"], tuple(t["shape"]), t["dtype"]) for t in raw[key]
-            ]
+            raw[key] = [TensorInfo(t["name"], tuple(t["shape"]), t["dtype"]) for t in raw[key]]
         return cls(**raw)
 
 
-def write_artifact(path: str | os.PathLike, write_library: Callable[[str], None],
-                   metadata: Metadata) -> None:
+def write_artifact(
+    path: str | os.PathLike, write_library: Callable[[str], None], metadata: Metadata
+) -> None:
     """Write the library through ``write_library(tmp_path)``, append the metadata, then move
     the file into place: a failure leaves no half-written artifact behind."""
     dest = Path(path)

@@ -33,8 +33,14 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"])
         elif f.metadata.get("parse") == "shape":
-            parser.add_argument(flag, dest=f.name, action="append", default=[],
-                                metavar="NAME=D0,D1,...", help=f.metadata["help"])
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action="append",
+                default=[],
+                metavar="NAME=D0,D1,...",
+                help=f.metadata["help"],
+            )
         else:
             parser.add_argument(flag, dest=f.name, default=default, help=f.metadata["help"])
 
@@ -167,8 +173,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     optimize(graph, opts, out=sys.stdout)
     print(print_graph(graph, large_constants="elide"))
     hist = Counter(n.op for n in graph.nodes)
-    print(f"\n# {source.format} {source.name}: {len(graph.nodes)} nodes, "
-          f"{len(graph.constants())} constants")
+    print(
+        f"\n# {source.format} {source.name}: {len(graph.nodes)} nodes, "
+        f"{len(graph.constants())} constants"
+    )
     for op, n in hist.most_common():
         print(f"#   {op:<24} {n}")
     return 0
@@ -184,18 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("compile", help="compile a model into a deployable shared library",
-                       description="Compile a model into one .so holding kernels, VM code, "
-                       "weights and metadata.")
+    p = sub.add_parser(
+        "compile",
+        help="compile a model into a deployable shared library",
+        description="Compile a model into one .so holding kernels, VM code, weights and metadata.",
+    )
     p.add_argument("model", help="the model file (.onnx)")
     p.add_argument("-o", "--output", help="the artifact to write (default: MODEL with .so)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     add_compile_options(p)
     p.set_defaults(fn=cmd_compile)
 
-    p = sub.add_parser("run", help="run a compiled artifact",
-                       description="Run an artifact on inputs from an .npz file (keyed by the "
-                       "model's input names), or on random inputs.")
+    p = sub.add_parser(
+        "run",
+        help="run a compiled artifact",
+        description="Run an artifact on inputs from an .npz file (keyed by the "
+        "model's input names), or on random inputs.",
+    )
     p.add_argument("artifact", help="the .so written by nnxc compile")
     p.add_argument("--inputs", help=".npz with one array per model input")
     p.add_argument("--outputs", help="write the outputs to this .npz")
@@ -204,9 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("inspect", help="show a model's IR after the passes, or an artifact's "
-                       "metadata", description="For a model: the IR after the pass pipeline and "
-                       "an op histogram. For an artifact: its metadata.")
+    p = sub.add_parser(
+        "inspect",
+        help="show a model's IR after the passes, or an artifact's metadata",
+        description="For a model: the IR after the pass pipeline and "
+        "an op histogram. For an artifact: its metadata.",
+    )
     p.add_argument("model", help="a model file (.onnx) or an artifact (.so)")
     add_compile_options(p)
     p.set_defaults(fn=cmd_inspect)
@@ -237,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"nnxc: internal error: {type(e).__name__}: {first} (--debug shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"nnxc: internal error: {type(e).__name__}: {first} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -51,12 +51,15 @@ def detect_format(model: Any) -> str:
         if Path(model).is_dir():
             raise NnxcError(f"{model}: a folder; give the model file (.onnx)")
         return "onnx"  # no known suffix: try ONNX, whose loader says clearly if it is not one
-    raise NnxcError(f"cannot compile an object of type {type(model).__name__}; "
-                    "give a path or an onnx.ModelProto")
+    raise NnxcError(
+        f"cannot compile an object of type {type(model).__name__}; "
+        "give a path or an onnx.ModelProto"
+    )
 
 
-def import_model(model: Any, input_shapes: dict | None = None,
-                 input_values: dict | None = None) -> tuple[Graph, Source]:
+def import_model(
+    model: Any, input_shapes: dict | None = None, input_values: dict | None = None
+) -> tuple[Graph, Source]:
     """Model (path or in-memory) -> IR graph, before any pass."""
     fmt = detect_format(model)
     if fmt == "onnx":
@@ -82,11 +85,12 @@ def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
     """Run the pass pipeline the options name (the standard one by default)."""
     from passes import run_passes
 
+    after = options.print_ir_after
     run_passes(
         graph,
         options.passes,
         verify_each=options.verify_each,
-        print_after=options.print_ir_after,
+        print_after="all" if "all" in after else set(after),
         time_passes=options.time_passes,
         out=out,
     )
@@ -95,9 +99,7 @@ def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
 
 def signature(graph: Graph) -> tuple[list[TensorInfo], list[TensorInfo]]:
     ins = [TensorInfo(v.name, v.shape, v.dtype) for v in graph.inputs]
-    outs = [
-        TensorInfo(n, v.shape, v.dtype) for n, v in zip(graph.output_names, graph.outputs)
-    ]
+    outs = [TensorInfo(n, v.shape, v.dtype) for n, v in zip(graph.output_names, graph.outputs)]
     return ins, outs
 
 
@@ -157,8 +159,9 @@ def compile(  # noqa: A001 - the API name users expect
     Options are those of ``CompileOptions`` (``passes``, ``verify_each``, ``print_ir_after``,
     ``time_passes``); ``progress`` receives one line per stage.
     """
-    opts = CompileOptions.from_kwargs(target=target, input_shapes=dict(input_shapes or {}),
-                                      **options)
+    opts = CompileOptions.from_kwargs(
+        target=target, input_shapes=dict(input_shapes or {}), **options
+    )
     say = progress or (lambda _: None)
     timings: dict[str, float] = {}
 

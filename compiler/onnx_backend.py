@@ -4,9 +4,10 @@ The rep compiles lazily, at ``run`` time, for the shapes of the inputs it is giv
 ONNX frontend folds shape computations once input shapes are known, so one ONNX model
 becomes one executable per input signature. When conversion raises ``NeedsValueError`` for
 a graph input (a shape, axes, pads... operand fed as an input rather than a constant), the
-rep binds that input's run-time value as a constant and converts again. Executables are
-cached per (input shapes and dtypes, values of the bound inputs); the set of inputs that
-must be bound is learned once per model.
+rep binds that input's run-time value as a constant and converts again; for a value computed
+from inputs, it binds every integer input of rank 0 or 1 (the likely shape operands).
+Executables are cached per (input shapes and dtypes, values of the bound inputs); the set
+of inputs that must be bound is learned once per model.
 
 Pipeline: ``import_onnx`` -> ``passes.run_passes`` (when the pass package is installed) ->
 ``backends.tvm.lower_graph`` -> ``tvm.compile`` for the host CPU -> ``relax.VirtualMachine``.
@@ -68,7 +69,9 @@ class _Compiled:
         self.vm = relax.VirtualMachine(tvm.compile(lower_graph(graph), target=target), tvm.cpu())
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[n])) for n in self.input_names]
+        args = [
+            tvm.runtime.tensor(np.require(feeds[n], requirements="C")) for n in self.input_names
+        ]
         result = self.vm["main"](*args)
         return [result[i].numpy() for i in range(self.num_outputs)]
 
@@ -130,12 +133,24 @@ class NnxcRep(BackendRep):
             try:
                 graph = import_onnx(self.model, input_shapes=shapes, input_values=bound)
             except NeedsValueError as e:
-                if e.value_name not in feeds or e.value_name in self.bound_names:
+                wanted = self._to_bind(e.value_name, feeds)
+                if not wanted:
                     raise
-                self.bound_names.add(e.value_name)
+                self.bound_names |= wanted
                 continue
             return _run_passes(graph)
         raise NeedsValueError(f"more than {_MAX_BINDS} inputs must be bound", "")
+
+    def _to_bind(self, name: str, feeds: Mapping[str, np.ndarray]) -> set[str]:
+        """The input named by the error; for a value computed from inputs, every input that
+        can be a shape operand (integer, at most 1-D) and is not bound yet."""
+        if name in feeds:
+            return set() if name in self.bound_names else {name}
+        return {
+            n
+            for n, x in feeds.items()
+            if n not in self.bound_names and x.dtype.kind in "iu" and x.ndim <= 1
+        }
 
 
 class NnxcBackend(Backend):

@@ -30,16 +30,20 @@ class CompileOptions:
     )
     passes: list[str] | None = field(
         default=None,
-        metadata={"help": "comma-separated pass pipeline (default: the standard pipeline)",
-                  "parse": "list"},
+        metadata={
+            "help": "comma-separated pass pipeline (default: the standard pipeline)",
+            "parse": "list",
+        },
     )
     verify_each: bool = field(
         default=False, metadata={"help": "run the IR verifier after every pass"}
     )
     print_ir_after: list[str] = field(
         default_factory=list,
-        metadata={"help": "print the IR after the named passes (comma-separated) or 'all'",
-                  "parse": "list"},
+        metadata={
+            "help": "print the IR after the named passes (comma-separated) or 'all'",
+            "parse": "list",
+        },
     )
     time_passes: bool = field(default=False, metadata={"help": "report the time of each pass"})
 

@@ -85,8 +85,9 @@ class Runtime:
         return {info.name: result[i].numpy() for i, info in enumerate(self.outputs)}
 
 
-def _dims_match(actual: tuple[int, ...], declared: tuple[int | str, ...],
-                bound: dict[str, int]) -> bool:
+def _dims_match(
+    actual: tuple[int, ...], declared: tuple[int | str, ...], bound: dict[str, int]
+) -> bool:
     """Sizes equal the declared ones; a named dim takes one size across all inputs."""
     for a, d in zip(actual, declared):
         if isinstance(d, str):

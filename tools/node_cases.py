@@ -22,6 +22,7 @@ def main() -> None:
     spec = importlib.util.spec_from_file_location("nnxc_onnx_conformance", _MODULE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     args = sys.argv[1:]
     if "--update-xfail" in args:

@@ -11,7 +11,10 @@ from compiler.ir.ops import get_op
 
 
 def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Output name (``graph.output_names``) -> array. Inputs are keyed by graph input name and cast to its dtype."""
+    """Output name (``graph.output_names``) -> array.
+
+    Inputs are keyed by graph input name and cast to its dtype.
+    """
     env: dict[int, np.ndarray] = {}
     for v in graph.inputs:
         if v.name not in inputs:

@@ -91,7 +91,7 @@ def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> Non
         executable.export_library(path)
         return
     triple = str(target.config["mtriple"])
-    from tvm.contrib import cc
+    from tvm.support import cc
 
     compiler = f"{triple}-gcc"
     if not _which(compiler):

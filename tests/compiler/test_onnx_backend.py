@@ -121,6 +121,8 @@ def category(reason: str) -> str:
         return "unsupported op (frontend)"
     if reason.startswith("LoweringError: cannot lower"):
         return "unsupported op (TVM lowering)"
+    if re.search(r"uses ONNX opset \d+; nnxc supports", reason):
+        return "opset too old"
     if "no version of the default ONNX domain" in reason:
         return "other domain only (ai.onnx.ml, training)"
     if "element type" in reason or re.search(
@@ -242,8 +244,8 @@ def _worker_messages(pattern: str, start: int, verbose: bool) -> Iterator[dict[s
                     yield {"died": f"crash: worker died ({sig})"}
                 return
             last = time.monotonic()
-            if line.startswith(_TAG):
-                yield json.loads(line[len(_TAG) :])
+            if _TAG in line:  # native code may have printed on the same line before it
+                yield json.loads(line[line.index(_TAG) + len(_TAG) :])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -343,6 +345,23 @@ def test_binds_shape_operand_fed_as_input() -> None:
         np.testing.assert_array_equal(out["y"], x.reshape(shape))
     assert rep.bound_names == {"shape"}
     assert len(rep.cache) == 2  # one executable per bound value
+
+
+def test_binds_inputs_a_shape_operand_is_computed_from() -> None:
+    from onnx import TensorProto, helper
+
+    from compiler.onnx_backend import prepare
+
+    nodes = [
+        helper.make_node("Add", ["n", "n"], ["limit"]),
+        helper.make_node("Range", ["start", "limit", "delta"], ["y"]),
+    ]
+    i64 = TensorProto.INT64
+    rep = prepare(_model(nodes, [("start", i64, []), ("n", i64, []), ("delta", i64, [])], ["y"]))
+    for n in (3, 5):
+        (y,) = rep.run([np.int64(1), np.int64(n), np.int64(2)])
+        np.testing.assert_array_equal(y, np.arange(1, 2 * n, 2))
+    assert rep.bound_names == {"start", "n", "delta"}
 
 
 def test_run_node_and_devices() -> None:

@@ -22,11 +22,50 @@ from .registry import NodeContext, find_converter, onnx_dtype
 InputShapes = Mapping[str, Sequence[int | str]]
 
 
+MIN_OPSET = 7
+
+
 def model_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset to convert at, checked against what nnxc and onnx know.
+
+    A model older than opset 7 is read as opset 7 when none of its ops changed meaning in
+    between (``Not``-1 is ``Not``-7); otherwise it is refused.
+    """
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
-            return int(imp.version)
+            version = int(imp.version)
+            newest = onnx.defs.onnx_opset_version()
+            if version > newest:
+                raise ModelLoadError(
+                    f"the model uses ONNX opset {version}, newer than the installed onnx "
+                    f"package knows ({newest}); upgrade onnx"
+                )
+            if version < MIN_OPSET:
+                changed = sorted(_changed_since(model.graph, version))
+                if changed:
+                    raise ModelLoadError(
+                        f"the model uses ONNX opset {version}; nnxc supports opsets {MIN_OPSET} "
+                        f"to {newest}, and {', '.join(changed)} changed since (convert the model "
+                        "with onnx.version_converter)"
+                    )
+                return MIN_OPSET
+            return version
     raise ModelLoadError("the model imports no version of the default ONNX domain")
+
+
+def _changed_since(g: onnx.GraphProto, version: int) -> set[str]:
+    """Op types of ``g`` whose definition at MIN_OPSET is newer than ``version``."""
+    changed = set()
+    for node in g.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            since = onnx.defs.get_schema(node.op_type, MIN_OPSET).since_version
+        except onnx.defs.SchemaError:
+            continue  # unknown op: reported with the other unsupported ops
+        if since > version:
+            changed.add(node.op_type)
+    return changed
 
 
 def import_onnx(

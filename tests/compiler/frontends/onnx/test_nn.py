@@ -239,6 +239,8 @@ def randomized(path: Path) -> onnx.ModelProto:
         if node.op_type == "ConstantOfShape" and node.input[0] in inits:
             shape = [int(d) for d in inits[node.input[0]]]
             data = (rng.standard_normal(shape) * 0.1).astype("float32")
+            if len(shape) == 1:  # BatchNorm variances (and the other vectors) kept positive
+                data = np.abs(data) + 0.5
             g.initializer.append(numpy_helper.from_array(data, node.output[0]))
         else:
             keep.append(node)

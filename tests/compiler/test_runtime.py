@@ -1,0 +1,183 @@
+"""``compiler.load``: signature, input checks, running, and loading with TVM's runtime alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.artifact import TensorInfo
+from compiler.errors import ArtifactError, InputError
+
+pytest.register_assert_rewrite("models_fixture")
+
+from models_fixture import REPO, tiny_expected  # noqa: E402
+
+import compiler  # noqa: E402
+
+pytest_plugins = ["models_fixture"]  # fixtures: tiny_so, tiny_so_static, two_input_so
+
+
+def test_signature(tiny_so: Path, two_input_so: Path) -> None:
+    rt = compiler.load(tiny_so)
+    assert rt.inputs == [TensorInfo("x", ("N", 4), "float32")]
+    assert rt.outputs == [TensorInfo("y", ("N", 3), "float32")]
+    rt = compiler.load(two_input_so)
+    assert [(t.name, t.shape, t.dtype) for t in rt.inputs] == [
+        ("a", ("N", 2), "float32"),
+        ("b", ("N", 2), "float32"),
+        ("k", (3,), "int64"),
+    ]
+    assert [t.name for t in rt.outputs] == ["z", "c"]
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_run_symbolic_batch(tiny_so: Path, batch: int) -> None:
+    rt = compiler.load(str(tiny_so), threads=1)
+    x = np.random.default_rng(batch).standard_normal((batch, 4)).astype(np.float32)
+    out = rt.run({"x": x})
+    assert isinstance(out, dict) and list(out) == ["y"]
+    assert out["y"].dtype == np.float32 and out["y"].shape == (batch, 3)
+    np.testing.assert_allclose(out["y"], tiny_expected(x), rtol=1e-5, atol=1e-6)
+
+
+def test_run_non_contiguous_input(tiny_so: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32).T  # (5, 4) view
+    assert not x.flags.c_contiguous
+    out = compiler.load(tiny_so).run({"x": x})
+    np.testing.assert_allclose(out["y"], tiny_expected(x), rtol=1e-5, atol=1e-6)
+
+
+def test_run_several_inputs(two_input_so: Path) -> None:
+    rt = compiler.load(two_input_so)
+    a = np.random.default_rng(1).standard_normal((3, 2)).astype(np.float32)
+    b = np.random.default_rng(2).standard_normal((3, 2)).astype(np.float32)
+    k = np.array([4, -1, 7], np.int64)
+    out = rt.run({"k": k, "b": b, "a": a})  # any order of the feeds
+    np.testing.assert_allclose(out["z"], a + b, rtol=1e-6)
+    np.testing.assert_array_equal(out["c"], k.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("feeds", "needles"),
+    [
+        ({"x": np.zeros((3, 5), np.float32)}, ["'x'", "[3, 5]", "x: float32[3, 4]"]),
+        ({"x": np.zeros((2, 4), np.float32)}, ["[2, 4]"]),
+        ({"x": np.zeros((3, 4), np.float64)}, ["float64", "x: float32[3, 4]"]),
+        ({"x": np.zeros((3, 4), np.int32)}, ["int32"]),
+        ({"x": np.zeros((3, 4), np.float32), "q": 1}, ["unknown input 'q'"]),
+        ({}, ["missing input x: float32[3, 4]"]),
+    ],
+)
+def test_bad_inputs(tiny_so_static: Path, feeds: dict, needles: list[str]) -> None:
+    rt = compiler.load(tiny_so_static)
+    with pytest.raises(InputError) as info:
+        rt.run(feeds)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_symbolic_dim_binds_once_across_inputs(two_input_so: Path) -> None:
+    rt = compiler.load(two_input_so)
+    k = np.zeros(3, np.int64)
+    with pytest.raises(InputError, match=r"'b' has shape \[4, 2\]"):
+        rt.run({"a": np.zeros((3, 2), np.float32), "b": np.zeros((4, 2), np.float32), "k": k})
+    with pytest.raises(InputError, match=r"'k' has shape \[4\]"):
+        rt.run(
+            {
+                "a": np.zeros((3, 2), np.float32),
+                "b": np.zeros((3, 2), np.float32),
+                "k": np.zeros(4, np.int64),
+            }
+        )
+
+
+def test_bad_threads(tiny_so: Path) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        compiler.load(tiny_so, threads=0)
+
+
+def test_load_errors(tmp_path: Path, tiny_so: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such file"):
+        compiler.load(tmp_path / "none.so")
+    plain = tmp_path / "plain.so"
+    plain.write_bytes(b"\x7fELF" + bytes(100))
+    with pytest.raises(ArtifactError, match="not an nnxc artifact"):
+        compiler.load(plain)
+    # Metadata that says another target kind.
+    from compiler.artifact import MAGIC, read_metadata
+
+    meta = read_metadata(tiny_so)
+    meta.target = {"kind": "cuda", "arch": "sm_90"}
+    blob = meta.to_json().encode()
+    other = tmp_path / "cuda.so"
+    other.write_bytes(tiny_so.read_bytes() + blob + len(blob).to_bytes(8, "little") + MAGIC)
+    with pytest.raises(ArtifactError, match="cuda"):
+        compiler.load(other)
+
+
+def test_load_refuses_code_for_another_cpu(tiny_so: Path, tmp_path: Path) -> None:
+    """An artifact whose metadata names another triple (an AArch64 build copied to this x86
+    host) is refused by name, before TVM tries to dlopen it."""
+    import platform
+
+    from compiler.artifact import MAGIC, read_metadata
+
+    triple = "riscv64-linux-gnu" if platform.machine() == "aarch64" else "aarch64-linux-gnu"
+    meta = read_metadata(tiny_so)
+    meta.target = {"kind": "llvm", "mtriple": triple}
+    blob = meta.to_json().encode()
+    other = tmp_path / "other_cpu.so"
+    other.write_bytes(tiny_so.read_bytes() + blob + len(blob).to_bytes(8, "little") + MAGIC)
+    with pytest.raises(ArtifactError, match=triple):
+        compiler.load(other)
+
+
+RUNTIME_ONLY_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import compiler
+
+    rt = compiler.load(sys.argv[1], threads=1)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) - 3
+    out = rt.run({"x": x})
+    import tvm.base
+
+    heavy = ("onnx", "onnxruntime", "tvm.relax", "tvm.topi", "compiler.frontends",
+             "compiler.driver", "passes", "backends")
+    loaded = sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in heavy))
+    print(json.dumps({
+        "y": out["y"].tolist(),
+        "loaded": loaded,
+        "libs": sorted(tvm.base._LOADED_LIBS),
+        "runtime_only": bool(tvm.base._RUNTIME_ONLY),
+    }))
+    """
+)
+
+
+def test_load_with_runtime_library_only(tiny_so: Path) -> None:
+    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", RUNTIME_ONLY_SCRIPT, str(tiny_so)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["runtime_only"] and report["libs"] == ["tvm_runtime"]
+    assert report["loaded"] == [], f"compiler-side modules imported: {report['loaded']}"
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) - 3
+    np.testing.assert_allclose(
+        np.array(report["y"], np.float32), tiny_expected(x), rtol=1e-5, atol=1e-6
+    )
