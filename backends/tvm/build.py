@@ -81,8 +81,11 @@ def resolve_target(target: str | dict[str, Any] = "cpu") -> TargetSpec:
 
 
 def build(mod: tvm.IRModule, target: TargetSpec) -> relax.VMExecutable:
-    """Compile with TVM's default Relax pipeline for the target."""
-    return tvm.compile(mod, target=target.tvm_target())
+    """Compile with nnxc's Relax pipeline for the target (``pipeline.pipeline_for``)."""
+    from .pipeline import pipeline_for
+
+    tvm_target = target.tvm_target()
+    return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline_for(tvm_target))
 
 
 def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> None:

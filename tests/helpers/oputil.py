@@ -10,7 +10,7 @@ import tvm
 from tvm import relax
 
 from backends.reference import run_graph
-from backends.tvm import lower_graph, resolve_target
+from backends.tvm import build, lower_graph, resolve_target
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType
@@ -42,7 +42,7 @@ def single_op_graph(
 
 def run_tvm(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Compile ``graph`` for the host CPU and run it once."""
-    ex = tvm.compile(lower_graph(graph), target=_TARGET.tvm_target())
+    ex = build(lower_graph(graph), _TARGET)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     args = [tvm.runtime.tensor(np.require(feeds[v.name], requirements="C")) for v in graph.inputs]
     result = vm["main"](*args)
