@@ -67,9 +67,13 @@ def write_artifact(
     """Write the library through ``write_library(tmp_path)``, append the metadata, then move
     the file into place: a failure leaves no half-written artifact behind."""
     dest = Path(path)
+    if dest.is_dir():
+        raise ArtifactError(f"{dest}: is a directory; give the artifact's file name")
     if dest.parent and not dest.parent.exists():
         raise ArtifactError(f"{dest.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(suffix=dest.suffix or ".so", dir=dest.parent or ".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.stem}.partial.", suffix=".so", dir=dest.parent or "."
+    )
     os.close(fd)
     try:
         write_library(tmp)

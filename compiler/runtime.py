@@ -7,6 +7,7 @@ Nothing here imports onnx, the frontends, the passes or TVM's compiler: with
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ def _set_threads(threads: int | None) -> None:
     """TVM's thread pool reads TVM_NUM_THREADS when it first starts."""
     if threads is not None:
         if threads < 1:
-            raise ValueError("threads must be at least 1")
+            raise InputError(f"threads must be at least 1, not {threads}")
         os.environ["TVM_NUM_THREADS"] = str(threads)
 
 
@@ -103,6 +104,9 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Runtime:
     meta = read_metadata(path)
     if meta.target.get("kind") != "llvm":
         raise ArtifactError(f"{path}: compiled for {meta.target}, which this loader cannot run")
+    triple = str(meta.target.get("mtriple", ""))
+    if triple and not triple.startswith(platform.machine()):
+        raise ArtifactError(f"{path}: compiled for {triple}; this machine is {platform.machine()}")
     _set_threads(threads)
     import tvm
     from tvm.runtime.vm import VirtualMachine

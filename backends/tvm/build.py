@@ -102,7 +102,14 @@ def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> Non
             f"exporting for {triple} needs the cross compiler {compiler} on PATH "
             "(e.g. apt-get install gcc-aarch64-linux-gnu)"
         )
-    executable.export_library(path, fcompile=cc.cross_compiler(compiler))
+    try:
+        executable.export_library(path, fcompile=cc.cross_compiler(compiler))
+    except RuntimeError as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        detail = next(
+            (line for line in lines if "error" in line.lower()), lines[-1] if lines else ""
+        )
+        raise TargetError(f"the cross compiler {compiler} failed: {detail.strip()}") from e
 
 
 def _which(name: str) -> bool:

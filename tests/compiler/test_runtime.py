@@ -99,7 +99,7 @@ def test_symbolic_dim_binds_once_across_inputs(two_input_so: Path) -> None:
 
 
 def test_bad_threads(tiny_so: Path) -> None:
-    with pytest.raises(ValueError, match="threads"):
+    with pytest.raises(InputError, match="threads"):
         compiler.load(tiny_so, threads=0)
 
 

@@ -16,7 +16,7 @@ from compiler.ir.graph import Graph, Value
 from compiler.ir.types import Dim, TensorType
 
 from . import elementwise, indexing, nn, reduce, tensor  # noqa: F401  (registers converters)
-from .loader import load_model, tensor_to_array
+from .loader import check_complete, load_model, tensor_to_array
 from .registry import NodeContext, find_converter, onnx_dtype
 
 InputShapes = Mapping[str, Sequence[int | str]]
@@ -83,6 +83,8 @@ def import_onnx(
     if not isinstance(model, onnx.ModelProto):
         base = Path(model).parent
         model = load_model(model)
+    else:
+        check_complete(model)
     opset = model_opset(model)
     g_onnx = model.graph
     check_ops(g_onnx, opset)
