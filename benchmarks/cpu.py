@@ -84,6 +84,23 @@ def prepare(name: str, workdir: Path, seed: int = 0) -> Path:
 
 
 # -- compiling in a subprocess --------------------------------------------------------------------
+def _peak_rss_kib() -> int:
+    """The peak RSS of this process since it started, or of the linker it ran, in KiB.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's peak over fork and
+    exec into it, so a compile started by a large benchmark process would report the
+    benchmark's size. ``VmHWM`` belongs to the address space, which exec makes new.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            own = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration):  # no procfs: the inherited value is the best there is
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The linker's peak; a value inherited from this process is at most ``own``.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children)
+
+
 def _compile_one(src: str, out: str) -> None:
     """Child side of ``compile_model``: compile + export, then one JSON line on stdout."""
     import compiler
@@ -93,13 +110,11 @@ def _compile_one(src: str, out: str) -> None:
     t1 = time.perf_counter()
     compiled.export(out)
     t2 = time.perf_counter()
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the linker
     report = {
         "compile_s": t1 - t0,
         "export_s": t2 - t1,
         "stages": compiled.timings,
-        "peak_mb": max(own, children) / 1024,  # ru_maxrss is in KiB on Linux
+        "peak_mb": _peak_rss_kib() / 1024,
     }
     print("NNXC-BENCH " + json.dumps(report), flush=True)
 
@@ -248,7 +263,7 @@ def git_state() -> str:
             text=True,
             cwd=ROOT,
         ).stdout.strip()
-        return head + ("+dirty" if dirty else "")
+        return head + ("+dirty" if dirty else "") if head else "unknown"
     except OSError:
         return "unknown"
 

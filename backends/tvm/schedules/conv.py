@@ -1,8 +1,8 @@
-"""CPU schedule rules for convolutions.
+"""CPU schedule rules for convolutions and pooling.
 
 ``PackedConv2D`` schedules the conv2d that ``conv_layout.py`` legalizes with a pre-packed weight
-``[O // bn, I / groups, KH, KW, bn]`` (its reduction block carries the ``CONV_ATTR``
-annotation), together with the elementwise epilogue fused after it (bias, ReLU, residual add):
+``[O // bn, I / groups, KH, KW, bn]`` (its reduction block carries ``CONV_ATTR``), together with
+the elementwise epilogue fused after it (bias, ReLU, residual add, the width crop):
 
 - the epilogue's loops are tiled ``(n, oc // bn, oh, ow // tw) x (ow % tw, oc % bn)``; the
   outer three run in parallel;
@@ -10,7 +10,17 @@ annotation), together with the elementwise epilogue fused after it (bias, ReLU, 
   innermost) that LLVM keeps in vector registers: reduction over ``ic, kh, kw`` outside,
   ``tw`` unrolled, ``bn`` output channels vectorized, weights loaded as contiguous vectors and
   input pixels broadcast;
-- the pad stage stays a separate parallel loop nest at the root.
+- producers (the pad stage, a 1x1 conv's subsampling) stay parallel loop nests at the root.
+
+``WidthConv2D`` does the same for ``conv_layout``'s width-vectorized conv (grouped convs with
+no vector of output channels per group): ``rows`` output channels unrolled x ``tw`` pixels
+vectorized.
+
+``DepthwiseConv2D`` does the same for ``conv_layout``'s depthwise compute with a ``tw``-wide
+accumulator vectorized over output width (``tw`` = one or two vectors).
+
+``Pool2D`` schedules TVM's NCHW pooling (``pool_max`` / ``pool_sum`` + the average's division):
+padding inlined, ``(n, c, oh)`` in parallel, the window unrolled.
 
 Rules return None on anything they do not recognize; the first rule that matches wins.
 """
@@ -22,7 +32,7 @@ from tvm import s_tir, tirx
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.target import Target
 
-from .conv_layout import CONV_ATTR, vector_lanes
+from .conv_layout import CONV_ATTR, DEPTHWISE_ATTR, TILE_ATTR, WVEC_ATTR
 
 _DATA_PAR = 0
 _COMM_REDUCE = 2
@@ -32,110 +42,227 @@ def _int(x) -> int | None:
     return int(x) if isinstance(x, tirx.IntImm) else None
 
 
-def _choose_tile(extent: int, max_tile: int) -> int:
-    """Width of the register tile over ``extent``: least padded work, then the widest."""
-    if extent <= max_tile:
-        return extent
-    best, best_cost = max_tile, None
-    for t in range(max_tile, max(1, max_tile // 2) - 1, -1):
-        cost = -(-extent // t) * t
-        if best_cost is None or cost < best_cost:
-            best, best_cost = t, cost
-    return best
+def _extents(sch: s_tir.Schedule, block) -> list[int | None]:
+    return [_int(sch.get(lp).extent) for lp in sch.get_loops(block)]
 
 
-class PackedConv2D(ScheduleRule):
-    """The packed-weight NCHW conv2d of ``conv_layout`` plus its fused elementwise epilogue."""
+def _kinds(sch: s_tir.Schedule, block) -> list[int]:
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def _spatial_nest(sch: s_tir.Schedule, block, lead: list[int], lo: int, hi: int) -> bool:
+    """Whether ``block`` is a spatial loop nest ``lead + [w]`` with ``lo < w <= hi``."""
+    if any(k != _DATA_PAR for k in _kinds(sch, block)):
+        return False
+    ext = _extents(sch, block)
+    return len(ext) == 4 and ext[:3] == lead and lo < (ext[3] or 0) <= hi
+
+
+def _parallel_producers(sch: s_tir.Schedule, producers: list) -> None:
+    for b in producers:
+        loops = sch.get_loops(b)
+        if len(loops) >= 2:
+            sch.parallel(sch.fuse(*loops[:2]))
+
+
+class _TiledConv(ScheduleRule):
+    """Shared part: find the annotated reduction block, tile its epilogue, compute it at."""
+
+    attr = ""
+    n_reduce = 0
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
         if not isinstance(func, tirx.PrimFunc):
             return None
         try:
-            return self._apply(func, target)
+            return self._apply(func)
         except tvm.TVMError:
             return None
 
-    def _apply(self, func: tirx.PrimFunc, target: Target):  # noqa: C901, PLR0911, PLR0912
+    def _apply(self, func: tirx.PrimFunc):
         sch = s_tir.Schedule(func)
-        root = sch.get_sblock("root")
-        blocks = list(sch.get_child_blocks(root))
-        convs = [b for b in blocks if CONV_ATTR in sch.get(b).annotations]
-        if len(convs) != 1:
+        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+        found = [b for b in blocks if self.attr in sch.get(b).annotations]
+        if len(found) != 1:
             return None
-        conv = convs[0]
+        conv = found[0]
         stmt = sch.get(conv)
-        bn = int(stmt.annotations[CONV_ATTR])
-        kinds = [int(iv.iter_type) for iv in stmt.iter_vars]
-        if kinds != [_DATA_PAR] * 4 + [_COMM_REDUCE] * 3 or len(stmt.writes) != 1:
+        if len(stmt.writes) != 1:
             return None
-        loops = sch.get_loops(conv)
-        if len(loops) != 7:
+        if _kinds(sch, conv) != [_DATA_PAR] * 4 + [_COMM_REDUCE] * self.n_reduce:
             return None
-        extents = [_int(sch.get(lp).extent) for lp in loops]
-        if any(e is None for e in extents):
+        ext = _extents(sch, conv)
+        if len(ext) != 4 + self.n_reduce or any(e is None for e in ext):
             return None
-        n, oc, oh, ow = extents[:4]
-        if oc % bn:
-            return None
-
-        lanes = vector_lanes(target)
-        regs_per_row = max(1, bn // lanes)
-        tw = _choose_tile(ow, max(1, (12 if lanes <= 8 else 24) // regs_per_row))
-
         idx = blocks.index(conv)
         producers, consumers = blocks[:idx], blocks[idx + 1 :]
-        # Elementwise epilogue: inline all but the last into the last; else a cache write.
-        epilogue = None
+        if not self._fits(stmt, ext):
+            return None
+        tw = self._tile(stmt)
+        n, c, oh, ow = ext[:4]
         if consumers:
-            try:
-                for b in consumers[:-1]:
-                    sch.compute_inline(b)
-                epilogue = consumers[-1]
-                if not self._elementwise_over(sch, epilogue, [n, oc, oh, ow]):
-                    return None
-            except tvm.TVMError:
+            # Elementwise epilogue (and the width crop): all inlined into the last block.
+            for b in consumers[:-1]:
+                sch.compute_inline(b)
+            epilogue = consumers[-1]
+            if not _spatial_nest(sch, epilogue, [n, c, oh], ow - tw, ow):
                 return None
-        if epilogue is None:
-            epilogue = sch.cache_write(conv, 0, "local")
-        else:
             sch.set_scope(conv, 0, "local")
+        else:
+            epilogue = sch.cache_write(conv, 0, "local")
+        self._schedule(sch, conv, epilogue, tw)
+        _parallel_producers(sch, producers)
+        return sch
+
+    def _fits(self, stmt, ext: list[int]) -> bool:
+        raise NotImplementedError
+
+    def _tile(self, stmt) -> int:
+        raise NotImplementedError
+
+    def _schedule(self, sch: s_tir.Schedule, conv, epilogue, tw: int) -> None:
+        raise NotImplementedError
+
+
+class PackedConv2D(_TiledConv):
+    """The packed-weight NCHW conv2d of ``conv_layout`` plus its fused elementwise epilogue."""
+
+    attr = CONV_ATTR
+    n_reduce = 3
+
+    def _fits(self, stmt, ext):
+        bn, tw = int(stmt.annotations[CONV_ATTR]), int(stmt.annotations[TILE_ATTR])
+        return ext[1] % bn == 0 and ext[3] % tw == 0
+
+    def _tile(self, stmt):
+        return int(stmt.annotations[TILE_ATTR])
+
+    def _schedule(self, sch, conv, epilogue, tw):
+        bn = int(sch.get(conv).annotations[CONV_ATTR])
         # The accumulator keeps output channels innermost (one vector per output pixel).
         sch.transform_layout(conv, ("write", 0), lambda a, b, c, d: (a, c, d, b))
-
-        e_loops = sch.get_loops(epilogue)
-        en, eoc, eoh, eow = e_loops
+        en, eoc, eoh, eow = sch.get_loops(epilogue)
         oco, oci = sch.split(eoc, [None, bn])
         owo, owi = sch.split(eow, [None, tw])
         sch.reorder(en, oco, eoh, owo, owi, oci)
-        outer = sch.fuse(en, oco, eoh)
-        sch.parallel(outer)
+        sch.parallel(sch.fuse(en, oco, eoh))
         sch.compute_at(conv, owo, preserve_unit_loops=True)
         sch.vectorize(oci)
         sch.unroll(owi)
 
-        c_loops = sch.get_loops(conv)[-7:]
-        cn, coc, coh, cow, rc, ry, rx = c_loops
+        cn, coc, coh, cow, rc, ry, rx = sch.get_loops(conv)[-7:]
         sch.reorder(rc, ry, rx, cn, coh, cow, coc)
         sch.unroll(cow)
         sch.vectorize(coc)
         init = sch.decompose_reduction(conv, rc)
-        i_loops = sch.get_loops(init)
-        sch.vectorize(i_loops[-1])
+        sch.vectorize(sch.get_loops(init)[-1])
 
+
+class WidthConv2D(_TiledConv):
+    """``conv_layout``'s width-vectorized NCHW conv2d: ``rows`` output channels x ``tw`` pixels
+    of accumulators, weights broadcast, input rows loaded as vectors."""
+
+    attr = WVEC_ATTR
+    n_reduce = 3
+
+    def _fits(self, stmt, ext):
+        rows, tw = int(stmt.annotations[WVEC_ATTR]), int(stmt.annotations[TILE_ATTR])
+        return ext[1] % rows == 0 and ext[3] % tw == 0
+
+    def _tile(self, stmt):
+        return int(stmt.annotations[TILE_ATTR])
+
+    def _schedule(self, sch, conv, epilogue, tw):
+        rows = int(sch.get(conv).annotations[WVEC_ATTR])
+        en, eoc, eoh, eow = sch.get_loops(epilogue)
+        oco, oci = sch.split(eoc, [None, rows])
+        owo, owi = sch.split(eow, [None, tw])
+        sch.reorder(en, oco, eoh, owo, oci, owi)
+        sch.parallel(sch.fuse(en, oco, eoh))
+        sch.compute_at(conv, owo, preserve_unit_loops=True)
+        sch.unroll(oci)
+        sch.vectorize(owi)
+
+        cn, coc, coh, cow, rc, ry, rx = sch.get_loops(conv)[-7:]
+        sch.reorder(rc, ry, rx, cn, coh, coc, cow)
+        sch.unroll(coc)
+        sch.vectorize(cow)
+        init = sch.decompose_reduction(conv, rc)
+        sch.vectorize(sch.get_loops(init)[-1])
+
+
+class DepthwiseConv2D(_TiledConv):
+    """``conv_layout``'s NCHW depthwise conv2d: vectors over output width, window unrolled."""
+
+    attr = DEPTHWISE_ATTR
+    n_reduce = 2
+
+    def _fits(self, stmt, ext):
+        return ext[3] % int(stmt.annotations[DEPTHWISE_ATTR]) == 0
+
+    def _tile(self, stmt):
+        return int(stmt.annotations[DEPTHWISE_ATTR])
+
+    def _schedule(self, sch, conv, epilogue, tw):
+        en, ec, eoh, eow = sch.get_loops(epilogue)
+        owo, owi = sch.split(eow, [None, tw])
+        sch.parallel(sch.fuse(en, ec, eoh))
+        sch.compute_at(conv, owo, preserve_unit_loops=True)
+        sch.vectorize(owi)
+
+        cn, cc, coh, cow, ry, rx = sch.get_loops(conv)[-6:]
+        sch.reorder(ry, rx, cn, cc, coh, cow)
+        sch.unroll(ry)
+        sch.unroll(rx)
+        sch.vectorize(cow)
+        init = sch.decompose_reduction(conv, ry)
+        sch.vectorize(sch.get_loops(init)[-1])
+
+
+class Pool2D(ScheduleRule):
+    """TVM's NCHW max/avg pooling: pad inlined, ``(n, c, oh)`` parallel, window unrolled."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc):
+            return None
+        try:
+            return self._apply(func)
+        except tvm.TVMError:
+            return None
+
+    def _apply(self, func: tirx.PrimFunc):
+        sch = s_tir.Schedule(func)
+        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+        pools = [b for b in blocks if sch.get(b).name_hint in ("pool_max", "pool_sum")]
+        if len(pools) != 1:
+            return None
+        pool = pools[0]
+        if _kinds(sch, pool) != [_DATA_PAR] * 4 + [_COMM_REDUCE] * 2:
+            return None
+        ext = _extents(sch, pool)
+        if len(ext) != 6 or any(e is None for e in ext):
+            return None
+        idx = blocks.index(pool)
+        producers, consumers = blocks[:idx], blocks[idx + 1 :]
         for b in producers:
-            p_loops = sch.get_loops(b)
-            if len(p_loops) >= 2:
-                sch.parallel(sch.fuse(*p_loops[:2]))
+            if any(k != _DATA_PAR for k in _kinds(sch, b)):
+                return None
+        for b in consumers:
+            if not _spatial_nest(sch, b, ext[:3], ext[3] - 1, ext[3]):
+                return None
+        for b in producers:
+            sch.compute_inline(b)
+        for b in consumers[:-1]:
+            sch.compute_inline(b)
+        n, c, oh, ow, ry, rx = sch.get_loops(pool)
+        outer = sch.fuse(n, c, oh)
+        sch.parallel(outer)
+        if ext[4] * ext[5] <= 16:
+            sch.unroll(ry)
+            sch.unroll(rx)
+        if consumers:
+            sch.reverse_compute_at(consumers[-1], outer)
         return sch
 
-    @staticmethod
-    def _elementwise_over(sch: s_tir.Schedule, block, shape: list[int]) -> bool:
-        """Whether ``block`` is a 4-deep spatial loop nest of ``shape``."""
-        stmt = sch.get(block)
-        if any(int(iv.iter_type) != _DATA_PAR for iv in stmt.iter_vars):
-            return False
-        loops = sch.get_loops(block)
-        return [_int(sch.get(lp).extent) for lp in loops] == shape
 
-
-RULES: list[ScheduleRule] = [PackedConv2D()]
+RULES: list[ScheduleRule] = [PackedConv2D(), WidthConv2D(), DepthwiseConv2D(), Pool2D()]

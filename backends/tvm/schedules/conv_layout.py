@@ -7,8 +7,12 @@ so ``conv.py`` can vectorize over output channels with contiguous weight loads. 
 output stay NCHW, so the rest of the graph (bias, ReLU, residual adds) fuses as before.
 The packing is done in numpy here: the packed weight is a constant of the built module.
 
-Depthwise convolutions (one input channel per group) keep TVM's legalization (``conv.py``
-schedules them in NCHW directly); anything else that does not fit falls back to it too.
+Depthwise convolutions (one input channel per group, as many groups as channels) get their
+own NCHW compute (``depthwise_te``), vectorized over output width by ``conv.py``; so do
+grouped convs whose groups have no multiple of the vector width in output channels
+(``conv2d_wvec_te``, ShuffleNet), when their width stride is 1. Both
+computes round the output width up to a multiple of the register tile and crop it after, so
+the scheduled loops have no tails. Anything else keeps TVM's legalization.
 
 Pipeline use: ``pack_conv_weights(target)`` is a module pass to run just before
 ``cpu.legalize_passes(target)``; it legalizes every op (conv2d ours, the rest TVM's).
@@ -25,6 +29,17 @@ CONV_BLOCK = "nnxc_conv2d_packed"
 
 CONV_ATTR = "nnxc.conv2d_packed"
 """Block annotation carrying the output-channel block size ``bn``."""
+
+DEPTHWISE_BLOCK = "nnxc_depthwise_conv2d"
+DEPTHWISE_ATTR = "nnxc.depthwise_tile"
+"""Block annotation of the depthwise conv: its register tile width (output pixels)."""
+
+WVEC_BLOCK = "nnxc_conv2d_wvec"
+WVEC_ATTR = "nnxc.conv2d_wvec_rows"
+"""Block annotation of the width-vectorized conv: output channels per register tile."""
+
+TILE_ATTR = "nnxc.conv2d_tile"
+"""Block annotation carrying the register tile width (output pixels)."""
 
 
 def vector_lanes(target: tvm.target.Target | None, dtype_bits: int = 32) -> int:
@@ -47,9 +62,10 @@ def vector_lanes(target: tvm.target.Target | None, dtype_bits: int = 32) -> int:
 
 
 def oc_block(out_per_group: int, lanes: int) -> int | None:
-    """Output-channel block: two vectors when they divide the group's channels, else one."""
-    for bn in (2 * lanes, lanes):
-        if out_per_group % bn == 0:
+    """Output-channel block: two vectors when they divide the group's channels, else one, else
+    a part of one (ShuffleNet's groups of 68 or 34 channels); None below two channels."""
+    for bn in (2 * lanes, lanes, lanes // 2, lanes // 4):
+        if bn >= 2 and out_per_group % bn == 0:
             return bn
     return None
 
@@ -60,6 +76,67 @@ def pack_weight(w: np.ndarray, bn: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(o // bn, bn, i, kh, kw).transpose(0, 2, 3, 4, 1))
 
 
+def register_tile(width: int, bn: int, lanes: int) -> int:
+    """Output pixels per register tile: ``tile x bn`` accumulators fit the vector registers.
+
+    The width is rounded up to a multiple of the tile; the tile is the one with the fewest
+    estimated cycles per row and input channel (FMAs, loads, and FMA latency: at least 8
+    accumulators are needed to keep two FMA pipes busy), the widest on ties.
+    """
+    rows = max(1, bn // lanes)
+    max_tile = min(width, max(1, (12 if lanes <= 8 else 24) // rows))
+
+    def cycles(t: int) -> float:
+        return -(-width // t) * max(t * rows / 2, (t + rows) / 2, 4)
+
+    return min(range(1, max_tile + 1), key=lambda t: (cycles(t), -t))
+
+
+def depthwise_tile(width: int, lanes: int) -> int:
+    """Output pixels per depthwise register tile: one or two vectors."""
+    return lanes * max(1, min(2, width // lanes))
+
+
+def depthwise_te(
+    x: te.Tensor,
+    w: te.Tensor,
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    lanes: int,
+) -> te.Tensor:
+    """NCHW depthwise conv2d (``w``: ``[C, 1, KH, KW]``), width padded to the tile, cropped."""
+    n, c, h, w_ = (int(d) for d in x.shape)
+    _, _, kh, kw = (int(d) for d in w.shape)
+    sh, sw = strides
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
+    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    ow = (w_ + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    tw = depthwise_tile(ow, lanes)
+    owp = -(-ow // tw) * tw
+    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w_ - pl)
+    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
+    if any((pt, pl, pb, pr)):
+        xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
+    else:
+        xp = x
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    y = te.compute(
+        (n, c, oh, owp),
+        lambda a, b, i, j: te.sum(
+            xp[a, b, i * sh + ry * dh, j * sw + rx * dw] * w[b, 0, ry, rx], axis=[ry, rx]
+        ),
+        name=DEPTHWISE_BLOCK,
+        tag="depthwise_conv2d_nchw",
+        attrs={DEPTHWISE_ATTR: tw},
+    )
+    if owp == ow:
+        return y
+    return te.compute((n, c, oh, ow), lambda *i: y(*i), name="crop")
+
+
 def conv2d_packed_te(
     x: te.Tensor,
     wp: te.Tensor,
@@ -67,8 +144,14 @@ def conv2d_packed_te(
     padding: tuple[int, int, int, int],
     dilation: tuple[int, int],
     groups: int,
+    lanes: int,
 ) -> te.Tensor:
-    """NCHW conv2d with a packed weight ``[O // bn, I / groups, KH, KW, bn]``."""
+    """NCHW conv2d with a packed weight ``[O // bn, I / groups, KH, KW, bn]``.
+
+    The output width is rounded up to a multiple of the register tile (the input gets extra
+    zero columns on the right) and cropped by a last copy stage, so the tiled loops have no
+    tails; a strided 1x1 conv first subsamples its input.
+    """
     n, c, h, w = (int(d) for d in x.shape)
     ob, icg, kh, kw, bn = (int(d) for d in wp.shape)
     out_c = ob * bn
@@ -77,10 +160,22 @@ def conv2d_packed_te(
     pt, pl, pb, pr = padding
     oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
     ow = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
-    if any(padding):
+    tw = register_tile(ow, bn, lanes)
+    owp = -(-ow // tw) * tw
+    # Columns read by the padded output width, beyond the input and its right padding.
+    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w - pl)
+    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
+    if any((pt, pl, pb, pr)):
         xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
     else:
         xp = x
+    if kh == kw == 1 and (sh, sw) != (1, 1):
+        xp = te.compute(
+            (n, c, oh, owp),
+            lambda a, b, i, j: xp[a, b, i * sh, j * sw],
+            name="subsample",
+        )
+        sh = sw = 1
     rc = te.reduce_axis((0, icg), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
@@ -93,9 +188,68 @@ def conv2d_packed_te(
             axis=[rc, ry, rx],
         )
 
-    return te.compute(
-        (n, out_c, oh, ow), body, name=CONV_BLOCK, tag="conv2d_nchw", attrs={CONV_ATTR: bn}
+    y = te.compute(
+        (n, out_c, oh, owp),
+        body,
+        name=CONV_BLOCK,
+        tag="conv2d_nchw",
+        attrs={CONV_ATTR: bn, TILE_ATTR: tw},
     )
+    if owp == ow:
+        return y
+    return te.compute((n, out_c, oh, ow), lambda *i: y(*i), name="crop")
+
+
+def conv2d_wvec_te(
+    x: te.Tensor,
+    w: te.Tensor,
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    lanes: int,
+) -> te.Tensor:
+    """NCHW conv2d (OIHW weight as is) to be vectorized over output width, for groups whose
+    output channels are no multiple of the vector (ShuffleNet): ``rows`` output channels (of
+    one group or two) x ``tw`` pixels per register tile; width padded to the tile, cropped."""
+    n, c, h, w_ = (int(d) for d in x.shape)
+    out_c, icg, kh, kw = (int(d) for d in w.shape)
+    per_group = out_c // groups
+    rows = next(r for r in (4, 2, 1) if out_c % r == 0)
+    sh, sw = strides
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
+    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    ow = (w_ + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    tw = min((2 * lanes, lanes), key=lambda t: (-(-ow // t) * t, -t))
+    owp = -(-ow // tw) * tw
+    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w_ - pl)
+    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
+    if any((pt, pl, pb, pr)):
+        xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
+    else:
+        xp = x
+    rc = te.reduce_axis((0, icg), name="rc")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+
+    def body(nn, oc, yy, xx):
+        ch = rc if groups == 1 else (oc // per_group) * icg + rc
+        return te.sum(
+            xp[nn, ch, yy * sh + ry * dh, xx * sw + rx * dw] * w[oc, rc, ry, rx],
+            axis=[rc, ry, rx],
+        )
+
+    y = te.compute(
+        (n, out_c, oh, owp),
+        body,
+        name=WVEC_BLOCK,
+        tag="conv2d_nchw",
+        attrs={WVEC_ATTR: rows, TILE_ATTR: tw},
+    )
+    if owp == ow:
+        return y
+    return te.compute((n, out_c, oh, ow), lambda *i: y(*i), name="crop")
 
 
 def _static_shape(expr: relax.Expr) -> list[int] | None:
@@ -130,9 +284,28 @@ def _legalize_conv2d(lanes: int):
             and (a.out_dtype is None or str(a.out_dtype) in ("", "float32"))
         )
         groups = int(a.groups)
+        geometry = {
+            "strides": tuple(int(s) for s in a.strides),
+            "padding": tuple(int(p) for p in a.padding),
+            "dilation": tuple(int(d) for d in a.dilation),
+        }
+        if ok and ws[1] == 1 and groups == xs[1] == ws[0] and groups > 1:
+            return bb.call_te(
+                depthwise_te, x, w, **geometry, lanes=lanes, primfunc_name_hint="depthwise_conv2d"
+            )
         if ok:
             out_c, icg = ws[0], ws[1]
             ok = xs[1] == icg * groups and out_c % groups == 0 and not (icg == 1 and groups > 1)
+        if ok and (ws[0] // groups) % lanes and geometry["strides"][1] == 1:
+            return bb.call_te(
+                conv2d_wvec_te,
+                x,
+                w,
+                **geometry,
+                groups=groups,
+                lanes=lanes,
+                primfunc_name_hint="conv2d_wvec",
+            )
         bn = oc_block(ws[0] // groups, lanes) if ok else None
         if bn is None:
             return default(bb, call)
@@ -141,10 +314,9 @@ def _legalize_conv2d(lanes: int):
             conv2d_packed_te,
             x,
             wp,
-            strides=tuple(int(s) for s in a.strides),
-            padding=tuple(int(p) for p in a.padding),
-            dilation=tuple(int(d) for d in a.dilation),
+            **geometry,
             groups=groups,
+            lanes=lanes,
             primfunc_name_hint="conv2d_packed",
         )
 

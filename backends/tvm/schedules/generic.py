@@ -1,3 +1,302 @@
-"""(being written)"""
+"""Generic CPU schedule rules: whatever the conv and matmul rules leave.
 
-RULES: list = []
+* ``Injective``: kernels whose every block is spatial (fused elementwise chains, transposes,
+  concat, pad, resize gathers, layout transforms). Producers are inlined into the last block;
+  the innermost loop is vectorized with the target's vector width when its extent is a
+  multiple of it, and the leading loops are fused and parallelized when there is enough work.
+* ``Reduce``: one reduction block, with injective producers inlined and injective epilogues
+  (pooling, global average pool, reduce_sum/mean/max, argmax, and conv-like or matmul-like
+  kernels no other rule took). When the innermost output axis is a spatial loop the reduction
+  loops move outside it and it is vectorized (pooling windows, reductions over a non-innermost
+  axis); otherwise (reduction over the innermost axis) the spatial loops run in parallel and
+  each reduction is serial.
+* ``Rows``: several reduction blocks over the same leading spatial axes (softmax, layer norm):
+  all blocks go under one parallel loop over the rows; injective blocks are vectorized.
+
+Every rule returns None when the PrimFunc is not its pattern; extents that are symbolic
+(dynamic shapes) are never vectorized, only parallelized.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tvm import DataType, s_tir, tirx
+from tvm.s_tir.dlight import ScheduleRule
+from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
+from tvm.s_tir.dlight.base import try_inline, try_inline_contiguous_spatial
+from tvm.target import Target
+from tvm.target.codegen import (
+    llvm_get_system_triple,
+    llvm_get_vector_width,
+    target_has_features,
+)
+
+Schedule = s_tir.Schedule
+LoopRV = s_tir.schedule.LoopRV
+SBlockRV = s_tir.schedule.SBlockRV
+
+# Below this many scalar operations a kernel stays on one thread: waking the pool costs more.
+PARALLEL_MIN_WORK = 1 << 14
+# The parallel loop is made of the leading loops, fused until it has at least this extent.
+PARALLEL_MIN_EXTENT = 16
+
+
+@functools.lru_cache(maxsize=16)
+def _vector_bits(target_json: str) -> int:
+    """Bits of one vector register of the target.
+
+    ``llvm_get_vector_width`` answers 512 for every x86 CPU (AVX2-only ones too), so on x86 the
+    width comes from the CPU features instead.
+    """
+    target = Target(target_json)
+    triple = str(target.attrs.get("mtriple", "") or "") or str(llvm_get_system_triple())
+    try:
+        if triple.startswith(("x86_64", "i386", "i686")):
+            if target_has_features("avx512f", target):
+                return 512
+            return 256 if target_has_features("avx", target) else 128
+        width = int(llvm_get_vector_width(target))
+    except Exception:  # noqa: BLE001 - targets LLVM does not describe
+        width = -1
+    return width if width > 0 else 128
+
+
+def _vector_lanes(target: Target, dtype: str) -> int:
+    """Lanes of one vector register of the target for ``dtype`` (1: do not vectorize)."""
+    dt = DataType(dtype)
+    return max(_vector_bits(str(target)) // max(dt.bits * dt.lanes, 1), 1)
+
+
+def _extent(sch: Schedule, loop: LoopRV) -> int | None:
+    ext = sch.get(loop).extent
+    return int(ext.value) if isinstance(ext, tirx.IntImm) else None
+
+
+def _is_plain(sch: Schedule, loop: LoopRV) -> bool:
+    loop_stmt = sch.get(loop)
+    return loop_stmt.kind == tirx.ForKind.SERIAL and not loop_stmt.annotations
+
+
+def _write_dtype(sch: Schedule, block: SBlockRV) -> str | None:
+    writes = sch.get(block).writes
+    if len(writes) != 1:
+        return None
+    return str(writes[0].source.dtype)
+
+
+def _work(sch: Schedule, loops: list[LoopRV]) -> int | None:
+    total = 1
+    for loop in loops:
+        ext = _extent(sch, loop)
+        if ext is None:
+            return None
+        total *= ext
+    return total
+
+
+def _vectorize_inner(sch: Schedule, loop: LoopRV, lanes: int) -> bool:
+    """Vectorize the innermost ``loop`` by ``lanes`` (half as many for short loops).
+
+    An extent that is no multiple of the vector is cut (``loop_partition``) into a vectorized
+    main part and a scalar tail: a predicated split would not vectorize at all. Symbolic
+    extents stay scalar. Returns whether something was vectorized.
+    """
+    ext = _extent(sch, loop)
+    if ext is None or lanes < 2 or ext < 2:
+        return False
+    vec = lanes
+    while vec > ext and vec > 4:
+        vec //= 2
+    if ext < vec:
+        return False
+    if ext == vec:
+        sch.vectorize(loop)
+        return True
+    main = ext - ext % vec
+    # Every step is a checked primitive: one TVM refuses leaves correct (scalar) code.
+    try:
+        if main != ext:
+            loop = sch.loop_partition(loop, [main, None])[0]
+        _, inner = sch.split(loop, factors=[None, vec])
+        sch.vectorize(inner)
+    except Exception:  # noqa: BLE001 - a loop the primitives refuse stays scalar
+        return False
+    return True
+
+
+def _parallelize(
+    sch: Schedule, loops: list[LoopRV], work: int | None, inner_work: int = 1
+) -> LoopRV | None:
+    """Fuse leading ``loops`` until the extent is large enough and mark the result parallel.
+
+    ``work``: the kernel's total scalar operations (None when symbolic: assume it is large).
+    Returns the parallel loop, or None when the kernel is too small to be worth it.
+    """
+    if not loops:
+        return None
+    if work is not None and work < PARALLEL_MIN_WORK:
+        return None
+    take = 0
+    extent = 1
+    for loop in loops:
+        ext = _extent(sch, loop)
+        take += 1
+        if ext is None:
+            break
+        extent *= ext
+        if extent >= PARALLEL_MIN_EXTENT:
+            break
+    if extent < 2:
+        return None
+    fused = sch.fuse(*loops[:take]) if take > 1 else loops[0]
+    sch.parallel(fused)
+    return fused
+
+
+def _schedule_spatial(sch: Schedule, block: SBlockRV, target: Target) -> bool:
+    """Parallelize the leading loops and vectorize the innermost one of a spatial block."""
+    loops = sch.get_loops(block)
+    if not loops or not all(_is_plain(sch, lp) for lp in loops):
+        return False
+    dtype = _write_dtype(sch, block)
+    if dtype is None:
+        return False
+    lanes = _vector_lanes(target, dtype)
+    work = _work(sch, loops)
+    if len(loops) == 1:
+        ext = _extent(sch, loops[0])
+        if ext is not None and ext % lanes == 0 and ext >= PARALLEL_MIN_WORK:
+            outer, inner = sch.split(loops[0], factors=[None, lanes])
+            _parallelize(sch, [outer], work)
+            sch.vectorize(inner)
+            return True
+    _parallelize(sch, list(loops[:-1]), work)
+    _vectorize_inner(sch, loops[-1], lanes)
+    return True
+
+
+class _CPURule(ScheduleRule):
+    def _available(self, func: tirx.PrimFunc, target: Target) -> bool:
+        return isinstance(func, tirx.PrimFunc) and target.kind.name == "llvm"
+
+
+class Injective(_CPURule):
+    """Every block spatial: inline into the outputs, vectorize inner, parallelize outer."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool) -> Schedule | None:
+        if not self._available(func, target):
+            return None
+        sch = Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos or not all(b.is_injective() for b in infos):
+            return None
+        infos = try_inline(sch, infos)
+        done = False
+        for info in infos:
+            done |= _schedule_spatial(sch, info.block_rv, target)
+        return sch if done else None
+
+
+def _reduction_parts(
+    sch: Schedule, infos: list[SBlockInfo]
+) -> tuple[SBlockInfo, list[SBlockInfo]] | None:
+    """The one reduction block and the injective blocks after it, or None."""
+    reductions = [b for b in infos if not b.is_injective()]
+    if len(reductions) != 1:
+        return None
+    red = reductions[0]
+    kinds = red.dom_kind()
+    if "O" in kinds or "S" not in kinds and "R" not in kinds:
+        return None
+    index = infos.index(red)
+    if index != 0:  # injective producers that would not inline
+        return None
+    return red, infos[1:]
+
+
+class Reduce(_CPURule):
+    """One reduction block (pooling, reduce ops, argmax, conv/matmul fallback) + epilogues."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool) -> Schedule | None:
+        if not self._available(func, target):
+            return None
+        sch = Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos:
+            return None
+        infos = try_inline_contiguous_spatial(sch, infos)
+        if not infos:
+            return None
+        parts = _reduction_parts(sch, infos)
+        if parts is None:
+            return None
+        red, epilogues = parts
+        block = red.block_rv
+        loops = sch.get_loops(block)
+        if len(loops) != len(red.iters) or not all(_is_plain(sch, lp) for lp in loops):
+            return None
+        dtype = _write_dtype(sch, block)
+        if dtype is None:
+            return None
+        lanes = _vector_lanes(target, dtype)
+        s_loops = [it.loop_rv for it in red.iters if it.kind == "S"]
+        r_loops = [it.loop_rv for it in red.iters if it.kind == "R"]
+        work = _work(sch, loops)
+
+        if not s_loops or not r_loops:
+            return None
+        inner = s_loops[-1]
+        inner_ext = _extent(sch, inner)
+        vec = lanes
+        while inner_ext is not None and vec > inner_ext and vec > 4:
+            vec //= 2
+        # Spatial-innermost (pooling windows, reductions over an outer axis): reduction loops
+        # go outside the output's innermost axis, which is vectorized. Only for extents that
+        # are multiples of the vector: a vectorized reduction block cannot be partitioned.
+        vector_spatial = (
+            inner_ext is not None
+            and vec >= 2
+            and inner_ext % vec == 0
+            and self._innermost_write_axis(sch, block, red)
+        )
+        if vector_spatial:
+            sch.reorder(*s_loops[:-1], *r_loops, inner)
+            par = _parallelize(sch, s_loops[:-1], work)
+            _, lane = sch.split(inner, factors=[None, vec])
+            sch.vectorize(lane)
+            sch.decompose_reduction(block, r_loops[0])
+        else:
+            # Reduction innermost: rows in parallel, each reduced serially into a register.
+            sch.reorder(*s_loops, *r_loops)
+            par = _parallelize(sch, s_loops, work)
+            acc = sch.cache_write(block, 0, "local")
+            sch.reverse_compute_at(acc, sch.get_loops(block)[len(s_loops) - 1])
+            sch.decompose_reduction(block, r_loops[0])
+        for epi in epilogues:
+            if par is not None:
+                try:
+                    sch.reverse_compute_at(epi.block_rv, par, preserve_unit_loops=True)
+                except Exception:  # noqa: BLE001 - not under the same rows: own loops
+                    _schedule_spatial(sch, epi.block_rv, target)
+                    continue
+                edtype = _write_dtype(sch, epi.block_rv) or dtype
+                _vectorize_inner(
+                    sch, sch.get_loops(epi.block_rv)[-1], _vector_lanes(target, edtype)
+                )
+            else:
+                _schedule_spatial(sch, epi.block_rv, target)
+        return sch
+
+    @staticmethod
+    def _innermost_write_axis(sch: Schedule, block: SBlockRV, red: SBlockInfo) -> bool:
+        """Whether the output's innermost index is the block's last spatial iter."""
+        stmt = sch.get(block)
+        if len(stmt.writes) != 1 or not stmt.writes[0].region:
+            return False
+        last = stmt.writes[0].region[-1].min
+        spatial = [it.var for it in red.iters if it.kind == "S"]
+        return bool(spatial) and isinstance(last, tirx.Var) and last.same_as(spatial[-1])
+
+
+RULES: list[ScheduleRule] = [Injective(), Reduce()]

@@ -13,6 +13,9 @@ The schedule is a register-tiled micro-kernel, the way BLAS kernels are written:
   the ``k``-th row of ``B`` (contiguous, since ``n`` is ``B``'s last axis) and does
   ``MR * NR`` vector FMAs; ``k`` is split and its inner part unrolled;
 - the tile's loops over batch, ``n`` and ``m`` tiles are fused and run in parallel;
+- when several ``m`` tiles reuse them, ``B`` is first copied into contiguous ``k x panel``
+  strips (per call, inside the PrimFunc; cheap next to the FMAs, and it works for
+  non-constant ``B`` as in attention);
 - the epilogue is inlined into the write-back of the tile (``reverse_compute_inline``), so it
   runs on the tile while it is hot and no full-size intermediate is written.
 
@@ -214,6 +217,9 @@ def _match_gemm(sch: s_tir.Schedule, info) -> _Gemm | None:
             batch.append(i)
         else:
             return None
+    # Several m axes (batched activations times a shared weight): the outer ones act as
+    # batch loops, so that each tile covers one rectangle of C.
+    batch, m = batch + m[:-1], m[-1:]
     return _Gemm(
         batch=batch,
         m=m,
@@ -371,7 +377,7 @@ class Matmul(ScheduleRule):
         reuse the strip several times.
         """
         reads = sch.get(block).reads
-        index = next((i for i, r in enumerate(reads) if r.buffer.same_as(b_buffer)), None)
+        index = next((i for i, r in enumerate(reads) if r.source.same_as(b_buffer)), None)
         if index is None:
             return
         pack = sch.cache_read(block, index, "global")
@@ -407,8 +413,11 @@ class Matmul(ScheduleRule):
             else:
                 vec = last
             sch.vectorize(vec)
+        elif isinstance(extent, tirx.IntImm):
+            sch.unroll(last)
         for loop in loops[:-1]:
-            sch.unroll(loop)
+            if isinstance(sch.get(loop).extent, tirx.IntImm):
+                sch.unroll(loop)
 
 
 RULES: list[ScheduleRule] = [Matmul()]

@@ -1,0 +1,186 @@
+"""Convolution schedule rules and the packed-weight conv2d legalization vs the reference."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+from tvm.relax.backend.cpu_generic import pipeline as cpu
+from tvm.s_tir import dlight
+
+import backends.tvm.pipeline as nnxc_pipeline
+from backends.tvm.schedules import conv, conv_layout
+from tests.helpers.oputil import check_op
+
+_TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "znver3"})
+
+
+@pytest.fixture(autouse=True)
+def _pack_convs(monkeypatch):
+    """Builds through our pipeline with only this module's rules (others' stay out of the way),
+    and the conv2d packing in front of legalization until ``pipeline.py`` runs it itself.
+    """
+    monkeypatch.setattr(nnxc_pipeline, "cpu_rules", lambda: list(conv.RULES))
+    orig = nnxc_pipeline.cpu
+    if "pack_conv_weights" in open(nnxc_pipeline.__file__).read():
+        return
+    shim = types.SimpleNamespace(**{k: getattr(orig, k) for k in dir(orig) if k[:2] != "__"})
+    shim.legalize_passes = lambda t: [conv_layout.pack_conv_weights(t), *orig.legalize_passes(t)]
+    monkeypatch.setattr(nnxc_pipeline, "cpu", shim)
+
+
+def _conv_case(rng, n, c, h, w, o, k, groups=1, **attrs):
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    wt = (rng.standard_normal((o, c // groups, kh, kw)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    return x, wt, b, {"groups": groups, **attrs}
+
+
+CASES = [
+    # (n, c, h, w, o, kernel, groups, attrs)
+    (1, 16, 14, 14, 32, 3, 1, {"pads": [1, 1, 1, 1]}),
+    (1, 3, 23, 23, 16, 7, 1, {"strides": [2, 2], "pads": [3, 3, 3, 3]}),  # stem-like
+    (1, 32, 13, 13, 24, 1, 1, {}),  # 1x1, width 13 needs a padded tile
+    (1, 24, 15, 11, 48, 1, 1, {"strides": [2, 2]}),  # strided 1x1 (subsampled)
+    (2, 8, 9, 10, 16, (3, 2), 1, {"pads": [0, 1, 2, 0], "dilations": [2, 1]}),
+    (1, 12, 10, 10, 48, 1, 3, {}),  # grouped 1x1, 16 outputs per group: packed
+    (1, 24, 14, 14, 136, 1, 4, {}),  # grouped 1x1, 34 outputs per group: width-vectorized
+    (1, 12, 9, 13, 12, 1, 4, {}),  # 3 per group: register tiles span groups
+    (1, 8, 9, 13, 20, 3, 2, {"pads": [1, 1, 1, 1], "strides": [2, 1]}),  # 10 per group
+    (1, 8, 9, 13, 20, 3, 2, {"pads": [1, 0, 1, 2], "strides": [1, 2]}),  # packed, bn=2
+    (1, 16, 9, 9, 64, 3, 2, {"pads": [1, 1, 1, 1], "strides": [2, 1]}),
+    (1, 8, 7, 7, 1000, 1, 1, {}),  # one vector per row
+    (1, 5, 6, 31, 10, 3, 1, {"pads": [1, 1, 1, 1]}),  # O % lanes != 0: TVM's legalization
+    (1, 8, 12, 12, 8, 3, 8, {"pads": [1, 1, 1, 1]}),  # depthwise
+    (1, 16, 7, 7, 16, 3, 16, {"pads": [1, 1, 1, 1]}),  # depthwise, width < one vector
+    (1, 24, 29, 29, 24, 3, 24, {"pads": [1, 1, 1, 1], "strides": [2, 2]}),  # depthwise s2
+    (2, 4, 10, 19, 4, (5, 3), 4, {"pads": [2, 0, 1, 1], "dilations": [1, 2]}),  # depthwise
+    (1, 8, 12, 12, 16, 3, 8, {"pads": [1, 1, 1, 1]}),  # 2 outputs per group: TVM's
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_conv_matches_reference(case):
+    n, c, h, w, o, k, groups, attrs = case
+    x, wt, b, attrs = _conv_case(np.random.default_rng(0), n, c, h, w, o, k, groups, **attrs)
+    check_op("conv", [x, wt, b], attrs, const_inputs=[1, 2], rtol=1e-4, atol=1e-4)
+
+
+def test_conv_without_bias_and_weight_input():
+    rng = np.random.default_rng(1)
+    x, wt, _, attrs = _conv_case(rng, 1, 16, 8, 8, 16, 3, pads=[1, 1, 1, 1])
+    check_op("conv", [x, wt, None], attrs, const_inputs=[1], rtol=1e-4, atol=1e-4)
+    # A weight that is no constant keeps TVM's own legalization.
+    check_op("conv", [x, wt, None], attrs, rtol=1e-4, atol=1e-4)
+
+
+def _fused_module(x_shape, w, res_shape, **conv_attrs):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(x_shape, "float32"))
+    r = relax.Var("r", relax.TensorType(res_shape, "float32"))
+    with bb.function("main", [x, r]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, relax.const(w), **conv_attrs))
+            bias = np.linspace(-1, 1, w.shape[0], dtype=np.float32).reshape(1, -1, 1, 1)
+            y = bb.emit(relax.op.add(y, relax.const(bias)))
+            y = bb.emit(relax.op.add(y, r))
+            out = bb.emit_output(relax.op.nn.relu(y))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _schedule(mod):
+    with _TARGET:
+        seq = [conv_layout.pack_conv_weights(_TARGET), *cpu.legalize_passes(_TARGET)]
+        mod = tvm.transform.Sequential(seq)(mod)
+        return mod, dlight.ApplyDefaultSchedule(*conv.RULES)(mod)
+
+
+@pytest.mark.parametrize("width", [13, 16])
+def test_rule_schedules_conv_with_residual_epilogue(width):
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((32, 16, 3, 3)) * 0.2).astype(np.float32)
+    mod = _fused_module((1, 16, 12, width), w, (1, 32, 12, width), padding=[1, 1, 1, 1])
+    before, after = _schedule(mod)
+    convs = [
+        f
+        for gv, f in after.functions.items()
+        if isinstance(f, tvm.tirx.PrimFunc) and "conv2d_packed" in gv.name_hint
+    ]
+    assert len(convs) == 1 and convs[0].attrs["tirx.is_scheduled"]
+    x = rng.standard_normal((1, 16, 12, width)).astype(np.float32)
+    r = rng.standard_normal((1, 32, 12, width)).astype(np.float32)
+    outs = []
+    for m in (before, after):
+        ex = tvm.compile(m, target=_TARGET, relax_pipeline=_rest_of_pipeline())
+        vm = relax.VirtualMachine(ex, tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(r)).numpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-4)
+
+
+def _rest_of_pipeline():
+    @tvm.transform.module_pass(opt_level=0, name="rest")
+    def rest(mod, _ctx):
+        with _TARGET:
+            seq = cpu.dataflow_lower_passes(_TARGET) + cpu.finalize_passes(_TARGET)
+            return tvm.transform.Sequential(seq)(mod)
+
+    return rest
+
+
+def test_register_tile_fits_and_pads_little():
+    assert conv_layout.register_tile(56, 16, 8) == 4
+    assert conv_layout.register_tile(7, 16, 8) == 4
+    assert conv_layout.register_tile(7, 8, 8) == 7
+    assert conv_layout.register_tile(13, 16, 8) == 5
+    assert conv_layout.register_tile(13, 8, 8) == 7
+    assert conv_layout.vector_lanes(_TARGET) == 8
+
+
+POOLS = [
+    ("max_pool", (1, 16, 13, 13), {"kernel": [3, 3], "strides": [2, 2]}),
+    ("max_pool", (1, 8, 14, 14), {"kernel": [3, 3], "strides": [2, 2], "ceil_mode": True}),
+    ("max_pool", (2, 3, 9, 11), {"kernel": [2, 3], "pads": [1, 1, 1, 1]}),
+    ("avg_pool", (1, 16, 13, 13), {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    (
+        "avg_pool",
+        (1, 5, 12, 12),
+        {"kernel": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": True},
+    ),
+    ("avg_pool", (1, 8, 7, 7), {"kernel": [7, 7]}),
+]
+
+
+@pytest.mark.parametrize("case", POOLS, ids=[str(i) for i in range(len(POOLS))])
+def test_pool_matches_reference(case):
+    op, shape, attrs = case
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    check_op(op, [x], attrs, rtol=1e-5, atol=1e-5)
+
+
+def test_rules_schedule_depthwise_grouped_and_pool():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 16, 15, 15), "float32"))
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    wg = rng.standard_normal((16, 4, 1, 1)).astype(np.float32)
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=[1, 1, 1, 1], groups=16))
+            y = bb.emit(relax.op.nn.relu(y))
+            y = bb.emit(relax.op.nn.conv2d(y, relax.const(wg), groups=4))
+            y = bb.emit(relax.op.nn.max_pool2d(y, pool_size=[3, 3], strides=[2, 2]))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    _, after = _schedule(bb.get())
+    names = [
+        gv.name_hint
+        for gv, f in after.functions.items()
+        if isinstance(f, tvm.tirx.PrimFunc) and f.attrs and "tirx.is_scheduled" in f.attrs
+    ]
+    for kind in ("depthwise", "wvec", "pool"):
+        assert any(kind in n for n in names), (kind, names)
