@@ -9,8 +9,9 @@ from inputs, it binds every integer input of rank 0 or 1 (the likely shape opera
 Executables are cached per (input shapes and dtypes, values of the bound inputs); the set
 of inputs that must be bound is learned once per model.
 
-Pipeline: ``import_onnx`` -> ``passes.run_passes`` (when the pass package is installed) ->
-``backends.tvm.lower_graph`` -> ``tvm.compile`` for the host CPU -> ``relax.VirtualMachine``.
+Pipeline: the same as ``nnxc compile``: ``import_onnx`` -> the standard passes ->
+``backends.tvm.lower_graph`` -> ``backends.tvm.build`` for the host CPU (our schedule rules
+included) -> ``relax.VirtualMachine``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 from tvm import relax
 
-from backends.tvm import lower_graph, resolve_target
+from backends.tvm import build, lower_graph, resolve_target
 from compiler.errors import InputError, NeedsValueError
 from compiler.frontends.onnx import import_onnx
 from compiler.ir.graph import Graph
+from passes import run_passes
 
 _MAX_BINDS = 16  # a model needs at most one retry per shape operand fed as an input
 
@@ -50,13 +52,9 @@ def _declared_dtype(vi: onnx.ValueInfoProto) -> np.dtype | None:
 
 
 def _run_passes(graph: Graph) -> Graph:
-    """The standard pipeline when ``passes`` provides it; the graph as converted otherwise."""
-    try:
-        from passes import run_passes
-    except ImportError:
-        return graph
-    result = run_passes(graph)
-    return result if isinstance(result, Graph) else graph
+    """The standard pass pipeline, as ``nnxc compile`` runs it."""
+    run_passes(graph)
+    return graph
 
 
 class _Compiled:
@@ -65,8 +63,8 @@ class _Compiled:
     def __init__(self, graph: Graph) -> None:
         self.input_names = [v.name for v in graph.inputs]
         self.num_outputs = len(graph.outputs)
-        target = resolve_target("cpu").tvm_target()
-        self.vm = relax.VirtualMachine(tvm.compile(lower_graph(graph), target=target), tvm.cpu())
+        executable = build(lower_graph(graph), resolve_target("cpu"))
+        self.vm = relax.VirtualMachine(executable, tvm.cpu())
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         args = [

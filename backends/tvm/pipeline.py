@@ -1,7 +1,8 @@
 """nnxc's Relax pipeline for CPUs: TVM's CPU passes plus our schedule rules.
 
 TVM's own CPU pipeline legalizes and fuses ops but leaves every PrimFunc unscheduled (naive
-loops); between fusion and lowering we apply ``schedules.cpu_rules()``.
+loops). Ours legalizes conv2d itself first (weights packed at compile time into the blocked
+layout our conv rules want), and between fusion and lowering applies ``schedules.cpu_rules()``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu
 from tvm.s_tir import dlight
 
 from .schedules import cpu_rules
+from .schedules.conv_layout import pack_conv_weights
 
 
 def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
@@ -23,6 +25,7 @@ def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
         with target:
             seq = tvm.transform.Sequential(
                 cpu.library_dispatch_passes(target)
+                + [pack_conv_weights(target)]  # our conv2d legalization: packed weights
                 + cpu.legalize_passes(target)
                 + scheduling
                 + cpu.dataflow_lower_passes(target)

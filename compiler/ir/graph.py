@@ -115,7 +115,7 @@ class Graph:
 
     def constant(self, array: np.ndarray, name: str = "") -> Value:
         """A constant value; the array is kept as given (memory maps stay maps)."""
-        array = np.asarray(array)
+        array = np.asanyarray(array)
         return Value(self.unique_name(name or "c"), TensorType.of(array), const=array)
 
     def make_node(

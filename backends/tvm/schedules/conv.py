@@ -10,14 +10,16 @@ the elementwise epilogue fused after it (bias, ReLU, residual add, the width cro
   innermost) that LLVM keeps in vector registers: reduction over ``ic, kh, kw`` outside,
   ``tw`` unrolled, ``bn`` output channels vectorized, weights loaded as contiguous vectors and
   input pixels broadcast;
-- producers (the pad stage, a 1x1 conv's subsampling) stay parallel loop nests at the root.
+- producers (the pad stage, a 1x1 conv's subsampling) stay loop nests at the root; a pad is
+  split into a zero fill and a condition-free copy, parallel only when large (each parallel
+  region costs a barrier).
 
 ``WidthConv2D`` does the same for ``conv_layout``'s width-vectorized conv (grouped convs with
 no vector of output channels per group): ``rows`` output channels unrolled x ``tw`` pixels
 vectorized.
 
-``DepthwiseConv2D`` does the same for ``conv_layout``'s depthwise compute with a ``tw``-wide
-accumulator vectorized over output width (``tw`` = one or two vectors).
+``DepthwiseConv2D`` does the same for ``conv_layout``'s depthwise compute: up to 4 channels x
+``tw`` pixels of accumulators (``tw`` = one or two vectors), vectorized over output width.
 
 ``Pool2D`` schedules TVM's NCHW pooling (``pool_max`` / ``pool_sum`` + the average's division):
 padding inlined, ``(n, c, oh)`` in parallel, the window unrolled.
@@ -58,10 +60,26 @@ def _spatial_nest(sch: s_tir.Schedule, block, lead: list[int], lo: int, hi: int)
     return len(ext) == 4 and ext[:3] == lead and lo < (ext[3] or 0) <= hi
 
 
+_PARALLEL_COPY = 1 << 18
+"""Elements below which a producer (pad copy) runs serially: one parallel region less."""
+
+
 def _parallel_producers(sch: s_tir.Schedule, producers: list) -> None:
+    """Pads become a zero fill plus a plain copy of the interior (no per-element condition,
+    which LLVM vectorizes); large ones run in parallel."""
+    for b in list(producers):
+        if sch.get(b).name_hint.startswith("pad_temp"):
+            try:
+                sch.decompose_padding(b, sch.get_loops(b)[0])
+            except tvm.TVMError:
+                pass
     for b in producers:
         loops = sch.get_loops(b)
-        if len(loops) >= 2:
+        ext = _extents(sch, b)
+        size = 1
+        for e in ext:
+            size *= e or 1
+        if len(loops) >= 2 and size >= _PARALLEL_COPY:
             sch.parallel(sch.fuse(*loops[:2]))
 
 
@@ -204,16 +222,23 @@ class DepthwiseConv2D(_TiledConv):
         return int(stmt.annotations[DEPTHWISE_ATTR])
 
     def _schedule(self, sch, conv, epilogue, tw):
+        channels = _extents(sch, epilogue)[1] or 1
+        # Channels per tile: independent accumulators hide the FMA latency.
+        ct = next(t for t in (4, 2, 1) if channels % t == 0)
         en, ec, eoh, eow = sch.get_loops(epilogue)
+        co, ci = sch.split(ec, [None, ct])
         owo, owi = sch.split(eow, [None, tw])
-        sch.parallel(sch.fuse(en, ec, eoh))
+        sch.reorder(en, co, eoh, owo, ci, owi)
+        sch.parallel(sch.fuse(en, co, eoh))
         sch.compute_at(conv, owo, preserve_unit_loops=True)
+        sch.unroll(ci)
         sch.vectorize(owi)
 
         cn, cc, coh, cow, ry, rx = sch.get_loops(conv)[-6:]
-        sch.reorder(ry, rx, cn, cc, coh, cow)
+        sch.reorder(ry, rx, cn, coh, cc, cow)
         sch.unroll(ry)
         sch.unroll(rx)
+        sch.unroll(cc)
         sch.vectorize(cow)
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])

@@ -24,6 +24,8 @@ import numpy as np
 import tvm
 from tvm import relax, te, topi
 
+from .target_info import vector_lanes
+
 CONV_BLOCK = "nnxc_conv2d_packed"
 """Name of the TE compute (and so of the reduction block) ``conv.py`` looks for."""
 
@@ -40,25 +42,6 @@ WVEC_ATTR = "nnxc.conv2d_wvec_rows"
 
 TILE_ATTR = "nnxc.conv2d_tile"
 """Block annotation carrying the register tile width (output pixels)."""
-
-
-def vector_lanes(target: tvm.target.Target | None, dtype_bits: int = 32) -> int:
-    """Lanes of the target's widest vector register (8 float32 with AVX2).
-
-    ``llvm_get_vector_width`` answers 512 for AVX2-only x86 CPUs, so x86 is asked by feature.
-    """
-    from tvm.target import codegen
-
-    try:
-        if codegen.target_has_features("avx512f", target):
-            bits = 512
-        elif codegen.target_has_features("avx", target):
-            bits = 256
-        else:
-            bits = min(max(int(codegen.llvm_get_vector_width(target)), 128), 128)
-    except Exception:  # noqa: BLE001 - not an LLVM target or no LLVM
-        bits = 128
-    return max(1, bits // dtype_bits)
 
 
 def oc_block(out_per_group: int, lanes: int) -> int | None:
@@ -115,7 +98,10 @@ def depthwise_te(
     ow = (w_ + pl + pr - (kw - 1) * dw - 1) // sw + 1
     tw = depthwise_tile(ow, lanes)
     owp = -(-ow // tw) * tw
-    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w_ - pl)
+    # Strided: the padded input is split by column phase (``q * sw + p`` -> ``[p, q]``), so
+    # each tap reads contiguous vectors.
+    nq = owp + ((kw - 1) * dw) // sw + 1
+    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w_ - pl, nq * sw - w_ - pl if sw > 1 else 0)
     pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
     if any((pt, pl, pb, pr)):
         xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
@@ -123,11 +109,22 @@ def depthwise_te(
         xp = x
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
+    if sw > 1:
+        hp = int(xp.shape[2])
+        xs = te.compute(
+            (n, c, hp, sw, nq), lambda a, b, i, p, q: xp[a, b, i, q * sw + p], name="phase_split"
+        )
+
+        def tap(a, b, i, j):
+            return xs[a, b, i * sh + ry * dh, (rx * dw) % sw, j + (rx * dw) // sw]
+    else:
+
+        def tap(a, b, i, j):
+            return xp[a, b, i * sh + ry * dh, j + rx * dw]
+
     y = te.compute(
         (n, c, oh, owp),
-        lambda a, b, i, j: te.sum(
-            xp[a, b, i * sh + ry * dh, j * sw + rx * dw] * w[b, 0, ry, rx], axis=[ry, rx]
-        ),
+        lambda a, b, i, j: te.sum(tap(a, b, i, j) * w[b, 0, ry, rx], axis=[ry, rx]),
         name=DEPTHWISE_BLOCK,
         tag="depthwise_conv2d_nchw",
         attrs={DEPTHWISE_ATTR: tw},

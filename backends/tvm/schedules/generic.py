@@ -19,18 +19,13 @@ Every rule returns None when the PrimFunc is not its pattern; extents that are s
 
 from __future__ import annotations
 
-import functools
-
 from tvm import DataType, s_tir, tirx
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline, try_inline_contiguous_spatial
 from tvm.target import Target
-from tvm.target.codegen import (
-    llvm_get_system_triple,
-    llvm_get_vector_width,
-    target_has_features,
-)
+
+from .target_info import vector_lanes
 
 Schedule = s_tir.Schedule
 LoopRV = s_tir.schedule.LoopRV
@@ -42,30 +37,10 @@ PARALLEL_MIN_WORK = 1 << 14
 PARALLEL_MIN_EXTENT = 16
 
 
-@functools.lru_cache(maxsize=16)
-def _vector_bits(target_json: str) -> int:
-    """Bits of one vector register of the target.
-
-    ``llvm_get_vector_width`` answers 512 for every x86 CPU (AVX2-only ones too), so on x86 the
-    width comes from the CPU features instead.
-    """
-    target = Target(target_json)
-    triple = str(target.attrs.get("mtriple", "") or "") or str(llvm_get_system_triple())
-    try:
-        if triple.startswith(("x86_64", "i386", "i686")):
-            if target_has_features("avx512f", target):
-                return 512
-            return 256 if target_has_features("avx", target) else 128
-        width = int(llvm_get_vector_width(target))
-    except Exception:  # noqa: BLE001 - targets LLVM does not describe
-        width = -1
-    return width if width > 0 else 128
-
-
 def _vector_lanes(target: Target, dtype: str) -> int:
     """Lanes of one vector register of the target for ``dtype`` (1: do not vectorize)."""
     dt = DataType(dtype)
-    return max(_vector_bits(str(target)) // max(dt.bits * dt.lanes, 1), 1)
+    return vector_lanes(target, dt.bits * dt.lanes)
 
 
 def _extent(sch: Schedule, loop: LoopRV) -> int | None:

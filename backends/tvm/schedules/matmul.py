@@ -38,6 +38,8 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.target import Target
 
+from .target_info import vector_bits
+
 _DTYPES = ("float32", "float64")
 # Below this many multiply-adds a parallel launch costs more than it saves.
 _PARALLEL_MACS = 1 << 16
@@ -47,31 +49,6 @@ _Load = ir.TensorLoad  # what tirx.BufferLoad(...) builds in TVM 0.27
 
 
 # -- target facts ----------------------------------------------------------------------------
-
-
-def vector_bits(target: Target) -> int:
-    """Width of the target's SIMD registers in bits.
-
-    TVM 0.27's ``llvm_get_vector_width`` answers 512 for every x86 CPU (znver3, haswell,
-    plain x86-64), so on x86 the CPU features decide; elsewhere LLVM's answer is used.
-    """
-    from tvm.target import codegen
-
-    try:
-        feats = {str(f) for f in codegen.llvm_get_cpu_features(target)}
-    except Exception:  # noqa: BLE001 - no LLVM or unknown triple
-        feats = set()
-    if "avx512f" in feats:
-        return 512
-    if "avx" in feats:
-        return 256
-    if "sse2" in feats or "sse" in feats:
-        return 128
-    try:
-        bits = int(codegen.llvm_get_vector_width(target))
-    except Exception:  # noqa: BLE001
-        bits = 128
-    return bits if bits > 0 else 128
 
 
 def vector_registers(target: Target) -> int:

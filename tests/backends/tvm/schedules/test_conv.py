@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 import tvm
+from oputil import check_op
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu
 from tvm.s_tir import dlight
 
-import backends.tvm.pipeline as nnxc_pipeline
+from backends.tvm import resolve_target
 from backends.tvm.schedules import conv, conv_layout
-from tests.helpers.oputil import check_op
+from backends.tvm.schedules.target_info import vector_lanes
 
-_TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "znver3"})
-
-
-@pytest.fixture(autouse=True)
-def _pack_convs(monkeypatch):
-    """Builds through our pipeline with only this module's rules (others' stay out of the way),
-    and the conv2d packing in front of legalization until ``pipeline.py`` runs it itself.
-    """
-    monkeypatch.setattr(nnxc_pipeline, "cpu_rules", lambda: list(conv.RULES))
-    orig = nnxc_pipeline.cpu
-    if "pack_conv_weights" in open(nnxc_pipeline.__file__).read():
-        return
-    shim = types.SimpleNamespace(**{k: getattr(orig, k) for k in dir(orig) if k[:2] != "__"})
-    shim.legalize_passes = lambda t: [conv_layout.pack_conv_weights(t), *orig.legalize_passes(t)]
-    monkeypatch.setattr(nnxc_pipeline, "cpu", shim)
+_TARGET = resolve_target("cpu").tvm_target()
 
 
 def _conv_case(rng, n, c, h, w, o, k, groups=1, **attrs):
@@ -138,7 +123,7 @@ def test_register_tile_fits_and_pads_little():
     assert conv_layout.register_tile(7, 8, 8) == 7
     assert conv_layout.register_tile(13, 16, 8) == 5
     assert conv_layout.register_tile(13, 8, 8) == 7
-    assert conv_layout.vector_lanes(_TARGET) == 8
+    assert vector_lanes(_TARGET) == 8
 
 
 POOLS = [

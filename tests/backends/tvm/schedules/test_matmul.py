@@ -10,6 +10,7 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu
 
 from backends.tvm import lower_graph, resolve_target
 from backends.tvm.schedules import matmul
+from backends.tvm.schedules.target_info import vector_bits
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType
@@ -154,7 +155,7 @@ def test_choose_tile_fits_registers_and_divides():
 
 def test_vector_bits_from_features():
     def bits(mcpu):
-        return matmul.vector_bits(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+        return vector_bits(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
 
     assert bits("haswell") == 256
     assert bits("skylake-avx512") == 512
