@@ -104,7 +104,7 @@ def randomized(
     g.initializer.extend(
         numpy_helper.from_array(a.astype(np.float32), n) for n, a in new_inits.items()
     )
-    _measure_batchnorm(model, rng, input_name, ort)
+    measure_batchnorm(model, rng, input_name, ort)
     return model
 
 
@@ -121,7 +121,7 @@ def example_input(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray
     return {vi.name: rng.standard_normal(shape).astype(np.float32)}
 
 
-def _measure_batchnorm(
+def measure_batchnorm(
     model: onnx.ModelProto, rng: np.random.Generator, input_name: str | None, ort
 ) -> None:
     """Set each BatchNorm's mean/var to the statistics of its input on a random input.

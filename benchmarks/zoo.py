@@ -304,9 +304,9 @@ def _finish(model: onnx.ModelProto, rng: np.random.Generator) -> onnx.ModelProto
     if any(n.op_type == "BatchNormalization" for n in model.graph.node):
         import onnxruntime as ort
 
-        from benchmarks.models import _measure_batchnorm
+        from benchmarks.models import measure_batchnorm
 
-        _measure_batchnorm(model, rng, None, ort)
+        measure_batchnorm(model, rng, None, ort)
         _fold_batchnorm(model)
     onnx.checker.check_model(model)
     return model

@@ -19,11 +19,20 @@ from compiler.errors import ArtifactError, InputError
 
 
 def _set_threads(threads: int | None) -> None:
-    """TVM's thread pool reads TVM_NUM_THREADS when it first starts."""
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"threads must be at least 1, not {threads}")
-        os.environ["TVM_NUM_THREADS"] = str(threads)
+    """TVM's thread pool reads TVM_NUM_THREADS when it first starts.
+
+    Without an explicit count, use every core this process may run on (TVM alone would take
+    half of them on x86), unless the environment already says.
+    """
+    if threads is None:
+        if "TVM_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ:
+            return
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        if not threads:
+            return
+    if threads < 1:
+        raise InputError(f"threads must be at least 1, not {threads}")
+    os.environ["TVM_NUM_THREADS"] = str(threads)
 
 
 class Runtime:

@@ -16,6 +16,18 @@ from .schedules import cpu_rules
 from .schedules.conv_layout import pack_conv_weights
 
 
+def legalize_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
+    """TVM's CPU legalization with our conv2d rule (weights packed at compile time), and
+    without FoldConstant: nnxc's own passes already folded the graph's constants, and Relax's
+    folding turns zero-size results into constants the VM cannot load back."""
+    return [
+        pack_conv_weights(target),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+
+
 def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
     rules = cpu_rules()
     scheduling = [dlight.ApplyDefaultSchedule(*rules)] if rules else []
@@ -25,8 +37,7 @@ def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
         with target:
             seq = tvm.transform.Sequential(
                 cpu.library_dispatch_passes(target)
-                + [pack_conv_weights(target)]  # our conv2d legalization: packed weights
-                + cpu.legalize_passes(target)
+                + legalize_passes(target)
                 + scheduling
                 + cpu.dataflow_lower_passes(target)
                 + cpu.finalize_passes(target)

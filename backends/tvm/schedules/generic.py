@@ -22,9 +22,10 @@ from __future__ import annotations
 from tvm import DataType, s_tir, tirx
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
-from tvm.s_tir.dlight.base import try_inline, try_inline_contiguous_spatial
+from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.target import Target
 
+from .inline import inline_bounded
 from .target_info import vector_lanes
 
 Schedule = s_tir.Schedule
@@ -166,7 +167,7 @@ class Injective(_CPURule):
         infos = normalize_prim_func(sch)
         if not infos or not all(b.is_injective() for b in infos):
             return None
-        infos = try_inline(sch, infos)
+        sch, infos = inline_bounded(sch, infos)
         done = False
         for info in infos:
             done |= _schedule_spatial(sch, info.block_rv, target)

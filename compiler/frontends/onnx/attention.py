@@ -39,6 +39,20 @@ def _matmul(ctx: NodeContext, a: Value, b: Value) -> Value:
     return ctx.emit("cast", wide, to="float16")
 
 
+def _as(ctx: NodeContext, x: Value, dtype: str) -> Value:
+    return x if x.dtype == dtype else ctx.emit("cast", x, to=dtype)
+
+
+def _softmax(ctx: NodeContext, x: Value) -> Value:
+    """Softmax over keys; in float16 spelled out with the sum in float32, as numpy does."""
+    if x.dtype != "float16":
+        return ctx.emit("softmax", x, axis=-1)
+    row_max = ctx.emit("reduce_max", x, axes=[-1], keepdims=True)
+    e = ctx.emit("exp", ctx.emit("sub", x, row_max))
+    total = ctx.emit("reduce_sum", _as(ctx, e, "float32"), axes=[-1], keepdims=True)
+    return ctx.emit("div", e, _as(ctx, total, "float16"))
+
+
 def _heads_matmul(ctx: NodeContext, a: Value, b: Value) -> Value:
     """``a @ b`` per head, where b's heads may be fewer (GQA): query head h uses b's head
     ``h // (a_heads // b_heads)``, as ONNX's interleaved repeat of K/V heads does."""
@@ -193,11 +207,7 @@ def attention(ctx: NodeContext):
     biased = scores if bias is None else ctx.emit("add", scores, bias)
     precision = ctx.attr("softmax_precision")
     soft_dtype = dtype if precision is None else onnx_dtype(precision)
-    if soft_dtype != dtype:
-        biased_soft = ctx.emit("cast", biased, to=soft_dtype)
-    else:
-        biased_soft = biased
-    probs = ctx.emit("softmax", biased_soft, axis=-1)
+    probs = _softmax(ctx, _as(ctx, biased, soft_dtype))
     if bias is not None:
         # Rows whose bias is all -inf attend nothing: 0, not softmax's NaN.
         # (min over "masked" flags: TVM's max of an all -inf row is the lowest finite.)
@@ -205,8 +215,7 @@ def attention(ctx: NodeContext):
         empty = ctx.emit("reduce_min", masked, axes=[-1], keepdims=True)
         if empty.const is None or empty.const.any():
             probs = ctx.emit("where", empty, ctx.const(0, soft_dtype), probs)
-    if soft_dtype != dtype:
-        probs = ctx.emit("cast", probs, to=dtype)
+    probs = _as(ctx, probs, dtype)
     y = _heads_matmul(ctx, probs, v)
     if rank == 3:
         y = ctx.emit("transpose", y, perm=[0, 2, 1, 3])

@@ -15,7 +15,16 @@ from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import Dim, TensorType
 
-from . import attention, composite, elementwise, indexing, nn, quantize, reduce, tensor  # noqa: F401  (registers converters)
+from . import (  # noqa: F401  (registers the converters)
+    attention,
+    composite,
+    elementwise,
+    indexing,
+    nn,
+    quantize,
+    reduce,
+    tensor,
+)
 from .loader import check_complete, load_model, tensor_to_array
 from .registry import NodeContext, find_converter, onnx_dtype
 

@@ -80,7 +80,7 @@ def quantize_linear(ctx: NodeContext):
     )
     # Round half to even, then saturate; the bound first keeps the int32 cast defined.
     rounded = ctx.emit("round", scaled)
-    bound = float(min(2**30, np.finfo(calc).max))
+    bound = min(2.0**30, float(np.finfo(calc).max))
     rounded = ctx.emit("clip", rounded, min=-bound, max=bound)
     q = ctx.emit("cast", rounded, to="int32")
     if zero is not None:
