@@ -93,8 +93,6 @@ def _cosh(ctx: LowerContext, args: list) -> relax.Expr:
     return op.multiply(op.add(pos, neg), relax.const(0.5, ctx.out_types[0].dtype))
 
 
-
-
 @lowers("neg")
 def _neg(ctx: LowerContext, args: list) -> Expr:
     return op.negative(args[0])
