@@ -80,6 +80,42 @@ def depthwise_tile(width: int, lanes: int) -> int:
     return lanes * max(1, min(2, width // lanes))
 
 
+def _out_size(h: int, w: int, kh: int, kw: int, strides, padding, dilation) -> tuple[int, int]:
+    """Output height and width of a conv2d/pool window over an NCHW input."""
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = strides, dilation, padding
+    return (h + pt + pb - (kh - 1) * dh - 1) // sh + 1, (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+
+
+def _pad_for_tiles(
+    x: te.Tensor,
+    kh: int,
+    kw: int,
+    strides,
+    padding,
+    dilation,
+    oh: int,
+    owp: int,
+    min_width: int = 0,
+) -> te.Tensor:
+    """The input padded as the conv asks, plus the zero columns (and rows) that the output
+    width rounded up to ``owp`` reads; at least ``min_width`` columns in all."""
+    _, _, h, w = (int(d) for d in x.shape)
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = strides, dilation, padding
+    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w - pl, min_width - w - pl)
+    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
+    if any((pt, pl, pb, pr)):
+        return topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
+    return x
+
+
+def _crop(y: te.Tensor, ow: int) -> te.Tensor:
+    """``y`` without the columns past ``ow`` that the register tiling added."""
+    n, c, oh, owp = (int(d) for d in y.shape)
+    if owp == ow:
+        return y
+    return te.compute((n, c, oh, ow), lambda *i: y(*i), name="crop")
+
+
 def depthwise_te(
     x: te.Tensor,
     w: te.Tensor,
@@ -93,20 +129,14 @@ def depthwise_te(
     _, _, kh, kw = (int(d) for d in w.shape)
     sh, sw = strides
     dh, dw = dilation
-    pt, pl, pb, pr = padding
-    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
-    ow = (w_ + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    oh, ow = _out_size(h, w_, kh, kw, strides, padding, dilation)
     tw = depthwise_tile(ow, lanes)
     owp = -(-ow // tw) * tw
     # Strided: the padded input is split by column phase (``q * sw + p`` -> ``[p, q]``), so
     # each tap reads contiguous vectors.
     nq = owp + ((kw - 1) * dw) // sw + 1
-    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w_ - pl, nq * sw - w_ - pl if sw > 1 else 0)
-    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
-    if any((pt, pl, pb, pr)):
-        xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
-    else:
-        xp = x
+    min_width = nq * sw if sw > 1 else 0
+    xp = _pad_for_tiles(x, kh, kw, strides, padding, dilation, oh, owp, min_width)
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
     if sw > 1:
@@ -129,9 +159,7 @@ def depthwise_te(
         tag="depthwise_conv2d_nchw",
         attrs={DEPTHWISE_ATTR: tw},
     )
-    if owp == ow:
-        return y
-    return te.compute((n, c, oh, ow), lambda *i: y(*i), name="crop")
+    return _crop(y, ow)
 
 
 def conv2d_packed_te(
@@ -154,18 +182,10 @@ def conv2d_packed_te(
     out_c = ob * bn
     sh, sw = strides
     dh, dw = dilation
-    pt, pl, pb, pr = padding
-    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
-    ow = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    oh, ow = _out_size(h, w, kh, kw, strides, padding, dilation)
     tw = register_tile(ow, bn, lanes)
     owp = -(-ow // tw) * tw
-    # Columns read by the padded output width, beyond the input and its right padding.
-    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w - pl)
-    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
-    if any((pt, pl, pb, pr)):
-        xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
-    else:
-        xp = x
+    xp = _pad_for_tiles(x, kh, kw, strides, padding, dilation, oh, owp)
     if kh == kw == 1 and (sh, sw) != (1, 1):
         xp = te.compute(
             (n, c, oh, owp),
@@ -192,9 +212,7 @@ def conv2d_packed_te(
         tag="conv2d_nchw",
         attrs={CONV_ATTR: bn, TILE_ATTR: tw},
     )
-    if owp == ow:
-        return y
-    return te.compute((n, out_c, oh, ow), lambda *i: y(*i), name="crop")
+    return _crop(y, ow)
 
 
 def conv2d_wvec_te(
@@ -215,17 +233,10 @@ def conv2d_wvec_te(
     rows = next(r for r in (4, 2, 1) if out_c % r == 0)
     sh, sw = strides
     dh, dw = dilation
-    pt, pl, pb, pr = padding
-    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
-    ow = (w_ + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    oh, ow = _out_size(h, w_, kh, kw, strides, padding, dilation)
     tw = min((2 * lanes, lanes), key=lambda t: (-(-ow // t) * t, -t))
     owp = -(-ow // tw) * tw
-    pr = max(pr, (owp - 1) * sw + (kw - 1) * dw + 1 - w_ - pl)
-    pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
-    if any((pt, pl, pb, pr)):
-        xp = topi.nn.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], name="pad_temp")
-    else:
-        xp = x
+    xp = _pad_for_tiles(x, kh, kw, strides, padding, dilation, oh, owp)
     rc = te.reduce_axis((0, icg), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
@@ -244,9 +255,7 @@ def conv2d_wvec_te(
         tag="conv2d_nchw",
         attrs={WVEC_ATTR: rows, TILE_ATTR: tw},
     )
-    if owp == ow:
-        return y
-    return te.compute((n, out_c, oh, ow), lambda *i: y(*i), name="crop")
+    return _crop(y, ow)
 
 
 def _static_shape(expr: relax.Expr) -> list[int] | None:
