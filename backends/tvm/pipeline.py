@@ -1,8 +1,9 @@
 """nnxc's Relax pipeline for CPUs: TVM's CPU passes plus our schedule rules.
 
 TVM's own CPU pipeline legalizes and fuses ops but leaves every PrimFunc unscheduled (naive
-loops). Ours legalizes conv2d itself first (weights packed at compile time into the blocked
-layout our conv rules want), and between fusion and lowering applies ``schedules.cpu_rules()``.
+loops). Ours legalizes some ops itself first (``legalize.py``: conv weights packed at
+compile time into the blocked layout our conv rules want, a vectorizable erf), and between
+fusion and lowering applies ``schedules.cpu_rules()``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu
 from tvm.s_tir import dlight
 
+from .legalize import legalize_ops
 from .schedules import cpu_rules
-from .schedules.conv_layout import pack_conv_weights
 
 
 def legalize_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
@@ -21,7 +22,7 @@ def legalize_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
     without FoldConstant: nnxc's own passes already folded the graph's constants, and Relax's
     folding turns zero-size results into constants the VM cannot load back."""
     return [
-        pack_conv_weights(target),
+        legalize_ops(target),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),

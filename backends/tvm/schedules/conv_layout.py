@@ -14,8 +14,8 @@ grouped convs whose groups have no multiple of the vector width in output channe
 computes round the output width up to a multiple of the register tile and crop it after, so
 the scheduled loops have no tails. Anything else keeps TVM's legalization.
 
-Pipeline use: ``pack_conv_weights(target)`` is a module pass to run just before
-``cpu.legalize_passes(target)``; it legalizes every op (conv2d ours, the rest TVM's).
+Pipeline use: ``legalize_map(target)`` joins ``backends/tvm/legalize.py``'s rules for
+``LegalizeOps``.
 """
 
 from __future__ import annotations
@@ -329,8 +329,102 @@ def _legalize_conv2d(lanes: int):
     return legalize
 
 
-def pack_conv_weights(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
-    """LegalizeOps with conv2d legalized into the packed-weight form (see module doc)."""
-    return relax.transform.LegalizeOps(
-        customize_legalize_map={"relax.nn.conv2d": _legalize_conv2d(vector_lanes(target))}
-    )
+def transpose_conv_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """A transposed conv's ``[I, O / groups, KH, KW]`` weight as the OIHW weight of the
+    equivalent stride-1 conv over the dilated input: channels swapped per group, taps flipped."""
+    i, og, kh, kw = w.shape
+    w = w.reshape(groups, i // groups, og, kh, kw).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(w.reshape(groups * og, i // groups, kh, kw)[:, :, ::-1, ::-1])
+
+
+def dilate_te(x: te.Tensor, strides: tuple[int, int]) -> te.Tensor:
+    """``x`` with ``stride - 1`` zeros between neighbouring pixels."""
+    n, c, h, w = (int(d) for d in x.shape)
+    sh, sw = strides
+    if (sh, sw) == (1, 1):
+        return x
+    zero = tvm.tirx.const(0, x.dtype)
+
+    def f(a, b, i, j):
+        on_grid = tvm.tirx.all(i % sh == 0, j % sw == 0)
+        return tvm.tirx.if_then_else(on_grid, x[a, b, i // sh, j // sw], zero)
+
+    return te.compute((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), f, name="dilate")
+
+
+def conv2d_transpose_packed_te(
+    x: te.Tensor,
+    wp: te.Tensor,
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    lanes: int,
+) -> te.Tensor:
+    """A transposed conv2d as the stride-1 packed conv2d of its dilated input (``padding`` is
+    the equivalent conv's). Costs ``stride**2`` times the multiplies of a direct transposed
+    conv, most of them by zeros, yet runs through the scheduled conv kernel."""
+    return conv2d_packed_te(dilate_te(x, strides), wp, (1, 1), padding, dilation, groups, lanes)
+
+
+def _legalize_conv2d_transpose(lanes: int):
+    default = tvm.ir.Op.get("relax.nn.conv2d_transpose").get_attr("FLegalize")
+
+    def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+        a = call.attrs
+        x, w = call.args
+        xs, ws = _static_shape(x), _static_shape(w)
+        ok = (
+            isinstance(w, tvm.ir.expr.Constant)
+            and xs is not None
+            and ws is not None
+            and len(xs) == 4
+            and a.data_layout == "NCHW"
+            and a.kernel_layout == "IOHW"
+            and a.out_layout == "NCHW"
+            and x.ty.dtype == "float32"
+            and w.ty.dtype == "float32"
+            and (a.out_dtype is None or str(a.out_dtype) in ("", "float32"))
+        )
+        if not ok:
+            return default(bb, call)
+        groups = int(a.groups)
+        kh, kw = ws[2], ws[3]
+        dh, dw = (int(d) for d in a.dilation)
+        pt, pl, pb, pr = (int(p) for p in a.padding)
+        oph, opw = (int(p) for p in a.output_padding)
+        # The equivalent conv pads by the kernel's reach minus the transposed conv's pads.
+        pads = (
+            dh * (kh - 1) - pt,
+            dw * (kw - 1) - pl,
+            dh * (kh - 1) - pb + oph,
+            dw * (kw - 1) - pr + opw,
+        )
+        bn = oc_block(ws[1], lanes)
+        if bn is None or min(pads) < 0 or xs[1] != ws[0] or ws[0] % groups:
+            return default(bb, call)
+        wc = transpose_conv_weight(w.value.numpy(), groups)
+        wp = relax.const(pack_weight(wc, bn), "float32")
+        return bb.call_te(
+            conv2d_transpose_packed_te,
+            x,
+            wp,
+            strides=tuple(int(s) for s in a.strides),
+            padding=pads,
+            dilation=(dh, dw),
+            groups=groups,
+            lanes=lanes,
+            primfunc_name_hint="conv2d_transpose_packed",
+        )
+
+    return legalize
+
+
+def legalize_map(target: tvm.target.Target | None = None) -> dict:
+    """Legalization rules for conv2d and conv2d_transpose into the packed-weight forms (see
+    module doc), for ``relax.transform.LegalizeOps``."""
+    lanes = vector_lanes(target)
+    return {
+        "relax.nn.conv2d": _legalize_conv2d(lanes),
+        "relax.nn.conv2d_transpose": _legalize_conv2d_transpose(lanes),
+    }

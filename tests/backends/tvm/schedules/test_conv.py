@@ -11,6 +11,7 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu
 from tvm.s_tir import dlight
 
 from backends.tvm import resolve_target
+from backends.tvm.legalize import legalize_ops
 from backends.tvm.schedules import conv, conv_layout
 from backends.tvm.schedules.target_info import vector_lanes
 
@@ -80,7 +81,7 @@ def _fused_module(x_shape, w, res_shape, **conv_attrs):
 
 def _schedule(mod):
     with _TARGET:
-        seq = [conv_layout.pack_conv_weights(_TARGET), *cpu.legalize_passes(_TARGET)]
+        seq = [legalize_ops(_TARGET), *cpu.legalize_passes(_TARGET)]
         mod = tvm.transform.Sequential(seq)(mod)
         return mod, dlight.ApplyDefaultSchedule(*conv.RULES)(mod)
 
@@ -169,3 +170,52 @@ def test_rules_schedule_depthwise_grouped_and_pool():
     ]
     for kind in ("depthwise", "wvec", "pool"):
         assert any(kind in n for n in names), (kind, names)
+
+
+CONV_TRANSPOSES = [
+    # (n, c, h, w, o, kernel, groups, attrs)
+    (1, 32, 8, 8, 16, 2, 1, {"strides": [2, 2]}),  # U-Net upsampling: kernel = stride
+    (1, 16, 5, 7, 16, 4, 1, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # DCGAN-like
+    (
+        1,
+        8,
+        6,
+        6,
+        32,
+        3,
+        1,
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
+    ),
+    (2, 8, 5, 5, 16, 3, 2, {"strides": [1, 2], "dilations": [2, 1]}),  # grouped, dilated
+    (1, 8, 6, 6, 6, 3, 1, {"strides": [2, 2]}),  # 6 outputs: blocks of 2
+    (1, 8, 6, 6, 16, 3, 1, {"strides": [2, 2], "pads": [3, 3, 3, 3]}),  # pads past reach: TVM's
+]
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSES, ids=[str(i) for i in range(len(CONV_TRANSPOSES))])
+def test_conv_transpose_matches_reference(case):
+    n, c, h, w, o, k, groups, attrs = case
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((c, o // groups, k, k)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    attrs = {"groups": groups, **attrs}
+    check_op("conv_transpose", [x, wt, b], attrs, const_inputs=[1, 2], rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_is_scheduled_as_packed_conv():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 32, 8, 8), "float32"))
+    w = np.random.default_rng(6).standard_normal((32, 16, 2, 2)).astype(np.float32)
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d_transpose(x, relax.const(w), strides=[2, 2]))
+            out = bb.emit_output(relax.op.nn.relu(y))
+        bb.emit_func_output(out)
+    _, after = _schedule(bb.get())
+    scheduled = [
+        gv.name_hint
+        for gv, f in after.functions.items()
+        if isinstance(f, tvm.tirx.PrimFunc) and f.attrs and "tirx.is_scheduled" in f.attrs
+    ]
+    assert any("conv2d_transpose_packed" in n for n in scheduled), scheduled
