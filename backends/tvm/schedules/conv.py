@@ -33,7 +33,7 @@ from tvm import s_tir, tirx
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.target import Target
 
-from .conv_layout import CONV_ATTR, DEPTHWISE_ATTR, TILE_ATTR, WVEC_ATTR
+from .conv_layout import CONV_ATTR, CONV_BLOCK, DEPTHWISE_ATTR, TILE_ATTR, WVEC_ATTR
 
 _DATA_PAR = 0
 _COMM_REDUCE = 2
@@ -129,7 +129,7 @@ class _TiledConv(ScheduleRule):
             for b in consumers[:-1]:
                 sch.compute_inline(b)
             epilogue = consumers[-1]
-            if not _spatial_nest(sch, epilogue, [n, c, oh], ow - tw, ow):
+            if not self._epilogue_fits(sch, epilogue, ext, tw):
                 return None
             sch.set_scope(conv, 0, "local")
         else:
@@ -143,6 +143,11 @@ class _TiledConv(ScheduleRule):
 
     def _fits(self, stmt, ext: list[int]) -> bool:
         raise NotImplementedError
+
+    def _epilogue_fits(self, sch: s_tir.Schedule, epilogue, ext: list[int], tw: int) -> bool:
+        """The epilogue is a spatial nest over the conv's output, less the width padding."""
+        n, c, oh, ow = ext[:4]
+        return _spatial_nest(sch, epilogue, [n, c, oh], ow - tw, ow)
 
     def _producers_per_row(self, sch: s_tir.Schedule, producers: list) -> bool:
         """Whether to make the producers row by row inside the parallel loop (else: whole
@@ -168,6 +173,20 @@ class PackedConv2D(_TiledConv):
 
     def _tile(self, stmt):
         return int(stmt.annotations[TILE_ATTR])
+
+    def _epilogue_fits(self, sch, epilogue, ext, tw):
+        # Less the channel padding too (``conv_layout._padded_channels``): below one block.
+        bn = int(sch.get(sch.get_sblock(CONV_BLOCK)).annotations[CONV_ATTR])
+        n, c, oh, ow = ext[:4]
+        e = _extents(sch, epilogue)
+        return (
+            len(e) == 4
+            and all(k == _DATA_PAR for k in _kinds(sch, epilogue))
+            and e[0] == n
+            and e[2] == oh
+            and c - bn < (e[1] or 0) <= c
+            and ow - tw < (e[3] or 0) <= ow
+        )
 
     def _schedule(self, sch, conv, epilogue, tw):
         bn = int(sch.get(conv).annotations[CONV_ATTR])

@@ -53,6 +53,16 @@ def oc_block(out_per_group: int, lanes: int) -> int | None:
     return None
 
 
+def _padded_channels(out_c: int, bn: int, groups: int, lanes: int) -> int:
+    """Output channels to compute: rounded up to two vectors (the zero weights' outputs are
+    cropped) when only one vector divides them and the waste is small, as for SqueezeNet's
+    1000-class 1x1 conv on 13x13 (bn 8 leaves too few accumulators for narrow maps; measured
+    3.40 -> 3.09 ms on one thread)."""
+    if groups != 1 or bn >= 2 * lanes or out_c < 8 * lanes:
+        return out_c
+    return -(-out_c // (2 * lanes)) * (2 * lanes)
+
+
 def pack_weight(w: np.ndarray, bn: int) -> np.ndarray:
     """OIHW -> [O // bn, I, KH, KW, bn]."""
     o, i, kh, kw = w.shape
@@ -315,8 +325,14 @@ def _legalize_conv2d(lanes: int):
         bn = oc_block(ws[0] // groups, lanes) if ok else None
         if bn is None:
             return default(bb, call)
-        wp = relax.const(pack_weight(w.value.numpy(), bn), "float32")
-        return bb.call_te(
+        wt = w.value.numpy()
+        out_c = ws[0]
+        padded = _padded_channels(out_c, bn, groups, lanes)
+        if padded != out_c:
+            bn = 2 * lanes
+            wt = np.concatenate([wt, np.zeros((padded - out_c, *ws[1:]), wt.dtype)])
+        wp = relax.const(pack_weight(wt, bn), "float32")
+        y = bb.call_te(
             conv2d_packed_te,
             x,
             wp,
@@ -325,6 +341,11 @@ def _legalize_conv2d(lanes: int):
             lanes=lanes,
             primfunc_name_hint="conv2d_packed",
         )
+        if padded == out_c:
+            return y
+        # A separate op: FuseOps then fuses the bias/activation into the crop, not the conv.
+        y = bb.emit(y)
+        return relax.op.strided_slice(y, axes=[1], begin=[0], end=[out_c])
 
     return legalize
 

@@ -39,7 +39,8 @@ CASES = [
     (1, 8, 9, 13, 20, 3, 2, {"pads": [1, 1, 1, 1], "strides": [2, 1]}),  # 10 per group
     (1, 8, 9, 13, 20, 3, 2, {"pads": [1, 0, 1, 2], "strides": [1, 2]}),  # packed, bn=2
     (1, 16, 9, 9, 64, 3, 2, {"pads": [1, 1, 1, 1], "strides": [2, 1]}),
-    (1, 8, 7, 7, 1000, 1, 1, {}),  # one vector per row
+    (1, 8, 7, 7, 1000, 1, 1, {}),  # 1000 outputs: padded to 1008, cropped
+    (1, 16, 5, 9, 72, 3, 1, {"pads": [1, 1, 1, 1]}),  # 72 outputs: padded to 80
     (1, 5, 6, 31, 10, 3, 1, {"pads": [1, 1, 1, 1]}),  # O % lanes != 0: TVM's legalization
     (1, 8, 12, 12, 8, 3, 8, {"pads": [1, 1, 1, 1]}),  # depthwise
     (1, 16, 7, 7, 16, 3, 16, {"pads": [1, 1, 1, 1]}),  # depthwise, width < one vector
@@ -86,11 +87,12 @@ def _schedule(mod):
         return mod, dlight.ApplyDefaultSchedule(*conv.RULES)(mod)
 
 
-@pytest.mark.parametrize("width", [13, 16])
-def test_rule_schedules_conv_with_residual_epilogue(width):
+@pytest.mark.parametrize("width,out_c", [(13, 32), (16, 32), (13, 72)])
+def test_rule_schedules_conv_with_residual_epilogue(width, out_c):
+    """72 outputs: computed as 80 (blocks of 16) and cropped, still by the conv rule."""
     rng = np.random.default_rng(2)
-    w = (rng.standard_normal((32, 16, 3, 3)) * 0.2).astype(np.float32)
-    mod = _fused_module((1, 16, 12, width), w, (1, 32, 12, width), padding=[1, 1, 1, 1])
+    w = (rng.standard_normal((out_c, 16, 3, 3)) * 0.2).astype(np.float32)
+    mod = _fused_module((1, 16, 12, width), w, (1, out_c, 12, width), padding=[1, 1, 1, 1])
     before, after = _schedule(mod)
     convs = [
         f
@@ -99,7 +101,7 @@ def test_rule_schedules_conv_with_residual_epilogue(width):
     ]
     assert len(convs) == 1 and convs[0].attrs["tirx.is_scheduled"]
     x = rng.standard_normal((1, 16, 12, width)).astype(np.float32)
-    r = rng.standard_normal((1, 32, 12, width)).astype(np.float32)
+    r = rng.standard_normal((1, out_c, 12, width)).astype(np.float32)
     outs = []
     for m in (before, after):
         ex = tvm.compile(m, target=_TARGET, relax_pipeline=_rest_of_pipeline())
