@@ -33,7 +33,14 @@ from tvm import s_tir, tirx
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.target import Target
 
-from .conv_layout import CONV_ATTR, CONV_BLOCK, DEPTHWISE_ATTR, TILE_ATTR, WVEC_ATTR
+from .conv_layout import (
+    CONV_ATTR,
+    CONV_BLOCK,
+    DEPTHWISE_ATTR,
+    DEPTHWISE_CHANNELS_ATTR,
+    TILE_ATTR,
+    WVEC_ATTR,
+)
 
 _DATA_PAR = 0
 _COMM_REDUCE = 2
@@ -255,15 +262,14 @@ class DepthwiseConv2D(_TiledConv):
         return any(sch.get(b).name_hint.startswith("phase_split") for b in producers)
 
     def _fits(self, stmt, ext):
-        return ext[3] % int(stmt.annotations[DEPTHWISE_ATTR]) == 0
+        ct = int(stmt.annotations[DEPTHWISE_CHANNELS_ATTR])
+        return ext[3] % int(stmt.annotations[DEPTHWISE_ATTR]) == 0 and ext[1] % ct == 0
 
     def _tile(self, stmt):
         return int(stmt.annotations[DEPTHWISE_ATTR])
 
     def _schedule(self, sch, conv, epilogue, tw):
-        channels = _extents(sch, epilogue)[1] or 1
-        # Channels per tile: independent accumulators hide the FMA latency.
-        ct = next(t for t in (4, 2, 1) if channels % t == 0)
+        ct = int(sch.get(conv).annotations[DEPTHWISE_CHANNELS_ATTR])
         en, ec, eoh, eow = sch.get_loops(epilogue)
         co, ci = sch.split(ec, [None, ct])
         owo, owi = sch.split(eow, [None, tw])

@@ -36,6 +36,9 @@ DEPTHWISE_BLOCK = "nnxc_depthwise_conv2d"
 DEPTHWISE_ATTR = "nnxc.depthwise_tile"
 """Block annotation of the depthwise conv: its register tile width (output pixels)."""
 
+DEPTHWISE_CHANNELS_ATTR = "nnxc.depthwise_channels"
+"""Block annotation of the depthwise conv: channels per register tile."""
+
 WVEC_BLOCK = "nnxc_conv2d_wvec"
 WVEC_ATTR = "nnxc.conv2d_wvec_rows"
 """Block annotation of the width-vectorized conv: output channels per register tile."""
@@ -86,8 +89,21 @@ def register_tile(width: int, bn: int, lanes: int) -> int:
 
 
 def depthwise_tile(width: int, lanes: int) -> int:
-    """Output pixels per depthwise register tile: one or two vectors."""
-    return lanes * max(1, min(2, width // lanes))
+    """Output pixels per depthwise register tile: one or two vectors, whichever pads the width
+    least (two on ties). Measured on one thread: 56x56 0.46 -> 0.40 ms, 14x14 0.18 -> 0.14 ms
+    against always two vectors."""
+    if width <= lanes:
+        return lanes
+    return min((2 * lanes, lanes), key=lambda t: (-(-width // t) * t, -t))
+
+
+def depthwise_channels(channels: int, tile: int, lanes: int, strided: bool) -> int:
+    """Channels per depthwise register tile: independent accumulators hide the FMA latency.
+    Four, or eight when the tile is one vector and the conv has stride 1 (7x7 maps: 0.098 ->
+    0.060 ms on one thread; strided convs lose, their input rows are longer)."""
+    if tile <= lanes and channels % 8 == 0 and not strided:
+        return 8
+    return next(t for t in (4, 2, 1) if channels % t == 0)
 
 
 def _out_size(h: int, w: int, kh: int, kw: int, strides, padding, dilation) -> tuple[int, int]:
@@ -167,7 +183,10 @@ def depthwise_te(
         lambda a, b, i, j: te.sum(tap(a, b, i, j) * w[b, 0, ry, rx], axis=[ry, rx]),
         name=DEPTHWISE_BLOCK,
         tag="depthwise_conv2d_nchw",
-        attrs={DEPTHWISE_ATTR: tw},
+        attrs={
+            DEPTHWISE_ATTR: tw,
+            DEPTHWISE_CHANNELS_ATTR: depthwise_channels(c, tw, lanes, sw > 1),
+        },
     )
     return _crop(y, ow)
 
