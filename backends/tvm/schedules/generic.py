@@ -10,8 +10,11 @@
   loops move outside it and it is vectorized (pooling windows, reductions over a non-innermost
   axis); otherwise (reduction over the innermost axis) the spatial loops run in parallel and
   each reduction is serial.
-* ``Rows``: several reduction blocks over the same leading spatial axes (softmax, layer norm):
-  all blocks go under one parallel loop over the rows; injective blocks are vectorized.
+* ``Rows``: several reduction blocks over the same leading spatial axes (softmax, layer norm,
+  RMS norm): all blocks go under one parallel loop over the rows, so each row's statistics and
+  results are made while it is in cache; reductions over the row are vectorized through
+  ``rfactor`` (one partial result per lane, then a short serial reduction of the lanes) and
+  elementwise blocks are vectorized.
 
 Every rule returns None when the PrimFunc is not its pattern; extents that are symbolic
 (dynamic shapes) are never vectorized, only parallelized.
@@ -275,4 +278,100 @@ class Reduce(_CPURule):
         return bool(spatial) and isinstance(last, tirx.Var) and last.same_as(spatial[-1])
 
 
-RULES: list[ScheduleRule] = [Injective(), Reduce()]
+def _reduces(sch: Schedule, block: SBlockRV) -> bool:
+    return any(int(iv.iter_type) != 0 for iv in sch.get(block).iter_vars)
+
+
+def _row_axes(sch: Schedule, block: SBlockRV) -> list[int] | None:
+    """Extents of the leading spatial iters of a reduction block (its rows), when all its
+    spatial iters lead and all are static."""
+    kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+    rows = [i for i, k in enumerate(kinds) if k == 0]
+    if rows != list(range(len(rows))) or any(k not in (0, 2) for k in kinds):
+        return None
+    ext = [iv.dom.extent for iv in sch.get(block).iter_vars]
+    if not all(isinstance(e, tirx.IntImm) for e in ext):
+        return None
+    return [int(e) for e in ext[: len(rows)]]
+
+
+def _rfactor_lanes(sch: Schedule, block: SBlockRV, lanes: int) -> SBlockRV | None:
+    """Split the innermost (reduction) loop of ``block`` by ``lanes`` and rfactor it: a new
+    block makes one partial result per lane (the lanes innermost, to vectorize), ``block``
+    then reduces the lanes. None when the extent does not allow it or TVM refuses."""
+    loop = sch.get_loops(block)[-1]
+    ext = _extent(sch, loop)
+    if ext is None or lanes < 2 or ext % lanes or ext < 2 * lanes:
+        return None
+    try:
+        _, inner = sch.split(loop, factors=[None, lanes])
+        # The lanes as the partial buffer's last axis: contiguous vectors.
+        return sch.rfactor(inner, factor_axis=len(sch.get(block).writes[0].region))
+    except Exception:  # noqa: BLE001 - TVM refuses (e.g. no known reducer): stays serial
+        return None
+
+
+class Rows(_CPURule):
+    """Reductions and elementwise blocks over the same rows (softmax, layer norm): see the
+    module doc."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool) -> Schedule | None:
+        if not self._available(func, target):
+            return None
+        try:
+            return self._apply(func, target)
+        except Exception:  # noqa: BLE001 - no root block, or a step TVM refuses: not ours
+            return None
+
+    def _apply(self, func: tirx.PrimFunc, target: Target) -> Schedule | None:
+        sch = Schedule(func)
+        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+        if any(int(iv.iter_type) not in (0, 2) for b in blocks for iv in sch.get(b).iter_vars):
+            return None
+        reductions = [b for b in blocks if _reduces(sch, b)]
+        if len(reductions) < 2 or _reduces(sch, blocks[-1]):
+            return None
+        rows = _row_axes(sch, reductions[0])
+        if not rows or any(_row_axes(sch, b) != rows for b in reductions):
+            return None
+        out = blocks[-1]
+        loops = sch.get_loops(out)
+        if len(loops) <= len(rows) or [_extent(sch, lp) for lp in loops[: len(rows)]] != rows:
+            return None
+        if not all(_is_plain(sch, lp) for b in blocks for lp in sch.get_loops(b)):
+            return None
+        work = _work(sch, loops)
+        partials = []
+        for b in reductions:
+            dtype = _write_dtype(sch, b)
+            rf = _rfactor_lanes(sch, b, _vector_lanes(target, dtype)) if dtype else None
+            if rf is not None:
+                partials.append(rf)
+        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+        par = sch.fuse(*loops[: len(rows)]) if len(rows) > 1 else loops[0]
+        for b in reversed(blocks[:-1]):
+            sch.compute_at(b, par, preserve_unit_loops=True)
+        if work is None or work >= PARALLEL_MIN_WORK:
+            sch.parallel(par)
+        for rf in partials:
+            # Under the row, compute_at left the lanes loop first and the reduction last:
+            # swap them, so the partial results are one vector updated along the row. (Its
+            # init stays inside: a decomposed init makes TVM refuse the vectorization.)
+            inner = sch.get_loops(rf)[1:]
+            sch.reorder(inner[-1], inner[0])
+            sch.vectorize(sch.get_loops(rf)[-1])
+        for b in blocks:
+            if b in partials or _reduces(sch, b) or len(sch.get_loops(b)) < 2:
+                continue
+            dtype = _write_dtype(sch, b)
+            loop = sch.get_loops(b)[-1]
+            ext = _extent(sch, loop)
+            lanes = _vector_lanes(target, dtype) if dtype else 1
+            # Whole vectors only: a loop_partition under compute_at breaks TVM's buffer
+            # region compaction.
+            if ext is not None and lanes > 1 and ext % lanes == 0:
+                sch.vectorize(sch.split(loop, factors=[None, lanes])[1])
+        return sch
+
+
+RULES: list[ScheduleRule] = [Injective(), Reduce(), Rows()]

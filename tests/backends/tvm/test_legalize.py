@@ -16,25 +16,38 @@ from backends.tvm.legalize import legalize_ops
 _TARGET = resolve_target("cpu").tvm_target()
 
 
-def _legalized_erf(dtype: str) -> str:
+def _legalized(op, dtype: str) -> str:
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((4, 16), dtype))
     with bb.function("main", [x]):
         with bb.dataflow():
-            out = bb.emit_output(relax.op.erf(x))
+            out = bb.emit_output(op(x))
         bb.emit_func_output(out)
     with _TARGET:
         mod = legalize_ops(_TARGET)(bb.get())
     return "\n".join(f.script() for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
 
 
-def test_float32_erf_needs_no_libm_call():
-    assert "T.erf" not in _legalized_erf("float32")
+def test_float32_erf_and_softmax_need_no_libm_call():
+    assert "T.erf" not in _legalized(relax.op.erf, "float32")
+    assert "T.exp" not in _legalized(relax.op.nn.softmax, "float32")
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
-def test_other_erf_keeps_tvm_lowering(dtype):
-    assert "T.erf" in _legalized_erf(dtype)
+def test_other_erf_and_softmax_keep_tvm_lowering(dtype):
+    assert "T.erf" in _legalized(relax.op.erf, dtype)
+    assert "T.exp" in _legalized(relax.op.nn.softmax, dtype)
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 0])
+def test_softmax_is_accurate_with_masked_entries(axis):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 5, 40)) * 20).astype(np.float32)
+    x[:, :, ::7] = -np.inf  # masked positions (attention masks)
+    x[0, 0, 3] = 1e30
+    e = np.exp(x.astype(np.float64) - x.max(axis=axis, keepdims=True))
+    expected = (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    check_op("softmax", [x], {"axis": axis}, expected=[expected], rtol=1e-5, atol=1e-7)
 
 
 def test_erf_is_accurate_over_its_range():

@@ -149,6 +149,10 @@ def _run_func(func: tvm.tirx.PrimFunc, inputs: list[np.ndarray]) -> np.ndarray:
         ("max_pool", [_rand(1, 64, 111, 111)], dict(kernel=[3, 3], strides=[2, 2]), generic.Reduce),
         ("max_pool", [_rand(1, 32, 64, 64)], dict(kernel=[2, 2], strides=[2, 2]), generic.Reduce),
         ("avg_pool", [_rand(1, 16, 56, 56)], dict(kernel=[2, 2], strides=[2, 2]), generic.Reduce),
+        ("softmax", [_rand(4, 33, 128)], {"axis": -1}, generic.Rows),
+        ("softmax", [_rand(64, 40, 12)], {"axis": -1}, generic.Rows),  # rows: no whole vectors
+        ("log_softmax", [_rand(2, 40, 64)], {"axis": -1}, generic.Rows),
+        ("layer_norm", [_rand(1, 37, 96), _rand(96), _rand(96)], {"axis": -1}, generic.Rows),
     ],
 )
 def test_rule_matches_and_is_exact(op, inputs, attrs, rule):
@@ -172,6 +176,22 @@ def test_rules_leave_multi_reduction_kernels():
     with _TARGET:
         assert generic.Injective().apply(func, _TARGET, False) is None
         assert generic.Reduce().apply(func, _TARGET, False) is None
+
+
+def test_rows_vectorizes_the_row_reductions():
+    funcs = _fused_funcs(_graph("softmax", [_rand(4, 33, 128)], {"axis": -1}))
+    (func,) = funcs.values()
+    with _TARGET:
+        text = generic.Rows().apply(func, _TARGET, False).mod["main"].script()
+    assert text.count("_rf") >= 2 and "T.parallel" in text, text
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_rows_leaves_reductions_over_leading_axes(axis):
+    funcs = _fused_funcs(_graph("softmax", [_rand(4, 33, 128)], {"axis": axis}))
+    (func,) = funcs.values()
+    with _TARGET:
+        assert generic.Rows().apply(func, _TARGET, False) is None
 
 
 def test_vector_width_comes_from_the_target():
