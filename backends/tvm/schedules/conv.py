@@ -18,8 +18,12 @@ the elementwise epilogue fused after it (bias, ReLU, residual add, the width cro
 no vector of output channels per group): ``rows`` output channels unrolled x ``tw`` pixels
 vectorized.
 
-``DepthwiseConv2D`` does the same for ``conv_layout``'s depthwise compute: up to 4 channels x
+``DepthwiseConv2D`` does the same for ``conv_layout``'s depthwise compute: 4 or 8 channels x
 ``tw`` pixels of accumulators (``tw`` = one or two vectors), vectorized over output width.
+
+``PointwiseConv2D`` schedules ``conv_layout``'s pointwise conv (a stride-1 1x1 conv as
+``W @ X`` over flat pixels): tiles of 2-4 output channels x 1-3 vectors of pixels, weights
+broadcast, the input packed into panels per pixel tile, results stored as whole vectors.
 
 ``Pool2D`` schedules TVM's NCHW pooling (``pool_max`` / ``pool_sum`` + the average's division):
 padding inlined, ``(n, c, oh)`` in parallel, the window unrolled.
@@ -38,6 +42,7 @@ from .conv_layout import (
     CONV_BLOCK,
     DEPTHWISE_ATTR,
     DEPTHWISE_CHANNELS_ATTR,
+    POINTWISE_ATTR,
     TILE_ATTR,
     WVEC_ATTR,
 )
@@ -289,6 +294,73 @@ class DepthwiseConv2D(_TiledConv):
         sch.vectorize(sch.get_loops(init)[-1])
 
 
+class PointwiseConv2D(ScheduleRule):
+    """``conv_layout``'s pointwise conv (``W[O, I] @ X[I, H*W]``, input packed in panels)
+    plus its fused epilogue: tiles of ``rows`` output channels x ``tw`` pixels, pixel tiles in
+    parallel, each tile's panel packed just before it is used, then every output channel of
+    the tile in turn (the panel stays in L1), the reduction innermost, weights broadcast."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc):
+            return None
+        try:
+            return self._apply(func)
+        except Exception:  # noqa: BLE001 - a schedule step TVM refuses: not our pattern
+            return None
+
+    def _apply(self, func: tirx.PrimFunc):
+        sch = s_tir.Schedule(func)
+        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+        found = [b for b in blocks if POINTWISE_ATTR in sch.get(b).annotations]
+        if len(found) != 1 or blocks.index(found[0]) != 1:
+            return None
+        conv = found[0]
+        panels = blocks[0]
+        stmt = sch.get(conv)
+        rows, tw = int(stmt.annotations[POINTWISE_ATTR]), int(stmt.annotations[TILE_ATTR])
+        ext = _extents(sch, conv)
+        if _kinds(sch, conv) != [_DATA_PAR] * 3 + [_COMM_REDUCE] or None in ext:
+            return None
+        n, oc, pixels, _ = ext
+        if oc % rows or pixels % tw:
+            return None
+        consumers = blocks[2:]
+        for b in consumers[:-1]:
+            sch.compute_inline(b)
+        epilogue = consumers[-1]
+        e = _extents(sch, epilogue)
+        if (
+            len(e) != 4
+            or any(k != _DATA_PAR for k in _kinds(sch, epilogue))
+            or e[:2] != [n, oc]
+            or (e[2] or 0) * (e[3] or 0) != pixels
+        ):
+            return None
+        width = e[3]
+        # One flat pixel axis: the epilogue then reads the conv's flat output at exactly p,
+        # so compute_at gets affine bindings (fusing h and w does not).
+        sch.transform_block_layout(epilogue, lambda a, o, i, j: (a, o, i * width + j))
+        en, eo, ep = sch.get_loops(epilogue)
+        po, pi = sch.split(ep, [None, tw])
+        oo, oi = sch.split(eo, [None, rows])
+        sch.reorder(en, po, oo, oi, pi)
+        par = sch.fuse(en, po)
+        sch.parallel(par)
+        sch.set_scope(conv, 0, "local")
+        sch.compute_at(conv, oo, preserve_unit_loops=True)
+        sch.unroll(oi)
+        sch.vectorize(pi)
+
+        cn, co, cp, rc = sch.get_loops(conv)[-4:]
+        sch.reorder(rc, cn, co, cp)
+        sch.unroll(co)
+        sch.vectorize(cp)
+        init = sch.decompose_reduction(conv, rc)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.compute_at(panels, par, preserve_unit_loops=True)
+        return sch
+
+
 class Pool2D(ScheduleRule):
     """TVM's NCHW max/avg pooling: pad inlined, ``(n, c, oh)`` parallel, window unrolled."""
 
@@ -335,4 +407,10 @@ class Pool2D(ScheduleRule):
         return sch
 
 
-RULES: list[ScheduleRule] = [PackedConv2D(), WidthConv2D(), DepthwiseConv2D(), Pool2D()]
+RULES: list[ScheduleRule] = [
+    PackedConv2D(),
+    PointwiseConv2D(),
+    WidthConv2D(),
+    DepthwiseConv2D(),
+    Pool2D(),
+]

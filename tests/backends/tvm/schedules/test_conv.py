@@ -31,6 +31,8 @@ CASES = [
     (1, 16, 14, 14, 32, 3, 1, {"pads": [1, 1, 1, 1]}),
     (1, 3, 23, 23, 16, 7, 1, {"strides": [2, 2], "pads": [3, 3, 3, 3]}),  # stem-like
     (1, 32, 13, 13, 24, 1, 1, {}),  # 1x1, width 13 needs a padded tile
+    (1, 24, 8, 14, 40, 1, 1, {}),  # 1x1 on 112 pixels: pointwise, tiles of 16 pixels
+    (2, 16, 6, 8, 18, 1, 1, {}),  # pointwise, batch 2, 24-pixel tiles, 2 channels per tile
     (1, 24, 15, 11, 48, 1, 1, {"strides": [2, 2]}),  # strided 1x1 (subsampled)
     (2, 8, 9, 10, 16, (3, 2), 1, {"pads": [0, 1, 2, 0], "dilations": [2, 1]}),
     (1, 12, 10, 10, 48, 1, 3, {}),  # grouped 1x1, 16 outputs per group: packed
@@ -87,17 +89,19 @@ def _schedule(mod):
         return mod, dlight.ApplyDefaultSchedule(*conv.RULES)(mod)
 
 
-@pytest.mark.parametrize("width,out_c", [(13, 32), (16, 32), (13, 72)])
-def test_rule_schedules_conv_with_residual_epilogue(width, out_c):
-    """72 outputs: computed as 80 (blocks of 16) and cropped, still by the conv rule."""
+@pytest.mark.parametrize("width,out_c,k", [(13, 32, 3), (16, 32, 3), (13, 72, 3), (16, 32, 1)])
+def test_rule_schedules_conv_with_residual_epilogue(width, out_c, k):
+    """72 outputs: computed as 80 (blocks of 16) and cropped, still by the conv rule. The
+    1x1 conv on 12x16 pixels goes to the pointwise rule."""
     rng = np.random.default_rng(2)
-    w = (rng.standard_normal((out_c, 16, 3, 3)) * 0.2).astype(np.float32)
-    mod = _fused_module((1, 16, 12, width), w, (1, out_c, 12, width), padding=[1, 1, 1, 1])
+    w = (rng.standard_normal((out_c, 16, k, k)) * 0.2).astype(np.float32)
+    mod = _fused_module((1, 16, 12, width), w, (1, out_c, 12, width), padding=[k // 2] * 4)
     before, after = _schedule(mod)
     convs = [
         f
         for gv, f in after.functions.items()
-        if isinstance(f, tvm.tirx.PrimFunc) and "conv2d_packed" in gv.name_hint
+        if isinstance(f, tvm.tirx.PrimFunc)
+        and ("conv2d_packed" if k == 3 else "conv2d_pointwise") in gv.name_hint
     ]
     assert len(convs) == 1 and convs[0].attrs["tirx.is_scheduled"]
     x = rng.standard_normal((1, 16, 12, width)).astype(np.float32)
