@@ -89,10 +89,12 @@ def _schedule(mod):
         return mod, dlight.ApplyDefaultSchedule(*conv.RULES)(mod)
 
 
-@pytest.mark.parametrize("width,out_c,k", [(13, 32, 3), (16, 32, 3), (13, 72, 3), (16, 32, 1)])
+@pytest.mark.parametrize(
+    "width,out_c,k", [(13, 32, 3), (16, 32, 3), (13, 72, 3), (16, 32, 1), (13, 32, 1)]
+)
 def test_rule_schedules_conv_with_residual_epilogue(width, out_c, k):
     """72 outputs: computed as 80 (blocks of 16) and cropped, still by the conv rule. The
-    1x1 conv on 12x16 pixels goes to the pointwise rule."""
+    1x1 convs go to the pointwise rule (12x13 pixels: padded to tiles of 16)."""
     rng = np.random.default_rng(2)
     w = (rng.standard_normal((out_c, 16, k, k)) * 0.2).astype(np.float32)
     mod = _fused_module((1, 16, 12, width), w, (1, out_c, 12, width), padding=[k // 2] * 4)
