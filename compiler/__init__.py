@@ -6,6 +6,9 @@
     rt = compiler.load("model.so")
     outs = rt.run({"data": x})
 
+    compiler.tune("model.onnx", records="tuned", trials=200)   # MetaSchedule search
+    compiler.compile("model.onnx", records="tuned")            # with the best kernels found
+
 ``compiler.load`` needs only TVM's runtime: importing this package loads nothing heavy.
 """
 
@@ -14,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "compile", "load"]
+__all__ = ["__version__", "compile", "load", "tune"]
 
 
 def compile(
@@ -24,6 +27,13 @@ def compile(
     from compiler.driver import compile as _compile
 
     return _compile(model, target, input_shapes, **options)
+
+
+def tune(model: Any, records: Any, trials: int, target: str = "cpu", **options: Any) -> Any:
+    """Tune a model's kernels into a records folder; see ``compiler.driver.tune``."""
+    from compiler.driver import tune as _tune
+
+    return _tune(model, records, trials, target, **options)
 
 
 def load(path: Any, threads: int | None = None) -> Any:

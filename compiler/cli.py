@@ -1,4 +1,4 @@
-"""The ``nnxc`` command: compile, run and inspect models.
+"""The ``nnxc`` command: compile, tune, run and inspect models.
 
 Errors a user can act on print as one line (``nnxc: error: ...``) with exit status 1;
 ``--debug`` shows the traceback as well.
@@ -25,9 +25,11 @@ def _say(message: str) -> None:
 
 
 # -- options shared with the API --------------------------------------------------------------
-def add_compile_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per CompileOptions field, with the field's own help text."""
+def add_compile_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per CompileOptions field (but those in ``skip``), with the field's own help."""
     for f in fields(CompileOptions):
+        if f.name in skip:
+            continue
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not MISSING else None
         if f.type in ("bool", bool):
@@ -42,7 +44,13 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
                 help=f.metadata["help"],
             )
         else:
-            parser.add_argument(flag, dest=f.name, default=default, help=f.metadata["help"])
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=default,
+                metavar=f.metadata.get("metavar"),
+                help=f.metadata["help"],
+            )
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,6 +87,30 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {total:.1f} s")
     print("  inputs:  " + "; ".join(str(t) for t in meta.inputs))
     print("  outputs: " + "; ".join(str(t) for t in meta.outputs))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from backends.tvm.tuning import summary
+    from compiler.driver import tune
+
+    opts = options_from_args(args)
+    target = opts.pop("target")
+    shapes = opts.pop("input_shapes")
+    records = opts.pop("records")
+    t0 = time.perf_counter()
+    reports = tune(
+        args.model,
+        records,
+        args.trials,
+        target,
+        shapes,
+        progress=None if args.quiet else _say,
+        seed=args.seed,
+        **opts,
+    )
+    print(f"tuned {args.model} in {time.perf_counter() - t0:.0f} s: {summary(reports)}")
+    print(f"  records: {records} (build with: nnxc compile {args.model} --records {records})")
     return 0
 
 
@@ -202,6 +234,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     add_compile_options(p)
     p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser(
+        "tune",
+        help="search faster kernels with MetaSchedule, for nnxc compile --records",
+        description="Tune the model's kernels with TVM's MetaSchedule, measuring candidates "
+        "on this machine, and keep the records in a folder; nnxc compile --records DIR then "
+        "builds each kernel with the fastest record. Our own schedules are measured first and "
+        "kept among the records, so a tuned build is never slower, kernel by kernel. Each "
+        "kernel taking 1% of the model's time or more gets 8 trials, the rest go by time "
+        "(costliest kernels first). Tuning again with the same folder runs only the trials "
+        "still missing. Give compile the same options.",
+    )
+    p.add_argument("model", help="the model file (.onnx)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        metavar="N",
+        help="measured candidates in all, over all kernels (about 2 s each on 2 cores)",
+    )
+    p.add_argument(
+        "--records",
+        required=True,
+        metavar="DIR",
+        help="the folder of tuning records to write (made if missing, kept and extended if not)",
+    )
+    p.add_argument("--seed", type=int, help="seed of the search (default: random)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_compile_options(p, skip=("records",))
+    p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser(
         "run",

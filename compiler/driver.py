@@ -157,11 +157,58 @@ def compile(  # noqa: A001 - the API name users expect
     """Compile an ONNX model (path or ``onnx.ModelProto``) for ``target``.
 
     Options are those of ``CompileOptions`` (``passes``, ``verify_each``, ``print_ir_after``,
-    ``time_passes``); ``progress`` receives one line per stage.
+    ``time_passes``, ``records``); ``progress`` receives one line per stage.
     """
     opts = CompileOptions.from_kwargs(
         target=target, input_shapes=dict(input_shapes or {}), **options
     )
+    from backends.tvm import build, resolve_target
+
+    spec = resolve_target(opts.target)
+    if opts.records is not None:
+        from backends.tvm.tuning import check_records
+
+        check_records(opts.records)
+    stage, timings = _stages(progress)
+    graph, source, mod = _import_and_lower(model, opts, stage)
+    executable = stage("build", lambda: build(mod, spec, records=opts.records))
+    return CompiledModel(graph, executable, spec, source, timings)
+
+
+def tune(
+    model: Any,
+    records: str | os.PathLike,
+    trials: int,
+    target: str = "cpu",
+    input_shapes: dict | None = None,
+    *,
+    progress: Progress | None = None,
+    seed: int | None = None,
+    **options: Any,
+) -> list[Any]:
+    """Tune a model's kernels with MetaSchedule, about ``trials`` measured candidates in all,
+    keeping the records in the folder ``records`` for ``compile(..., records=...)``.
+
+    Tuning again with the same folder runs only the trials still missing. The other options
+    are those of ``compile`` (give the same ones there, so that the kernels match). Returns one
+    ``backends.tvm.tuning.TaskReport`` per task; ``progress`` gets one line per stage and task.
+    """
+    opts = CompileOptions.from_kwargs(
+        target=target, input_shapes=dict(input_shapes or {}), **options
+    )
+    from backends.tvm import resolve_target
+    from backends.tvm.tuning import check_tunable
+    from backends.tvm.tuning import tune as tune_module
+
+    spec = resolve_target(opts.target)
+    check_tunable(spec, trials)
+    stage, _ = _stages(progress)
+    _, _, mod = _import_and_lower(model, opts, stage)
+    return stage("tune", lambda: tune_module(mod, spec, records, trials, progress, seed=seed))
+
+
+def _stages(progress: Progress | None) -> tuple[Callable[[str, Callable[[], Any]], Any], dict]:
+    """A function running one named, timed stage, and the timings it fills in."""
     say = progress or (lambda _: None)
     timings: dict[str, float] = {}
 
@@ -173,12 +220,16 @@ def compile(  # noqa: A001 - the API name users expect
         say(f"{name}: {timings[name]:.2f} s")
         return result
 
-    from backends.tvm import build, check_supported, lower_graph, resolve_target
+    return stage, timings
 
-    spec = resolve_target(opts.target)
+
+def _import_and_lower(
+    model: Any, opts: CompileOptions, stage: Callable[[str, Callable[[], Any]], Any]
+) -> tuple[Graph, Source, Any]:
+    from backends.tvm import check_supported, lower_graph
+
     graph, source = stage("import", lambda: import_model(model, opts.input_shapes or None))
     stage("optimize", lambda: optimize(graph, opts))
     check_supported(graph)
     mod = stage("lower", lambda: lower_graph(graph))
-    executable = stage("build", lambda: build(mod, spec))
-    return CompiledModel(graph, executable, spec, source, timings)
+    return graph, source, mod

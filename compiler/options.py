@@ -46,6 +46,14 @@ class CompileOptions:
         },
     )
     time_passes: bool = field(default=False, metadata={"help": "report the time of each pass"})
+    records: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "DIR",
+            "help": "apply the tuning records in DIR (written by nnxc tune): each kernel with "
+            "records gets the fastest one, the others our default schedules",
+        },
+    )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CompileOptions:

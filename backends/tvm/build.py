@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -80,12 +81,16 @@ def resolve_target(target: str | dict[str, Any] = "cpu") -> TargetSpec:
     return TargetSpec(config)
 
 
-def build(mod: tvm.IRModule, target: TargetSpec) -> relax.VMExecutable:
-    """Compile with nnxc's Relax pipeline for the target (``pipeline.pipeline_for``)."""
+def build(
+    mod: tvm.IRModule, target: TargetSpec, records: str | os.PathLike | None = None
+) -> relax.VMExecutable:
+    """Compile with nnxc's Relax pipeline for the target (``pipeline.pipeline_for``), applying
+    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given."""
     from .pipeline import pipeline_for
 
     tvm_target = target.tvm_target()
-    return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline_for(tvm_target))
+    pipeline = pipeline_for(tvm_target, None if records is None else str(records))
+    return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline)
 
 
 def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> None:

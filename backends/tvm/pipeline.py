@@ -3,10 +3,13 @@
 TVM's own CPU pipeline legalizes and fuses ops but leaves every PrimFunc unscheduled (naive
 loops). Ours legalizes some ops itself first (``legalize.py``: conv weights packed at
 compile time into the blocked layout our conv rules want, a vectorizable erf), and between
-fusion and lowering applies ``schedules.cpu_rules()``.
+fusion and lowering applies ``schedules.cpu_rules()``. With tuning records (``nnxc tune``),
+each PrimFunc that has one gets its fastest record first, and our rules schedule the rest.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import tvm
 from tvm import relax
@@ -29,16 +32,37 @@ def legalize_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
     ]
 
 
-def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
+def schedule_prefix_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
+    """Everything before scheduling. Tuning extracts its tasks after exactly these passes, so
+    that its records match the PrimFuncs a build schedules."""
+    return cpu.library_dispatch_passes(target) + legalize_passes(target)
+
+
+def cpu_pipeline(target: tvm.target.Target, records: str | None = None) -> tvm.transform.Pass:
+    """``records``: a folder written by ``nnxc tune``; functions with records there get the
+    fastest one (and ``tirx.is_scheduled``, so our rules leave them alone), as long as our
+    current schedule is among the records (``tuning.keep_current_schedules``)."""
     rules = cpu_rules()
     scheduling = [dlight.ApplyDefaultSchedule(*rules)] if rules else []
+    database = None
+    if records is not None:
+        from .tuning import keep_current_schedules, open_records
+
+        database = open_records(records)
 
     @tvm.transform.module_pass(opt_level=0, name="nnxc.cpu_pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        with target:
+        with target, database if database is not None else contextlib.nullcontext():
+            tuned = []
+            if database is not None:
+                # ApplyDatabase finds the target and the database in the context when made.
+                tuned = [
+                    keep_current_schedules(database, target),
+                    relax.transform.MetaScheduleApplyDatabase(),
+                ]
             seq = tvm.transform.Sequential(
-                cpu.library_dispatch_passes(target)
-                + legalize_passes(target)
+                schedule_prefix_passes(target)
+                + tuned
                 + scheduling
                 + cpu.dataflow_lower_passes(target)
                 + cpu.finalize_passes(target)
@@ -48,8 +72,12 @@ def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
     return _pipeline
 
 
-def pipeline_for(target: tvm.target.Target) -> tvm.transform.Pass | str:
-    """Our pipeline for LLVM targets; TVM's default for the others."""
+def pipeline_for(target: tvm.target.Target, records: str | None = None) -> tvm.transform.Pass | str:
+    """Our pipeline for LLVM targets; TVM's default for the others (which take no records)."""
     if target.kind.name == "llvm":
-        return cpu_pipeline(target)
+        return cpu_pipeline(target, records)
+    if records is not None:
+        from compiler.errors import NnxcError
+
+        raise NnxcError(f"tuning records apply to LLVM targets only, not {target.kind.name}")
     return relax.get_default_pipeline(target)
