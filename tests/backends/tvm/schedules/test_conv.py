@@ -35,9 +35,10 @@ CASES = [
     (2, 16, 6, 8, 18, 1, 1, {}),  # pointwise, batch 2, 24-pixel tiles, 2 channels per tile
     (1, 24, 15, 11, 48, 1, 1, {"strides": [2, 2]}),  # strided 1x1 (subsampled)
     (2, 8, 9, 10, 16, (3, 2), 1, {"pads": [0, 1, 2, 0], "dilations": [2, 1]}),
-    (1, 12, 10, 10, 48, 1, 3, {}),  # grouped 1x1, 16 outputs per group: packed
-    (1, 24, 14, 14, 136, 1, 4, {}),  # grouped 1x1, 34 outputs per group: width-vectorized
+    (1, 12, 10, 10, 48, 1, 3, {}),  # grouped 1x1, 16 outputs per group: pointwise
+    (1, 24, 14, 14, 136, 1, 4, {}),  # grouped 1x1, 34 outputs per group (ShuffleNet)
     (1, 12, 9, 13, 12, 1, 4, {}),  # 3 per group: register tiles span groups
+    (1, 12, 9, 13, 12, 3, 4, {"pads": [1, 1, 1, 1]}),  # grouped 3x3: width-vectorized
     (1, 8, 9, 13, 20, 3, 2, {"pads": [1, 1, 1, 1], "strides": [2, 1]}),  # 10 per group
     (1, 8, 9, 13, 20, 3, 2, {"pads": [1, 0, 1, 2], "strides": [1, 2]}),  # packed, bn=2
     (1, 16, 9, 9, 64, 3, 2, {"pads": [1, 1, 1, 1], "strides": [2, 1]}),
@@ -161,12 +162,12 @@ def test_rules_schedule_depthwise_grouped_and_pool():
     x = relax.Var("x", relax.TensorType((1, 16, 15, 15), "float32"))
     rng = np.random.default_rng(4)
     w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
-    wg = rng.standard_normal((16, 4, 1, 1)).astype(np.float32)
+    wg = rng.standard_normal((16, 4, 3, 3)).astype(np.float32)
     with bb.function("main", [x]):
         with bb.dataflow():
             y = bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=[1, 1, 1, 1], groups=16))
             y = bb.emit(relax.op.nn.relu(y))
-            y = bb.emit(relax.op.nn.conv2d(y, relax.const(wg), groups=4))
+            y = bb.emit(relax.op.nn.conv2d(y, relax.const(wg), padding=[1, 1, 1, 1], groups=4))
             y = bb.emit(relax.op.nn.max_pool2d(y, pool_size=[3, 3], strides=[2, 2]))
             out = bb.emit_output(y)
         bb.emit_func_output(out)
