@@ -101,11 +101,9 @@ def _producers_at(sch: s_tir.Schedule, producers: list, loop) -> None:
         sch.compute_at(b, loop, preserve_unit_loops=True)
 
 
-class _TiledConv(ScheduleRule):
-    """Shared part: find the annotated reduction block, tile its epilogue, compute it at."""
-
-    attr = ""
-    n_reduce = 0
+class _Rule(ScheduleRule):
+    """A rule whose ``_apply`` may raise: any schedule step TVM refuses means the PrimFunc is
+    not the rule's pattern, and the rule returns None."""
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
         if not isinstance(func, tirx.PrimFunc):
@@ -114,6 +112,16 @@ class _TiledConv(ScheduleRule):
             return self._apply(func)
         except Exception:  # noqa: BLE001 - a schedule step TVM refuses: not our pattern
             return None
+
+    def _apply(self, func: tirx.PrimFunc):
+        raise NotImplementedError
+
+
+class _TiledConv(_Rule):
+    """Shared part: find the annotated reduction block, tile its epilogue, compute it at."""
+
+    attr = ""
+    n_reduce = 0
 
     def _apply(self, func: tirx.PrimFunc):
         sch = s_tir.Schedule(func)
@@ -305,19 +313,11 @@ def _vectorize_tile(sch: s_tir.Schedule, loop, tw: int) -> None:
         sch.vectorize(loop)
 
 
-class PointwiseConv2D(ScheduleRule):
+class PointwiseConv2D(_Rule):
     """``conv_layout``'s pointwise conv (``W[O, I] @ X[I, H*W]``, input packed in panels)
     plus its fused epilogue: tiles of ``rows`` output channels x ``tw`` pixels, pixel tiles in
     parallel, each tile's panel packed just before it is used, then every output channel of
     the tile in turn (the panel stays in L1), the reduction innermost, weights broadcast."""
-
-    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
-        if not isinstance(func, tirx.PrimFunc):
-            return None
-        try:
-            return self._apply(func)
-        except Exception:  # noqa: BLE001 - a schedule step TVM refuses: not our pattern
-            return None
 
     def _apply(self, func: tirx.PrimFunc):
         sch = s_tir.Schedule(func)
@@ -397,16 +397,8 @@ class PointwiseConv2D(ScheduleRule):
         return sch
 
 
-class Pool2D(ScheduleRule):
+class Pool2D(_Rule):
     """TVM's NCHW max/avg pooling: pad inlined, ``(n, c, oh)`` parallel, window unrolled."""
-
-    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool):
-        if not isinstance(func, tirx.PrimFunc):
-            return None
-        try:
-            return self._apply(func)
-        except Exception:  # noqa: BLE001 - a schedule step TVM refuses: not our pattern
-            return None
 
     def _apply(self, func: tirx.PrimFunc):
         sch = s_tir.Schedule(func)

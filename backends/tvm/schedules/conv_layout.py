@@ -372,6 +372,26 @@ def _static_shape(expr: relax.Expr) -> list[int] | None:
     return dims
 
 
+def _ours(call: relax.Call, kernel_layout: str) -> bool:
+    """Whether a conv2d / conv2d_transpose call is one our computes take: float32, NCHW data
+    of static shape, a constant weight in ``kernel_layout``."""
+    a = call.attrs
+    x, w = call.args
+    xs, ws = _static_shape(x), _static_shape(w)
+    return (
+        isinstance(w, tvm.ir.expr.Constant)
+        and xs is not None
+        and ws is not None
+        and len(xs) == 4
+        and a.data_layout == "NCHW"
+        and a.kernel_layout == kernel_layout
+        and a.out_layout == "NCHW"
+        and x.ty.dtype == "float32"
+        and w.ty.dtype == "float32"
+        and (a.out_dtype is None or str(a.out_dtype) in ("", "float32"))
+    )
+
+
 def _legalize_conv2d(lanes: int):
     default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
@@ -379,18 +399,7 @@ def _legalize_conv2d(lanes: int):
         a = call.attrs
         x, w = call.args
         xs, ws = _static_shape(x), _static_shape(w)
-        ok = (
-            isinstance(w, tvm.ir.expr.Constant)
-            and xs is not None
-            and ws is not None
-            and len(xs) == 4
-            and a.data_layout == "NCHW"
-            and a.kernel_layout == "OIHW"
-            and a.out_layout == "NCHW"
-            and x.ty.dtype == "float32"
-            and w.ty.dtype == "float32"
-            and (a.out_dtype is None or str(a.out_dtype) in ("", "float32"))
-        )
+        ok = _ours(call, "OIHW")
         groups = int(a.groups)
         geometry = {
             "strides": tuple(int(s) for s in a.strides),
@@ -504,19 +513,7 @@ def _legalize_conv2d_transpose(lanes: int):
         a = call.attrs
         x, w = call.args
         xs, ws = _static_shape(x), _static_shape(w)
-        ok = (
-            isinstance(w, tvm.ir.expr.Constant)
-            and xs is not None
-            and ws is not None
-            and len(xs) == 4
-            and a.data_layout == "NCHW"
-            and a.kernel_layout == "IOHW"
-            and a.out_layout == "NCHW"
-            and x.ty.dtype == "float32"
-            and w.ty.dtype == "float32"
-            and (a.out_dtype is None or str(a.out_dtype) in ("", "float32"))
-        )
-        if not ok:
+        if not _ours(call, "IOHW"):
             return default(bb, call)
         groups = int(a.groups)
         kh, kw = ws[2], ws[3]
