@@ -107,14 +107,17 @@ def keep_current_schedules(database: Any, target: tvm.target.Target) -> tvm.tran
     @tvm.transform.module_pass(opt_level=0, name="nnxc.keep_current_schedules")
     def _pass(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         stale = {}
+        records = None  # read once, when a kernel has records at all
         for gv, func in mod.functions_items():
             if not isinstance(func, tvm.tirx.PrimFunc) or _is_scheduled(func):
                 continue
             task = normalize(func)
             if not database.has_workload(task):
                 continue
+            if records is None:
+                records = database.get_all_tuning_records()
             sch = schedule_with_rules(func, target)
-            if _find_trace(database, database.commit_workload(task), sch.trace) is None:
+            if _find_trace(records, database.commit_workload(task), sch.trace) is None:
                 stale[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
         for gv, func in stale.items():
             mod[gv] = func
@@ -310,9 +313,10 @@ def _seed(tasks, workloads, target, database, builder, runner, say) -> list[floa
 
     ours: list[float | None] = [None] * len(tasks)
     todo = []
+    records = database.get_all_tuning_records()
     for i, (task, wl) in enumerate(zip(tasks, workloads)):
         trace = schedule_with_rules(task.dispatched[0]["main"], target).trace
-        record = _find_trace(database, wl, trace)
+        record = _find_trace(records, wl, trace)
         if record is not None:
             ours[i] = _mean(record)
         else:
@@ -351,9 +355,11 @@ def _seed(tasks, workloads, target, database, builder, runner, say) -> list[floa
     return ours
 
 
-def _find_trace(database, workload, trace) -> Any:
+def _find_trace(records, workload, trace) -> Any:
+    """The record among ``records`` (the database's, read once by the caller) of this
+    workload with this trace, or None."""
     want = trace.as_json(False)
-    for record in database.get_all_tuning_records():
+    for record in records:
         if record.workload.same_as(workload) and tvm_ffi.structural_equal(
             record.trace.as_json(False), want
         ):
