@@ -39,7 +39,6 @@ from tvm.target import Target
 
 from .conv_layout import (
     CONV_ATTR,
-    CONV_BLOCK,
     DEPTHWISE_ATTR,
     DEPTHWISE_CHANNELS_ATTR,
     POINTWISE_ATTR,
@@ -149,7 +148,7 @@ class _TiledConv(_Rule):
             for b in consumers[:-1]:
                 sch.compute_inline(b)
             epilogue = consumers[-1]
-            if not self._epilogue_fits(sch, epilogue, ext, tw):
+            if not self._epilogue_fits(sch, conv, epilogue, ext, tw):
                 return None
             sch.set_scope(conv, 0, "local")
         else:
@@ -164,10 +163,24 @@ class _TiledConv(_Rule):
     def _fits(self, stmt, ext: list[int]) -> bool:
         raise NotImplementedError
 
-    def _epilogue_fits(self, sch: s_tir.Schedule, epilogue, ext: list[int], tw: int) -> bool:
-        """The epilogue is a spatial nest over the conv's output, less the width padding."""
+    def _epilogue_fits(self, sch: s_tir.Schedule, conv, epilogue, ext: list[int], tw: int):
+        """The epilogue is a spatial nest over the conv's output, less the width padding (below
+        one tile) and the channel padding (below ``_channel_slack``)."""
         n, c, oh, ow = ext[:4]
-        return _spatial_nest(sch, epilogue, [n, c, oh], ow - tw, ow)
+        e = _extents(sch, epilogue)
+        slack = self._channel_slack(sch.get(conv))
+        return (
+            len(e) == 4
+            and all(k == _DATA_PAR for k in _kinds(sch, epilogue))
+            and e[0] == n
+            and e[2] == oh
+            and c - slack <= (e[1] or 0) <= c
+            and ow - tw < (e[3] or 0) <= ow
+        )
+
+    def _channel_slack(self, stmt) -> int:
+        """Output channels the compute may add past the op's (cropped by the epilogue)."""
+        return 0
 
     def _producers_per_row(self, sch: s_tir.Schedule, producers: list) -> bool:
         """Whether to make the producers row by row inside the parallel loop (else: whole
@@ -194,19 +207,9 @@ class PackedConv2D(_TiledConv):
     def _tile(self, stmt):
         return int(stmt.annotations[TILE_ATTR])
 
-    def _epilogue_fits(self, sch, epilogue, ext, tw):
-        # Less the channel padding too (``conv_layout._padded_channels``): below one block.
-        bn = int(sch.get(sch.get_sblock(CONV_BLOCK)).annotations[CONV_ATTR])
-        n, c, oh, ow = ext[:4]
-        e = _extents(sch, epilogue)
-        return (
-            len(e) == 4
-            and all(k == _DATA_PAR for k in _kinds(sch, epilogue))
-            and e[0] == n
-            and e[2] == oh
-            and c - bn < (e[1] or 0) <= c
-            and ow - tw < (e[3] or 0) <= ow
-        )
+    def _channel_slack(self, stmt):
+        # ``conv_layout._padded_channels``: below one block.
+        return int(stmt.annotations[CONV_ATTR]) - 1
 
     def _schedule(self, sch, conv, epilogue, tw):
         bn = int(sch.get(conv).annotations[CONV_ATTR])

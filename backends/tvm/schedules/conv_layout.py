@@ -372,13 +372,13 @@ def _static_shape(expr: relax.Expr) -> list[int] | None:
     return dims
 
 
-def _ours(call: relax.Call, kernel_layout: str) -> bool:
-    """Whether a conv2d / conv2d_transpose call is one our computes take: float32, NCHW data
-    of static shape, a constant weight in ``kernel_layout``."""
+def _our_shapes(call: relax.Call, kernel_layout: str) -> tuple[list[int], list[int]] | None:
+    """The data and weight shapes of a conv2d / conv2d_transpose call our computes take
+    (float32, NCHW data of static shape, a constant weight in ``kernel_layout``), else None."""
     a = call.attrs
     x, w = call.args
     xs, ws = _static_shape(x), _static_shape(w)
-    return (
+    ours = (
         isinstance(w, tvm.ir.expr.Constant)
         and xs is not None
         and ws is not None
@@ -390,6 +390,7 @@ def _ours(call: relax.Call, kernel_layout: str) -> bool:
         and w.ty.dtype == "float32"
         and (a.out_dtype is None or str(a.out_dtype) in ("", "float32"))
     )
+    return (xs, ws) if ours else None
 
 
 def _legalize_conv2d(lanes: int):
@@ -398,8 +399,9 @@ def _legalize_conv2d(lanes: int):
     def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         a = call.attrs
         x, w = call.args
-        xs, ws = _static_shape(x), _static_shape(w)
-        ok = _ours(call, "OIHW")
+        shapes = _our_shapes(call, "OIHW")
+        ok = shapes is not None
+        xs, ws = shapes or ([], [])
         groups = int(a.groups)
         geometry = {
             "strides": tuple(int(s) for s in a.strides),
@@ -512,9 +514,10 @@ def _legalize_conv2d_transpose(lanes: int):
     def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         a = call.attrs
         x, w = call.args
-        xs, ws = _static_shape(x), _static_shape(w)
-        if not _ours(call, "IOHW"):
+        shapes = _our_shapes(call, "IOHW")
+        if shapes is None:
             return default(bb, call)
+        xs, ws = shapes
         groups = int(a.groups)
         kh, kw = ws[2], ws[3]
         dh, dw = (int(d) for d in a.dilation)

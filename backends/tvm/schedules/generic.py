@@ -361,7 +361,7 @@ class Rows(_CPURule):
             sch.reorder(inner[-1], inner[0])
             sch.vectorize(sch.get_loops(rf)[-1])
         for b in blocks:
-            if b in partials or _reduces(sch, b) or len(sch.get_loops(b)) < 2:
+            if _reduces(sch, b) or len(sch.get_loops(b)) < 2:  # partials: vectorized above
                 continue
             dtype = _write_dtype(sch, b)
             loop = sch.get_loops(b)[-1]
