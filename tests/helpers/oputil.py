@@ -40,6 +40,20 @@ def single_op_graph(
     return g
 
 
+def fused_prim_funcs(graph: Graph) -> dict[str, tvm.tirx.PrimFunc]:
+    """The PrimFuncs TVM's own CPU legalization and fusion make of ``graph``, unscheduled: what
+    a schedule rule is handed (before nnxc's own legalizations, ``backends/tvm/legalize.py``)."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    target = _TARGET.tvm_target()
+    mod = lower_graph(graph)
+    with target:
+        mod = tvm.transform.Sequential(
+            cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
+        )(mod)
+    return {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+
+
 def run_tvm(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Compile ``graph`` for the host CPU and run it once."""
     ex = build(lower_graph(graph), _TARGET)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
-from oputil import check_op
+from oputil import check_op, fused_prim_funcs
 from tvm import relax
-from tvm.relax.backend.cpu_generic import pipeline as cpu
 
 from backends.reference import run_graph
 from backends.tvm import build, lower_graph, resolve_target
@@ -111,15 +110,6 @@ def test_resize_nearest():
 # -- the rules themselves, on the PrimFuncs that legalization makes -------------------------
 
 
-def _fused_funcs(graph: Graph) -> dict[str, tvm.tirx.PrimFunc]:
-    mod = lower_graph(graph)
-    with _TARGET:
-        mod = tvm.transform.Sequential(
-            cpu.library_dispatch_passes(_TARGET) + cpu.legalize_passes(_TARGET)
-        )(mod)
-    return {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
-
-
 def _graph(op, inputs, attrs=None) -> Graph:
     g = Graph()
     b = Builder(g, fold=False)
@@ -156,7 +146,7 @@ def _run_func(func: tvm.tirx.PrimFunc, inputs: list[np.ndarray]) -> np.ndarray:
     ],
 )
 def test_rule_matches_and_is_exact(op, inputs, attrs, rule):
-    funcs = _fused_funcs(_graph(op, inputs, attrs))
+    funcs = fused_prim_funcs(_graph(op, inputs, attrs))
     (func,) = funcs.values()
     with _TARGET:
         sch = rule().apply(func, _TARGET, False)
@@ -171,7 +161,7 @@ def test_rule_matches_and_is_exact(op, inputs, attrs, rule):
 
 def test_rules_leave_multi_reduction_kernels():
     """Softmax has several reductions: the single-reduction rule leaves it alone."""
-    funcs = _fused_funcs(_graph("softmax", [_rand(4, 100)], {"axis": -1}))
+    funcs = fused_prim_funcs(_graph("softmax", [_rand(4, 100)], {"axis": -1}))
     (func,) = funcs.values()
     with _TARGET:
         assert generic.Injective().apply(func, _TARGET, False) is None
@@ -179,7 +169,7 @@ def test_rules_leave_multi_reduction_kernels():
 
 
 def test_rows_vectorizes_the_row_reductions():
-    funcs = _fused_funcs(_graph("softmax", [_rand(4, 33, 128)], {"axis": -1}))
+    funcs = fused_prim_funcs(_graph("softmax", [_rand(4, 33, 128)], {"axis": -1}))
     (func,) = funcs.values()
     with _TARGET:
         text = generic.Rows().apply(func, _TARGET, False).mod["main"].script()
@@ -188,7 +178,7 @@ def test_rows_vectorizes_the_row_reductions():
 
 @pytest.mark.parametrize("axis", [0, 1])
 def test_rows_leaves_reductions_over_leading_axes(axis):
-    funcs = _fused_funcs(_graph("softmax", [_rand(4, 33, 128)], {"axis": axis}))
+    funcs = fused_prim_funcs(_graph("softmax", [_rand(4, 33, 128)], {"axis": axis}))
     (func,) = funcs.values()
     with _TARGET:
         assert generic.Rows().apply(func, _TARGET, False) is None

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
-from oputil import check_op, run_tvm
-from tvm.relax.backend.cpu_generic import pipeline as cpu
+from oputil import check_op, fused_prim_funcs, run_tvm
 
-from backends.tvm import lower_graph, resolve_target
+from backends.tvm import resolve_target
 from backends.tvm.schedules import matmul
 from backends.tvm.schedules.target_info import vector_bits
 from compiler.ir.builder import Builder
@@ -20,15 +19,6 @@ _TARGET = resolve_target("cpu").tvm_target()
 
 def _rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
-
-
-def _fused_funcs(graph: Graph) -> dict[str, tvm.tirx.PrimFunc]:
-    mod = lower_graph(graph)
-    with _TARGET:
-        mod = tvm.transform.Sequential(
-            cpu.library_dispatch_passes(_TARGET) + cpu.legalize_passes(_TARGET)
-        )(mod)
-    return {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
 def _dense_graph(m, k, n, rng, epilogue=True, const_weight=True):
@@ -119,7 +109,7 @@ def test_residual_epilogue():
 )
 def test_rule_matches_legalized_matmul(shape, epilogue):
     g, _, _ = _dense_graph(*shape, np.random.default_rng(0), epilogue=epilogue)
-    funcs = _fused_funcs(g)
+    funcs = fused_prim_funcs(g)
     mm = [f for name, f in funcs.items() if "matmul" in name]
     assert len(mm) == 1
     sch = matmul.Matmul().apply(mm[0], _TARGET, False)
@@ -137,7 +127,7 @@ def test_rule_ignores_other_funcs():
     y = b.op("relu", [x], {})[0]
     y = b.op("reduce_sum", [y], {"axes": [1], "keepdims": False})[0]
     g.set_outputs([y])
-    for f in _fused_funcs(g).values():
+    for f in fused_prim_funcs(g).values():
         assert matmul.Matmul().apply(f, _TARGET, False) is None
 
 

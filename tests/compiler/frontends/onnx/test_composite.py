@@ -159,8 +159,8 @@ NLL_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("shape", "reduction", "with_weight", "ignore_index"), NLL_CASES)
-def test_nll_loss(shape, reduction, with_weight, ignore_index):
+def _loss_case(shape, reduction, with_weight, ignore_index):
+    """Inputs (named, for the model), the class weight or None, and the loss attributes."""
     x, target = _loss_inputs(shape, ignore_index=ignore_index)
     inputs = [("x", x), ("t", target)]
     weight = rng.uniform(0.5, 2.0, shape[1]).astype("float32") if with_weight else None
@@ -169,6 +169,12 @@ def test_nll_loss(shape, reduction, with_weight, ignore_index):
     attrs = {"reduction": reduction}
     if ignore_index is not None:
         attrs["ignore_index"] = ignore_index
+    return x, target, weight, inputs, attrs
+
+
+@pytest.mark.parametrize(("shape", "reduction", "with_weight", "ignore_index"), NLL_CASES)
+def test_nll_loss(shape, reduction, with_weight, ignore_index):
+    x, target, weight, inputs, attrs = _loss_case(shape, reduction, with_weight, ignore_index)
     model = _op_model("NegativeLogLikelihoodLoss", inputs, opset=22, **attrs)
     feeds = {n: a for n, a in inputs}
     out = check_model(model, feeds)[0]
@@ -224,14 +230,7 @@ def _log_softmax(x):
 @pytest.mark.parametrize(("shape", "reduction", "with_weight", "ignore_index"), NLL_CASES)
 @pytest.mark.parametrize("log_prob", [False, True])
 def test_softmax_cross_entropy_loss(shape, reduction, with_weight, ignore_index, log_prob):
-    x, target = _loss_inputs(shape, ignore_index=ignore_index)
-    inputs = [("x", x), ("t", target)]
-    weight = rng.uniform(0.5, 2.0, shape[1]).astype("float32") if with_weight else None
-    if weight is not None:
-        inputs.append(("w", weight))
-    attrs = {"reduction": reduction}
-    if ignore_index is not None:
-        attrs["ignore_index"] = ignore_index
+    x, target, weight, inputs, attrs = _loss_case(shape, reduction, with_weight, ignore_index)
     outputs = ("y", "lp") if log_prob else ("y",)
     model = _op_model("SoftmaxCrossEntropyLoss", inputs, outputs=outputs, opset=13, **attrs)
     outs = check_model(model, {n: a for n, a in inputs})
