@@ -201,6 +201,39 @@ def depthwise_te(
     return _crop(y, ow)
 
 
+def _direct_conv(
+    xp: te.Tensor,
+    weight,
+    kernel: tuple[int, int, int, int],
+    groups: int,
+    strides: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+    name: str,
+    attrs: dict,
+) -> te.Tensor:
+    """The grouped NCHW conv both tiled computes share, over the already padded input ``xp``:
+    ``weight(oc, rc, ry, rx)`` reads the weight in whatever layout it was packed;
+    ``kernel`` is ``(out channels, in channels per group, KH, KW)``."""
+    out_c, icg, kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilation
+    per_group = out_c // groups
+    rc = te.reduce_axis((0, icg), name="rc")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+
+    def body(nn, oc, yy, xx):
+        ch = rc if groups == 1 else (oc // per_group) * icg + rc
+        return te.sum(
+            xp[nn, ch, yy * sh + ry * dh, xx * sw + rx * dw] * weight(oc, rc, ry, rx),
+            axis=[rc, ry, rx],
+        )
+
+    n = int(xp.shape[0])
+    return te.compute((n, out_c, *out_hw), body, name=name, tag="conv2d_nchw", attrs=attrs)
+
+
 def conv2d_packed_te(
     x: te.Tensor,
     wp: te.Tensor,
@@ -220,7 +253,6 @@ def conv2d_packed_te(
     ob, icg, kh, kw, bn = (int(d) for d in wp.shape)
     out_c = ob * bn
     sh, sw = strides
-    dh, dw = dilation
     oh, ow = _out_size(h, w, kh, kw, strides, padding, dilation)
     tw = register_tile(ow, bn, lanes)
     owp = -(-ow // tw) * tw
@@ -232,23 +264,15 @@ def conv2d_packed_te(
             name="subsample",
         )
         sh = sw = 1
-    rc = te.reduce_axis((0, icg), name="rc")
-    ry = te.reduce_axis((0, kh), name="ry")
-    rx = te.reduce_axis((0, kw), name="rx")
-    per_group = out_c // groups
-
-    def body(nn, oc, yy, xx):
-        ch = rc if groups == 1 else (oc // per_group) * icg + rc
-        return te.sum(
-            xp[nn, ch, yy * sh + ry * dh, xx * sw + rx * dw] * wp[oc // bn, rc, ry, rx, oc % bn],
-            axis=[rc, ry, rx],
-        )
-
-    y = te.compute(
-        (n, out_c, oh, owp),
-        body,
+    y = _direct_conv(
+        xp,
+        lambda oc, rc, ry, rx: wp[oc // bn, rc, ry, rx, oc % bn],
+        (out_c, icg, kh, kw),
+        groups,
+        (sh, sw),
+        dilation,
+        (oh, owp),
         name=CONV_BLOCK,
-        tag="conv2d_nchw",
         attrs={CONV_ATTR: bn, TILE_ATTR: tw},
     )
     return _crop(y, ow)
@@ -267,32 +291,22 @@ def conv2d_wvec_te(
     output channels are no multiple of the vector (1x1 ones go pointwise): ``rows`` output
     channels (of one group or two) x ``tw`` pixels per register tile; width padded to the
     tile, cropped."""
-    n, c, h, w_ = (int(d) for d in x.shape)
+    _, _, h, w_ = (int(d) for d in x.shape)
     out_c, icg, kh, kw = (int(d) for d in w.shape)
-    per_group = out_c // groups
     rows = next(r for r in (4, 2, 1) if out_c % r == 0)
-    sh, sw = strides
-    dh, dw = dilation
     oh, ow = _out_size(h, w_, kh, kw, strides, padding, dilation)
     tw = min((2 * lanes, lanes), key=lambda t: (-(-ow // t) * t, -t))
     owp = -(-ow // tw) * tw
     xp = _pad_for_tiles(x, kh, kw, strides, padding, dilation, oh, owp)
-    rc = te.reduce_axis((0, icg), name="rc")
-    ry = te.reduce_axis((0, kh), name="ry")
-    rx = te.reduce_axis((0, kw), name="rx")
-
-    def body(nn, oc, yy, xx):
-        ch = rc if groups == 1 else (oc // per_group) * icg + rc
-        return te.sum(
-            xp[nn, ch, yy * sh + ry * dh, xx * sw + rx * dw] * w[oc, rc, ry, rx],
-            axis=[rc, ry, rx],
-        )
-
-    y = te.compute(
-        (n, out_c, oh, owp),
-        body,
+    y = _direct_conv(
+        xp,
+        lambda oc, rc, ry, rx: w[oc, rc, ry, rx],
+        (out_c, icg, kh, kw),
+        groups,
+        strides,
+        dilation,
+        (oh, owp),
         name=WVEC_BLOCK,
-        tag="conv2d_nchw",
         attrs={WVEC_ATTR: rows, TILE_ATTR: tw},
     )
     return _crop(y, ow)
