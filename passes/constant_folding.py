@@ -4,18 +4,24 @@ A node whose inputs are all constants becomes constants; so does a node that rea
 the types of its inputs (``shape``) once those types are static, or, for ``shape``, once
 the part of the shape it returns is. The node's output values
 turn into constants in place, keeping their names, so graph outputs keep theirs too.
+
+Control flow folds too (``compiler.ir.inline``): an ``if`` whose condition is a constant is
+replaced by the nodes of the branch it takes, and a ``loop`` with a short known trip count
+by that many copies of its body, folding on the way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from compiler.ir.builder import Builder
 from compiler.ir.fold import evaluate, foldable_inputs
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Block, Graph, Node, Value
+from compiler.ir.inline import inline_if, unroll_loop
 from compiler.ir.ops import get_op
 
-from .manager import function_pass
-from .rewrite import make_constant
+from .manager import block_pass
+from .rewrite import make_constant, substitute
 
 
 def _static_shape_slice(node: Node) -> bool:
@@ -43,9 +49,31 @@ def fold_node(node: Node) -> bool:
     return True
 
 
-@function_pass("constant_folding", "evaluate nodes whose inputs are constants (or static shapes)")
-def constant_folding(graph: Graph) -> bool:
-    kept = [node for node in graph.nodes if not fold_node(node)]
-    changed = len(kept) != len(graph.nodes)
-    graph.nodes = kept
+_CONTROL_FLOW = {"if": inline_if, "loop": unroll_loop}
+
+
+@block_pass(
+    "constant_folding",
+    "evaluate nodes whose inputs are constants (or static shapes); inline known ifs, "
+    "unroll short known loops",
+)
+def constant_folding(graph: Graph, block: Block) -> bool:
+    kept: list[Node] = []
+    mapping: dict[Value, Value] = {}
+    changed = False
+    for node in block.nodes:
+        if node.regions:
+            staged = Block()
+            replacement = _CONTROL_FLOW[node.op](Builder(graph, block=staged), node)
+            if replacement is not None:
+                kept.extend(staged.nodes)
+                mapping.update(zip(node.outputs, replacement, strict=True))
+                changed = True
+                continue
+        elif fold_node(node):
+            changed = True
+            continue
+        kept.append(node)
+    block.nodes = kept
+    substitute(block, mapping)
     return changed

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir.graph import Graph, Value
+from compiler.ir.graph import Block, Graph, Value
 
-from .manager import function_pass
+from .manager import block_pass
 from .rewrite import substitute
 
 SMALL_CONSTANT = 1024
@@ -40,14 +40,12 @@ def _constant_key(v: Value) -> tuple | None:
     return (v.type.dtype, v.type.shape, np.ascontiguousarray(arr).tobytes())
 
 
-@function_pass(
-    "cse", "merge nodes with equal op, inputs and attributes; merge equal small constants"
-)
-def cse(graph: Graph) -> bool:
+@block_pass("cse", "merge nodes with equal op, inputs and attributes; merge equal small constants")
+def cse(graph: Graph, block: Block) -> bool:
     mapping: dict[Value, Value] = {}
     # Graph outputs are merged too: an output is then read under two names.
     consts: dict[tuple, Value] = {}
-    for node in graph.nodes:
+    for node in block.nodes:
         for v in node.inputs:
             if v is None or v in mapping:
                 continue
@@ -59,9 +57,10 @@ def cse(graph: Graph) -> bool:
 
     seen: dict[tuple, list[Value]] = {}
     kept = []
-    for node in graph.nodes:
+    for node in block.nodes:
         inputs = [None if v is None else mapping.get(v, v) for v in node.inputs]
         key = (
+            id(node) if node.regions else node.op,  # nodes owning regions stay apart
             node.op,
             tuple(None if v is None else id(v) for v in inputs),
             _freeze(node.attrs),
@@ -75,6 +74,6 @@ def cse(graph: Graph) -> bool:
             mapping.update(zip(node.outputs, first, strict=True))
     if not mapping:
         return False
-    graph.nodes = kept
-    substitute(graph, mapping)
+    block.nodes = kept
+    substitute(block, mapping)
     return True

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.graph import Block, Graph, Node, Value
 from compiler.ir.ops.shapes import broadcast_shapes
 
-from .manager import function_pass
+from .manager import block_pass
 from .rewrite import rewire, substitute, use_counts
 
 
@@ -74,7 +74,7 @@ def _matmul_weight(graph: Graph, mm: Node, factor: np.ndarray) -> bool:
     return True
 
 
-def _fold_one(graph: Graph, bn: Node, uses: dict[Value, int]) -> bool:
+def _fold_one(graph: Graph, block: Block, bn: Node, uses: dict[Value, int]) -> bool:
     """Fold ``bn`` into its producer; True when done (bn is then unused)."""
     params = _bn_params(bn)
     y = bn.inputs[0]
@@ -84,12 +84,12 @@ def _fold_one(graph: Graph, bn: Node, uses: dict[Value, int]) -> bool:
     factor, shift = params
     out = bn.outputs[0]
     if p.op == "conv" and _conv(graph, p, factor, shift):
-        substitute(graph, {out: y})
+        substitute(block, {out: y})
         return True
     if p.op == "matmul" and _matmul_weight(graph, p, factor):
         shift_c = graph.constant(shift.astype(out.type.np_dtype), f"{bn.inputs[2].name}_shift")
         # The add takes over bn's output value: its readers and its name stay as they are.
-        graph.insert_before(bn, Node("add", [y, shift_c], [out]))
+        block.insert_before(bn, Node("add", [y, shift_c], [out]))
         return True
     if p.op == "add":
         # matmul -> add(constant) -> batch_norm: scale the weight, rewrite the constant.
@@ -111,7 +111,7 @@ def _fold_one(graph: Graph, bn: Node, uses: dict[Value, int]) -> bool:
         new_inputs = list(p.inputs)
         new_inputs[side] = graph.constant(new_c.astype(c.const.dtype), c.name)
         rewire(p, new_inputs)
-        substitute(graph, {out: y})
+        substitute(block, {out: y})
         return True
     return False
 
@@ -129,7 +129,7 @@ def _per_channel(v: Value | None, out: Value) -> np.ndarray | None:
     return np.broadcast_to(np.asarray(v.const, np.float64).reshape(-1), (channels,))
 
 
-def _fold_affine(graph: Graph, node: Node, uses: dict[Value, int]) -> bool:
+def _fold_affine(graph: Graph, block: Block, node: Node, uses: dict[Value, int]) -> bool:
     """``conv -> mul(c)`` or ``conv -> add(c)`` with a per-channel constant ``c``
     (a batch norm exported as separate scale and shift, as in Caffe2 models)."""
     out = node.outputs[0]
@@ -144,27 +144,27 @@ def _fold_affine(graph: Graph, node: Node, uses: dict[Value, int]) -> bool:
         ones, zeros = np.ones_like(vec), np.zeros_like(vec)
         factor, shift = (vec, zeros) if node.op == "mul" else (ones, vec)
         if _conv(graph, p, factor, shift):
-            substitute(graph, {out: y})
+            substitute(block, {out: y})
             return True
     return False
 
 
-@function_pass(
+@block_pass(
     "fold_batchnorm",
     "fold inference batch_norm (and per-channel mul/add) into a preceding conv or matmul",
 )
-def fold_batchnorm(graph: Graph) -> bool:
+def fold_batchnorm(graph: Graph, block: Block) -> bool:
     changed = False
-    for node in list(graph.nodes):
+    for node in list(block.nodes):
         # Use counts change with every fold (the folded node's result takes node's readers).
         producers = [v.producer.op for v in node.inputs if v is not None and v.producer]
         if node.op == "batch_norm" and producers:
-            folded = _fold_one(graph, node, use_counts(graph))
+            folded = _fold_one(graph, block, node, use_counts(block))
         elif node.op in ("mul", "add") and "conv" in producers:
-            folded = _fold_affine(graph, node, use_counts(graph))
+            folded = _fold_affine(graph, block, node, use_counts(block))
         else:
             continue
         if folded:
-            graph.remove_node(node)
+            block.remove_node(node)
             changed = True
     return changed

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from compiler.errors import NnxcError
-from compiler.ir.graph import Graph
+from compiler.ir.graph import Block, Graph, blocks
 
 
 class Pass:
@@ -70,6 +70,23 @@ def function_pass(name: str, description: str) -> Callable[[Callable[[Graph], bo
 
     def wrap(fn: Callable[[Graph], bool]) -> Pass:
         return register(FunctionPass(name, description, fn))
+
+    return wrap
+
+
+def block_pass(name: str, description: str) -> Callable[[Callable[[Graph, Block], bool]], Pass]:
+    """Decorator registering a function ``(graph, block) -> bool`` as the pass ``name``, run
+    on every block of the graph, innermost regions first (``compiler.ir.graph.blocks``): the
+    one traversal by which passes work inside regions. ``graph`` names new values."""
+
+    def wrap(fn: Callable[[Graph, Block], bool]) -> Pass:
+        def run(graph: Graph) -> bool:
+            changed = False
+            for block in blocks(graph):
+                changed |= bool(fn(graph, block))
+            return changed
+
+        return register(FunctionPass(name, description, run))
 
     return wrap
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.graph import Block, Node, Value
 from compiler.ir.ops import get_op
 
 
@@ -44,8 +44,9 @@ def rewire(node: Node, inputs: Sequence[Value | None], attrs: dict[str, Any] | N
     node.attrs = new_attrs
 
 
-def substitute(graph: Graph, mapping: Mapping[Value, Value]) -> None:
-    """Replace values in node inputs and graph outputs in one sweep.
+def substitute(graph: Block, mapping: Mapping[Value, Value]) -> None:
+    """Replace values in node inputs and block outputs in one sweep (one block: regions are
+    isolated, so nothing outside the block reads its values).
 
     Chains (a -> b, b -> c) are followed. Graph outputs keep their user-visible names
     (``graph.output_names`` is untouched), so an output replaced by a graph input or a
@@ -71,8 +72,8 @@ def substitute(graph: Graph, mapping: Mapping[Value, Value]) -> None:
     graph.outputs = [resolve(v) for v in graph.outputs]  # type: ignore[misc]
 
 
-def use_counts(graph: Graph) -> dict[Value, int]:
-    """How many times each value is read, counting each graph output as one read."""
+def use_counts(graph: Block) -> dict[Value, int]:
+    """How many times each value is read in a block, counting each output as one read."""
     counts: dict[Value, int] = {}
     for node in graph.nodes:
         for v in node.inputs:
@@ -83,7 +84,7 @@ def use_counts(graph: Graph) -> dict[Value, int]:
     return counts
 
 
-def remove_dead_nodes(graph: Graph) -> bool:
+def remove_dead_nodes(graph: Block) -> bool:
     """Drop nodes none of whose outputs is read (transitively); True when any was dropped."""
     live: set[Value] = set(graph.outputs)
     keep: list[Node] = []

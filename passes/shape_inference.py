@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from compiler.ir.graph import Graph
+from compiler.ir.builder import infer_node_types
+from compiler.ir.graph import Block, Graph
 from compiler.ir.ops import get_op
 from compiler.ir.types import Dim, IRTypeError, TensorType
 
@@ -65,14 +66,25 @@ class ShapeInference(Pass):
             t = _bind_type(v.type, dims)
             if t != v.type:
                 v.type, changed = t, True
-        for node in graph.nodes:
+        return self._block(graph, dims) or changed
+
+    def _block(self, block: Block, dims: dict[str, Dim]) -> bool:
+        """Re-infer ``block`` in order; a node's regions get their argument types from the
+        node's operands and are re-inferred before the node (recursion depth: nesting)."""
+        changed = False
+        for node in block.nodes:
             opdef = get_op(node.op)
             in_types = [None if v is None else v.type for v in node.inputs]
             try:
                 attrs = opdef.prepare(in_types, _bind_attrs(node.op, node.attrs, dims))
-                out_types = opdef.infer_types(in_types, attrs)
+                for region, want in zip(node.regions, opdef.arg_types(in_types, attrs)):
+                    for arg, t in zip(region.inputs, want, strict=True):
+                        if arg.type != t:
+                            arg.type, changed = t, True
+                    changed |= self._block(region, dims)
+                out_types = infer_node_types(opdef, in_types, attrs, node.regions)
             except (IRTypeError, ValueError) as e:
-                label = node.name or node.outputs[0].name
+                label = node.name or (node.outputs[0].name if node.outputs else "?")
                 raise IRTypeError(f"{node.op} node {label!r}: {e}") from e
             if len(out_types) != len(node.outputs):
                 raise IRTypeError(

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.graph import Block, Graph, Node, Value
 
-from .manager import function_pass
+from .manager import block_pass
 from .rewrite import is_constant_all, rewire, substitute
 
 Rule = Callable[[Node], "Value | None"]
@@ -142,12 +142,12 @@ def simplify_node(node: Node) -> Value | None:
     return None
 
 
-@function_pass("simplify", "remove identities and no-op data movement, compose reshape/transpose")
-def simplify(graph: Graph) -> bool:
+@block_pass("simplify", "remove identities and no-op data movement, compose reshape/transpose")
+def simplify(graph: Graph, block: Block) -> bool:
     mapping: dict[Value, Value] = {}
     kept: list[Node] = []
     changed = False
-    for node in graph.nodes:
+    for node in block.nodes:
         if any(v in mapping for v in node.inputs if v is not None):
             node.inputs = [_resolve(v, mapping) for v in node.inputs]
         before = (list(node.inputs), dict(node.attrs))
@@ -158,8 +158,8 @@ def simplify(graph: Graph) -> bool:
             continue
         changed |= (node.inputs, node.attrs) != before
         kept.append(node)
-    graph.nodes = kept
-    substitute(graph, mapping)
+    block.nodes = kept
+    substitute(block, mapping)
     return changed
 
 

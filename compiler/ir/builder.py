@@ -8,21 +8,29 @@ from typing import Any
 import numpy as np
 
 from .fold import evaluate, foldable_inputs
-from .graph import Graph, Value
+from .graph import Block, Graph, Region, Value
 from .ops import get_op
+from .ops.registry import OpDef
+from .types import IRTypeError, Type
 
 
 class Builder:
-    """Emits core ops at the end of ``graph``.
+    """Emits core ops at the end of ``block`` (default: the graph itself; a region of it to
+    build a control-flow body; names always come from ``graph``).
 
     With ``fold=True`` (the default) an op whose inputs are all constants becomes a constant
     at once, evaluated by its reference definition: a frontend then sees shape-computing
     subgraphs (Shape -> Gather -> Concat -> Reshape) turn into plain attributes.
     """
 
-    def __init__(self, graph: Graph, fold: bool = True) -> None:
+    def __init__(self, graph: Graph, fold: bool = True, block: Block | None = None) -> None:
         self.graph = graph
         self.fold = fold
+        self.block: Block = graph if block is None else block
+
+    def nested(self, region: Region) -> Builder:
+        """A builder emitting into ``region`` (folding as this one does)."""
+        return Builder(self.graph, self.fold, region)
 
     def op(
         self,
@@ -32,20 +40,23 @@ class Builder:
         *,
         node_name: str = "",
         output_names: Sequence[str] = (),
+        regions: Sequence[Region] = (),
     ) -> list[Value]:
         opdef = get_op(name)
         in_types = [None if v is None else v.type for v in inputs]
         attrs = opdef.prepare(in_types, attrs or {})
-        out_types = opdef.infer_types(in_types, attrs)
-        if self.fold:
+        out_types = infer_node_types(opdef, in_types, attrs, regions)
+        if self.fold and not regions:
             arrays = foldable_inputs(opdef, inputs)
             if arrays is not None:
                 results = evaluate(opdef, arrays, attrs, out_types)
                 if results is not None:
                     hints = list(output_names) + [""] * len(results)
                     return [self.graph.constant(r, h) for r, h in zip(results, hints)]
-        node = self.graph.make_node(name, inputs, out_types, attrs, node_name, output_names)
-        self.graph.append(node)
+        node = self.graph.make_node(
+            name, inputs, out_types, attrs, node_name, output_names, regions
+        )
+        self.block.append(node)
         return node.outputs
 
     def emit(self, name: str, *inputs: Value | None, **attrs: Any) -> Value:
@@ -57,3 +68,26 @@ class Builder:
         self, array: np.ndarray | float | int, dtype: str | None = None, name: str = ""
     ) -> Value:
         return self.graph.constant(np.asarray(array, dtype=dtype), name)
+
+
+def infer_node_types(
+    opdef: OpDef,
+    in_types: Sequence[Type | None],
+    attrs: dict[str, Any],
+    regions: Sequence[Region] = (),
+) -> list[Type]:
+    """Output types of a node, checking its regions' count and argument types first."""
+    if len(regions) != len(opdef.regions):
+        raise IRTypeError(
+            f"{opdef.name} owns {len(opdef.regions)} region(s), the node has {len(regions)}"
+        )
+    if not regions:
+        return opdef.infer_types(in_types, attrs)
+    for region_name, region, want in zip(opdef.regions, regions, opdef.arg_types(in_types, attrs)):
+        got = [v.type for v in region.inputs]
+        if got != want:
+            raise IRTypeError(
+                f"region {region_name!r} takes ({', '.join(map(str, got))}), the operands "
+                f"give ({', '.join(map(str, want))})"
+            )
+    return opdef.infer_types(in_types, attrs, [[v.type for v in r.outputs] for r in regions])

@@ -19,6 +19,22 @@ sign and payload excepted), value names quoted only when they hold characters ot
 output name when it differs from the value's; ``loc("...")`` keeps the source model's node
 name; ``#`` starts a comment.
 
+A control-flow node prints its regions after it, each with its block arguments and its
+terminator; sequences and optionals print as ``seq<dtype>[elements...]``, ``opt<type>`` and
+``empty<type>``:
+
+```
+  %r = if(%c, %x) : float32[3] {
+    then(%x_1: float32[3]) {
+      %2 = neg(%x_1) : float32[3]
+      yield %2
+    }
+    else(%x_2: float32[3]) {
+      yield %x_2
+    }
+  }
+```
+
 Constants of at most ``INLINE_LIMIT`` elements print as ``dense<...>``. Larger ones print as
 ``@name`` (their arrays come from ``graph_constants`` and go back through ``parse_graph``'s
 ``constants=``), as ``dense<...>`` with ``large_constants="inline"``, or as
@@ -39,9 +55,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .graph import Graph, Node, Value
+from .builder import infer_node_types
+from .graph import Block, Graph, Node, Region, Value
 from .ops.registry import get_op
-from .types import DTYPES, TensorType
+from .types import DTYPES, OptionalType, SequenceType, TensorType, Type
 
 INLINE_LIMIT = 16
 """Constants with at most this many elements print inline as ``dense<...>``."""
@@ -155,6 +172,14 @@ def _constant_line(v: Value, large_constants: str) -> str:
     return head + f"@{_name(v.name)}"
 
 
+def format_type(t: Type) -> str:
+    if isinstance(t, SequenceType):
+        return f"seq<{t.dtype}>[{', '.join(map(str, t.elements))}]"
+    if isinstance(t, OptionalType):
+        return f"{'opt' if t.present else 'empty'}<{format_type(t.of)}>"
+    return str(t)
+
+
 def _node_line(node: Node) -> str:
     args = ", ".join("_" if v is None else f"%{_name(v.name)}" for v in node.inputs)
     text = f"{node.op}({args})"
@@ -164,10 +189,29 @@ def _node_line(node: Node) -> str:
         attrs = ", ".join(f"{_key(k)} = {format_attr(node.attrs[k])}" for k in sorted(node.attrs))
         text += " {" + attrs + "}"
     if node.outputs:
-        text += " : " + ", ".join(str(v.type) for v in node.outputs)
+        text += " : " + ", ".join(format_type(v.type) for v in node.outputs)
     if node.name:
         text += f" loc({json.dumps(node.name, ensure_ascii=False)})"
     return text
+
+
+def _block_lines(block: Block, indent: str) -> list[str]:
+    lines = []
+    for node in block.nodes:
+        head = indent + _node_line(node)
+        if not node.regions:
+            lines.append(head)
+            continue
+        lines.append(head + " {")
+        for name, region in zip(get_op(node.op).regions, node.regions):
+            params = ", ".join(f"%{_name(v.name)}: {format_type(v.type)}" for v in region.inputs)
+            lines.append(f"{indent}  {name}({params}) {{")
+            lines.extend(_block_lines(region, indent + "    "))
+            yields = ", ".join(f"%{_name(v.name)}" for v in region.outputs)
+            lines.append(f"{indent}    yield" + (" " + yields if yields else ""))
+            lines.append(f"{indent}  }}")
+        lines.append(indent + "}")
+    return lines
 
 
 def print_graph(graph: Graph, *, large_constants: str = "ref") -> str:
@@ -181,12 +225,12 @@ def print_graph(graph: Graph, *, large_constants: str = "ref") -> str:
         raise ValueError(
             f"large_constants={large_constants!r}; use one of {', '.join(LARGE_CONSTANT_MODES)}"
         )
-    params = ", ".join(f"%{_name(v.name)}: {v.type}" for v in graph.inputs)
+    params = ", ".join(f"%{_name(v.name)}: {format_type(v.type)}" for v in graph.inputs)
     lines = [f"graph {_key(graph.name)}({params}) {{"]
     for k, val in graph.metadata.items():
         lines.append(f"  meta {_key(k)} = {json.dumps(val, ensure_ascii=False)}")
     lines.extend("  " + _constant_line(v, large_constants) for v in graph.constants())
-    lines.extend("  " + _node_line(n) for n in graph.nodes)
+    lines.extend(_block_lines(graph, "  "))
     outs = []
     for v, name in zip(graph.outputs, graph.output_names):
         item = f"%{_name(v.name)}"
@@ -307,7 +351,32 @@ class _Parser:
             return _unquote(tok.text)
         raise self.error("expected a name")
 
-    def type(self) -> TensorType:
+    def type(self) -> Type:
+        """A tensor, sequence or optional type."""
+        tok = self.peek()
+        if tok.kind == "ident" and tok.text in ("seq", "opt", "empty"):
+            self.next()
+            self.expect("punct", "<")
+            if tok.text == "seq":
+                dtype = self.expect("ident", what="a dtype")
+                if dtype.text not in DTYPES:
+                    raise self.error(f"unknown dtype {dtype.text!r}", dtype)
+                self.expect("punct", ">")
+                self.expect("punct", "[")
+                elements = self.comma_list("]", self.type)
+                try:
+                    return SequenceType(dtype.text, tuple(elements))
+                except ValueError as e:
+                    raise self.error(str(e), tok) from None
+            inner = self.type()
+            self.expect("punct", ">")
+            try:
+                return OptionalType(inner, tok.text == "opt")  # type: ignore[arg-type]
+            except ValueError as e:
+                raise self.error(str(e), tok) from None
+        return self.tensor_type()
+
+    def tensor_type(self) -> TensorType:
         tok = self.expect("ident", what="a dtype")
         if tok.text not in DTYPES:
             raise self.error(f"unknown dtype {tok.text!r}", tok)
@@ -374,7 +443,7 @@ class _Parser:
         while not self.accept("ident", "return"):
             if self.at("eof") or self.at("punct", "}"):
                 raise self.error("expected 'return' before the end of the graph")
-            self.statement(graph)
+            self.statement(graph, graph)
         outs: list[Value] = []
         names: list[str] = []
         if not self.at("punct", "}"):
@@ -392,8 +461,8 @@ class _Parser:
         self.expect("eof", what="end of text after the graph")
         return graph
 
-    def statement(self, graph: Graph) -> None:
-        if self.accept("ident", "meta"):
+    def statement(self, graph: Graph, block: Block) -> None:
+        if block is graph and self.accept("ident", "meta"):
             key = self.key()
             self.expect("punct", "=")
             graph.metadata[key] = json.loads(self.expect("string", what="a string").text)
@@ -414,13 +483,48 @@ class _Parser:
             self.values[names[0]] = self.constant(graph, names[0])
         else:
             node = self.node(graph, names)
-            graph.append(node)
+            block.append(node)
             for v in node.outputs:
                 self.values[v.name] = v
 
+    def regions(self, graph: Graph, op_tok: _Token, names: tuple[str, ...]) -> list[Region]:
+        """``{ name(%arg: type, ...) { statements yield ... } ... }`` after a node."""
+        regions: list[Region] = []
+        while not self.accept("punct", "}"):
+            tok = self.expect("ident", what="a region name or '}'")
+            want = names[len(regions)] if len(regions) < len(names) else None
+            if tok.text != want:
+                expected = repr(want) if want else "'}' (no more regions)"
+                raise self.error(f"expected region {expected}, found {tok.text!r}", tok)
+            self.expect("punct", "(")
+
+            def param() -> Value:
+                ptok = self.expect("value", what="a block argument (%name)")
+                name = self.define(ptok)
+                self.expect("punct", ":")
+                (arg,) = graph.region([self.type()], [name]).inputs
+                self.values[name] = arg
+                return arg
+
+            region = Region(self.comma_list(")", param))
+            self.expect("punct", "{")
+            while not self.accept("ident", "yield"):
+                if self.at("eof") or self.at("punct", "}"):
+                    raise self.error(f"expected 'yield' before the end of region {tok.text!r}")
+                self.statement(graph, region)
+            if not self.at("punct", "}"):
+                region.outputs.append(self.use(self.expect("value", what="a yielded value")))
+                while self.accept("punct", ","):
+                    region.outputs.append(self.use(self.expect("value", what="a yielded value")))
+            self.expect("punct", "}")
+            regions.append(region)
+        if len(regions) != len(names):
+            raise self.error(f"{len(names)} regions expected, found {len(regions)}", op_tok)
+        return regions
+
     def constant(self, graph: Graph, name: str) -> Value:
         type_tok = self.peek()
-        ttype = self.type()
+        ttype = self.tensor_type()
         if not ttype.is_static:
             raise self.error(f"a constant needs a static type, got {ttype}", type_tok)
         tok = self.peek()
@@ -508,7 +612,7 @@ class _Parser:
                 attrs[key] = self.literal()
 
             self.comma_list("}", attr)
-        types: list[TensorType] | None = None
+        types: list[Type] | None = None
         if self.accept("punct", ":"):
             types = [self.type()]
             while self.accept("punct", ","):
@@ -520,11 +624,15 @@ class _Parser:
             self.expect("punct", "(")
             loc = json.loads(self.expect("string", what="a node name string").text)
             self.expect("punct", ")")
+        regions: list[Region] = []
+        if opdef.regions:
+            self.expect("punct", "{", f"the regions of {opdef.name}")
+            regions = self.regions(graph, op_tok, opdef.regions)
         if self.check:
             in_types = [None if v is None else v.type for v in inputs]
             try:
                 attrs = opdef.prepare(in_types, attrs)
-                inferred = opdef.infer_types(in_types, attrs)
+                inferred = infer_node_types(opdef, in_types, attrs, regions)
             except Exception as e:  # noqa: BLE001  (any failure of the op's own checks)
                 raise self.error(f"{opdef.name}: {e}", op_tok) from None
             if len(inferred) != len(names):
@@ -532,17 +640,15 @@ class _Parser:
                     f"{opdef.name} has {len(inferred)} outputs, text has {len(names)}", op_tok
                 )
             if types is not None and types != inferred:
-                shown = ", ".join(map(str, inferred))
-                raise self.error(
-                    f"{opdef.name} infers {shown}, the text says {', '.join(map(str, types))}",
-                    op_tok,
-                )
+                shown = ", ".join(map(format_type, inferred))
+                said = ", ".join(map(format_type, types))
+                raise self.error(f"{opdef.name} infers {shown}, the text says {said}", op_tok)
             types = inferred
         elif types is None:
             if names:
                 raise self.error("output types are needed when parsing without check", op_tok)
             types = []
-        return graph.make_node(opdef.name, inputs, types, attrs, loc, names)
+        return graph.make_node(opdef.name, inputs, types, attrs, loc, names, regions)
 
 
 def parse_graph(

@@ -95,3 +95,57 @@ def dtype_name(dtype: np.dtype | type | str) -> str:
     """The IR name of a numpy dtype, refusing those the IR does not know."""
     name = np.dtype(dtype).name
     return check_dtype(name)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceType:
+    """An ONNX-style sequence whose length and element types are known at compile time.
+
+    Elements may differ in shape (a split into unequal parts); ``dtype`` is the element type
+    shared by all of them, kept so that an empty sequence is still typed. Sequences whose
+    length depends on run-time data have no IR type: frontends refuse them clearly.
+    """
+
+    dtype: str
+    elements: tuple[TensorType, ...]
+
+    def __post_init__(self) -> None:
+        check_dtype(self.dtype)
+        elements = tuple(self.elements)
+        for t in elements:
+            if not isinstance(t, TensorType):
+                raise IRTypeError(f"sequence element {t!r} is not a tensor type")
+            if t.dtype != self.dtype:
+                raise IRTypeError(f"sequence of {self.dtype} holds a {t.dtype} element")
+        object.__setattr__(self, "elements", elements)
+
+    def __len__(self) -> int:
+        return len(self.elements)
+
+    def __str__(self) -> str:
+        return f"seq<{self.dtype}; {', '.join(map(str, self.elements))}>"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalType:
+    """An ONNX optional whose presence is known at compile time: ``element`` is the type it
+    holds, or None for an empty optional (``of`` then says what it would hold)."""
+
+    of: TensorType | SequenceType
+    present: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.of, TensorType | SequenceType):
+            raise IRTypeError(f"an optional holds a tensor or a sequence, not {self.of!r}")
+
+    @property
+    def element(self) -> TensorType | SequenceType | None:
+        return self.of if self.present else None
+
+    def __str__(self) -> str:
+        return f"opt<{self.of}{'' if self.present else ', empty'}>"
+
+
+Type = TensorType | SequenceType | OptionalType
+"""The type of any IR value. Tensors are what ops compute with; sequences and optionals only
+flow between the ops made for them (and through control flow)."""

@@ -3,7 +3,9 @@
 Passes may leave a graph broken in ways that only show up much later (in TVM, or as a wrong
 number); the pass manager runs ``verify`` after each pass in tests and with ``--verify-each``
 so the pass that broke it is named. All problems are collected, each naming its node, and
-reported together.
+reported together. Regions are checked as scopes of their own: a node in a region reads only
+the region's arguments, earlier values of the same region and constants; its owner's op
+decides the argument types and checks what the region yields (count and types).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .graph import Graph, Node, Value
+from .builder import infer_node_types
+from .graph import Block, Graph, Node, Value, walk
 from .ops.registry import OPS, OpDef
-from .types import TensorType
+from .types import OptionalType, SequenceType, TensorType, Type
 
 
 class VerifyError(ValueError):
@@ -46,8 +49,8 @@ def _label(index: int, node: Node) -> str:
 
 
 def _check_value(v: Value, where: str, problems: list[str]) -> None:
-    if not isinstance(v.type, TensorType):
-        problems.append(f"{where}: %{v.name} has type {v.type!r}, not a TensorType")
+    if not isinstance(v.type, TensorType | SequenceType | OptionalType):
+        problems.append(f"{where}: %{v.name} has type {v.type!r}, not an IR type")
         return
     if v.const is not None:
         if not isinstance(v.const, np.ndarray):
@@ -62,7 +65,7 @@ def _check_value(v: Value, where: str, problems: list[str]) -> None:
             problems.append(f"{where}: constant %{v.name} is typed {v.type} but holds {actual}")
 
 
-def _check_attrs(op: OpDef, node: Node, in_types: list[TensorType | None]) -> str | None:
+def _check_attrs(op: OpDef, node: Node, in_types: list[Type | None]) -> str | None:
     """Why the stored attributes are not the op's canonical, normalized form (or None)."""
     try:
         canonical = op.check_attrs(node.attrs)
@@ -85,8 +88,8 @@ def _check_attrs(op: OpDef, node: Node, in_types: list[TensorType | None]) -> st
     return None
 
 
-def _check_node(index: int, node: Node, problems: list[str]) -> None:
-    where = _label(index, node)
+def _check_node(index: int, node: Node, problems: list[str], prefix: str = "") -> None:
+    where = prefix + _label(index, node)
     op = OPS.get(node.op)
     if op is None:
         problems.append(f"{where}: unknown op {node.op!r}")
@@ -96,12 +99,15 @@ def _check_node(index: int, node: Node, problems: list[str]) -> None:
     except ValueError as e:
         problems.append(f"{where}: {e}")
         return
-    in_types: list[TensorType | None] = []
+    in_types: list[Type | None] = []
     for i, v in enumerate(node.inputs):
         if v is None and not op.input_is_optional(i):
             problems.append(f"{where}: input {i} ({_input_name(op, i)}) is required but absent")
         in_types.append(None if v is None else v.type)
-    if any(t is not None and not isinstance(t, TensorType) for t in in_types):
+    if any(
+        t is not None and not isinstance(t, TensorType | SequenceType | OptionalType)
+        for t in in_types
+    ):
         return  # reported with the value
     reason = _check_attrs(op, node, in_types)
     if reason is not None:
@@ -115,7 +121,7 @@ def _check_node(index: int, node: Node, problems: list[str]) -> None:
     if _lacks_required(op, in_types):
         return
     try:
-        inferred = op.infer_types(in_types, node.attrs)
+        inferred = infer_node_types(op, in_types, node.attrs, node.regions)
     except Exception as e:  # noqa: BLE001  (the op's inference refuses the input types)
         problems.append(f"{where}: type inference fails: {type(e).__name__}: {e}")
         return
@@ -129,7 +135,7 @@ def _check_node(index: int, node: Node, problems: list[str]) -> None:
             problems.append(f"{where}: output %{v.name} is typed {v.type}, inference gives {t}")
 
 
-def _lacks_required(op: OpDef, in_types: list[TensorType | None]) -> bool:
+def _lacks_required(op: OpDef, in_types: list[Type | None]) -> bool:
     return any(t is None and not op.input_is_optional(i) for i, t in enumerate(in_types))
 
 
@@ -143,17 +149,19 @@ def _input_name(op: OpDef, i: int) -> str:
 def problems(graph: Graph) -> list[str]:
     """Every broken invariant of ``graph``, in graph order; empty when it is valid."""
     out: list[str] = []
-    defined: set[int] = set()  # ids of values available so far
     owner: dict[int, str] = {}  # id of value -> where it was defined
     by_name: dict[str, tuple[int, str]] = {}  # name -> (id of value, where)
-    in_graph = {id(n) for n in graph.nodes}
+    home: dict[int, int] = {}  # id of node -> id of the block holding it
+    for block in [graph, *(r for n in walk(graph) for r in n.regions)]:
+        for node in block.nodes:
+            home.setdefault(id(node), id(block))
 
-    def define(v: Value, where: str) -> None:
+    def define(v: Value, where: str, scope: set[int]) -> None:
         if id(v) in owner:
             out.append(f"%{v.name} is defined twice: by {owner[id(v)]} and by {where}")
             return
         owner[id(v)] = where
-        defined.add(id(v))
+        scope.add(id(v))
         first = by_name.get(v.name)
         if first is not None and first[0] != id(v):
             out.append(f"name %{v.name} is used by two values: {first[1]} and {where}")
@@ -161,41 +169,71 @@ def problems(graph: Graph) -> list[str]:
             by_name[v.name] = (id(v), where)
         _check_value(v, where, out)
 
-    def use(v: Value, where: str) -> None:
-        if id(v) in defined:
+    def use(v: Value, where: str, scope: set[int], block: Block) -> None:
+        if id(v) in scope:
             return
         if v.const is not None and v.producer is None:
-            define(v, f"constant %{v.name}")
-        elif v.producer is not None and id(v.producer) in in_graph:
+            if id(v) not in owner:  # constants belong to no scope
+                define(v, f"constant %{v.name}", set())
+            return
+        if id(v) in owner:
+            producer = v.producer
+            if producer is not None and home.get(id(producer)) == id(block):
+                out.append(f"{where}: %{v.name} is used before the node that produces it")
+            else:
+                out.append(
+                    f"{where}: reads %{v.name} from another block ({owner[id(v)]}); a region "
+                    "reads outer values only through operands of its node"
+                )
+        elif v.producer is not None and id(v.producer) in home:
             out.append(f"{where}: %{v.name} is used before the node that produces it")
         elif v.producer is not None:
             out.append(f"{where}: %{v.name} comes from a node that is not in the graph")
         else:
             out.append(f"{where}: %{v.name} is neither a graph input, a constant nor a node output")
 
+    seen_nodes: set[int] = set()
+
+    def check_block(block: Block, scope: set[int], prefix: str) -> None:
+        for index, node in enumerate(block.nodes):
+            where = prefix + _label(index, node)
+            if id(node) in seen_nodes:
+                out.append(f"{where}: the node appears twice in the node list")
+                continue
+            seen_nodes.add(id(node))
+            for v in node.inputs:
+                if v is not None:
+                    use(v, where, scope, block)
+            op = OPS.get(node.op)
+            names = op.regions if op is not None else ()
+            for r, region in enumerate(node.regions):
+                label = names[r] if r < len(names) else str(r)
+                inner_prefix = f"{where}, region {label}: "
+                inner: set[int] = set()
+                for a, arg in enumerate(region.inputs):
+                    if arg.producer is not None or arg.const is not None:
+                        out.append(
+                            f"{inner_prefix}argument %{arg.name} is a node output or constant"
+                        )
+                    define(arg, f"{inner_prefix}argument {a}", inner)
+                check_block(region, inner, inner_prefix)
+                for y, v in enumerate(region.outputs):
+                    use(v, f"{inner_prefix}yield {y}", inner, region)
+            for v in node.outputs:
+                if v.producer is not node:
+                    out.append(f"{where}: output %{v.name} names another producer")
+                if v.const is not None:
+                    out.append(f"{where}: output %{v.name} also holds constant data")
+                define(v, where, scope)
+            _check_node(index, node, out, prefix)
+
+    top: set[int] = set()
     for i, v in enumerate(graph.inputs):
         where = f"graph input {i}"
         if v.producer is not None or v.const is not None:
             out.append(f"{where}: %{v.name} is a node output or a constant")
-        define(v, where)
-
-    seen_nodes: set[int] = set()
-    for index, node in enumerate(graph.nodes):
-        where = _label(index, node)
-        if id(node) in seen_nodes:
-            out.append(f"{where}: the node appears twice in the node list")
-            continue
-        seen_nodes.add(id(node))
-        for v in node.inputs:
-            if v is not None:
-                use(v, where)
-        for v in node.outputs:
-            if v.producer is not node:
-                out.append(f"{where}: output %{v.name} names another producer")
-            if v.const is not None:
-                out.append(f"{where}: output %{v.name} also holds constant data")
-            define(v, where)
-        _check_node(index, node, out)
+        define(v, where, top)
+    check_block(graph, top, "")
 
     if len(graph.output_names) != len(graph.outputs):
         out.append(
@@ -204,7 +242,7 @@ def problems(graph: Graph) -> list[str]:
     names_seen: set[str] = set()
     for i, (v, name) in enumerate(zip(graph.outputs, graph.output_names)):
         where = f"graph output {i} ({name!r})"
-        use(v, where)
+        use(v, where, top, graph)
         if not name:
             out.append(f"{where}: empty output name")
         elif name in names_seen:

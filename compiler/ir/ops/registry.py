@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import DTYPES, IRTypeError, TensorType
+from ..types import DTYPES, IRTypeError, Type
 
 
 class _Required:
@@ -50,6 +50,8 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
     "ints": lambda v: isinstance(v, list | tuple) and all(_is_int(x) for x in v),
     "floats": lambda v: isinstance(v, list | tuple) and all(_is_float(x) for x in v),
     "dims": lambda v: isinstance(v, list | tuple) and all(_dim(x) for x in v),
+    "dim": _dim,
+    "dim?": lambda v: v is None or _dim(v),
     "float?": lambda v: v is None or _is_float(v),
 }
 
@@ -66,6 +68,8 @@ def _canonical(kind: str, v: Any) -> Any:
         return [float(x) for x in v]
     if kind == "dims":
         return [x if isinstance(x, str) else int(x) for x in v]
+    if kind in ("dim", "dim?"):
+        return v if v is None or isinstance(v, str) else int(v)
     return v
 
 
@@ -83,9 +87,24 @@ class Attr:
             raise ValueError(f"unknown attribute kind {self.kind!r}")
 
 
-InferFn = Callable[[Sequence[TensorType | None], dict[str, Any]], Sequence[TensorType]]
-ReferenceFn = Callable[[Sequence[np.ndarray | None], dict[str, Any]], Any]
-NormalizeFn = Callable[[Sequence[TensorType | None], dict[str, Any]], dict[str, Any]]
+InferFn = Callable[..., Type | Sequence[Type]]
+"""(input types, attributes) -> output types; an op with regions also gets, third, the types
+each of its regions yields (a list per region), and checks them."""
+ReferenceFn = Callable[..., Any]
+"""(input arrays, attributes) -> output arrays; an op with regions also gets, third, one
+``RegionRunner`` per region."""
+NormalizeFn = Callable[[Sequence[Type | None], dict[str, Any]], dict[str, Any]]
+RegionArgsFn = Callable[[Sequence[Type | None], dict[str, Any]], Sequence[Sequence[Type]]]
+"""(input types, attributes) -> the block argument types of each region."""
+
+
+@dataclass(frozen=True)
+class RegionRunner:
+    """What an op's reference may do with one of its regions: run it on argument values
+    (getting the yielded values), and know the types it yields (an empty loop's scans)."""
+
+    run: Callable[[list[Any]], list[Any]]
+    yield_types: list[Type]
 
 
 @dataclass(frozen=True)
@@ -93,9 +112,12 @@ class OpDef:
     """All the facts of one core op.
 
     ``inputs`` names the operands: a trailing ``?`` marks an optional one (may be None),
-    a trailing ``*`` a variadic tail (one or more). ``infer`` and ``reference`` get the
-    attributes after ``normalize`` and the schema's defaults were applied; ``infer`` may
-    return one type or a list, ``reference`` one array or a list.
+    a trailing ``*`` a variadic tail (one or more), a trailing ``...`` one of zero or more.
+    ``infer`` and ``reference`` get the attributes after ``normalize`` and the schema's
+    defaults were applied; ``infer`` may return one type or a list, ``reference`` one array
+    or a list. ``regions`` names the nested blocks a node of the op owns (``then``, ``else``);
+    ``region_args`` gives their argument types, which the verifier checks and shape
+    inference sets.
     """
 
     name: str
@@ -111,11 +133,17 @@ class OpDef:
     doc: str = ""
     num_outputs: int | None = 1
     """Outputs per node; None when an attribute decides (split)."""
+    regions: tuple[str, ...] = ()
+    region_args: RegionArgsFn | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- inputs ----------------------------------------------------------------------------
     def check_arity(self, n: int) -> None:
-        required = sum(1 for i in self.inputs if not i.endswith(("?", "*")))
+        required = sum(1 for i in self.inputs if not i.endswith(("?", "*", "...")))
+        if self.inputs and self.inputs[-1].endswith("..."):
+            if n < required:
+                raise IRTypeError(f"{self.name} takes at least {required} inputs, got {n}")
+            return
         variadic = bool(self.inputs) and self.inputs[-1].endswith("*")
         if variadic:
             if n < len(self.inputs):
@@ -142,7 +170,7 @@ class OpDef:
                 v = spec.default
             if isinstance(v, np.ndarray):
                 v = v.tolist()
-            if v is not None or spec.kind != "float?":
+            if v is not None or not spec.kind.endswith("?"):
                 if not _KINDS[spec.kind](v):
                     raise AttrError(
                         f"{self.name}: attribute {key}={v!r} is not of kind {spec.kind}"
@@ -155,9 +183,7 @@ class OpDef:
             out[key] = v
         return out
 
-    def prepare(
-        self, in_types: Sequence[TensorType | None], attrs: dict[str, Any]
-    ) -> dict[str, Any]:
+    def prepare(self, in_types: Sequence[Type | None], attrs: dict[str, Any]) -> dict[str, Any]:
         """Attributes as stored on a node: normalized against the input types, then checked."""
         self.check_arity(len(in_types))
         attrs = self.check_attrs(attrs)
@@ -167,18 +193,41 @@ class OpDef:
 
     # -- semantics -------------------------------------------------------------------------
     def infer_types(
-        self, in_types: Sequence[TensorType | None], attrs: dict[str, Any]
-    ) -> list[TensorType]:
-        result = self.infer(in_types, attrs)
-        return [result] if isinstance(result, TensorType) else list(result)
+        self,
+        in_types: Sequence[Type | None],
+        attrs: dict[str, Any],
+        yields: Sequence[Sequence[Type]] = (),
+    ) -> list[Type]:
+        if self.regions:
+            if len(yields) != len(self.regions):
+                raise IRTypeError(
+                    f"{self.name} has {len(self.regions)} regions, {len(yields)} were given"
+                )
+            result = self.infer(in_types, attrs, [list(y) for y in yields])
+        else:
+            result = self.infer(in_types, attrs)
+        return list(result) if isinstance(result, list | tuple) else [result]
+
+    def arg_types(self, in_types: Sequence[Type | None], attrs: dict[str, Any]) -> list[list[Type]]:
+        """The block argument types each region of a node with these inputs must have."""
+        if self.region_args is None:
+            return [[] for _ in self.regions]
+        return [list(args) for args in self.region_args(in_types, attrs)]
 
     def evaluate(
-        self, arrays: Sequence[np.ndarray | None], attrs: dict[str, Any]
-    ) -> list[np.ndarray]:
-        result = self.reference(arrays, attrs)
+        self,
+        arrays: Sequence[Any],
+        attrs: dict[str, Any],
+        regions: Sequence[RegionRunner] = (),
+    ) -> list[Any]:
+        """Outputs as arrays (tensors), lists (sequences), or None (an empty optional)."""
+        if self.regions:
+            result = self.reference(arrays, attrs, list(regions))
+        else:
+            result = self.reference(arrays, attrs)
         if isinstance(result, np.ndarray | np.generic):
             result = [result]
-        return [np.asarray(r) for r in result]
+        return [r if r is None or isinstance(r, list) else np.asarray(r) for r in result]
 
 
 OPS: dict[str, OpDef] = {}
@@ -195,6 +244,8 @@ def define(
     foldable: bool = True,
     reads_values: bool = True,
     num_outputs: int | None = 1,
+    regions: Sequence[str] = (),
+    region_args: RegionArgsFn | None = None,
     doc: str = "",
 ) -> OpDef:
     """Register a core op; each name is defined exactly once."""
@@ -210,6 +261,8 @@ def define(
         foldable=foldable,
         reads_values=reads_values,
         num_outputs=num_outputs,
+        regions=tuple(regions),
+        region_args=region_args,
         doc=doc,
     )
     OPS[name] = op
