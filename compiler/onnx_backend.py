@@ -5,7 +5,9 @@ ONNX frontend folds shape computations once input shapes are known, so one ONNX 
 becomes one executable per input signature. When conversion raises ``NeedsValueError`` for
 a graph input (a shape, axes, pads... operand fed as an input rather than a constant), the
 rep binds that input's run-time value as a constant and converts again; for a value computed
-from inputs, it binds every integer input of rank 0 or 1 (the likely shape operands).
+from inputs, it binds every integer or bool input of rank 0 or 1 (the likely shape operands,
+loop trip counts and conditions). Sequence and optional inputs are compiled for the
+structure they are fed with (length and element shapes; present or empty).
 Executables are cached per (input shapes and dtypes, values of the bound inputs); the set
 of inputs that must be bound is learned once per model.
 
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnx
 import tvm
+import tvm_ffi
 from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 from tvm import relax
@@ -30,17 +33,55 @@ from backends.tvm import build, lower_graph, resolve_target
 from compiler.errors import InputError, NeedsValueError
 from compiler.frontends.onnx import import_onnx
 from compiler.ir.graph import Graph
+from compiler.ir.types import OptionalType, SequenceType, Type
 from passes import run_passes
 
 _MAX_BINDS = 16  # a model needs at most one retry per shape operand fed as an input
 
 
-def _as_array(x: Any) -> np.ndarray:
+def _as_array(x: Any) -> Any:
+    """A fed value as nnxc takes it: an array, a list of arrays (a sequence), or None (an
+    empty optional)."""
     if isinstance(x, onnx.TensorProto):
         return numpy_helper.to_array(x)
-    if x is None or isinstance(x, list | tuple | dict):
-        raise InputError(f"only tensor inputs are supported, not {type(x).__name__}")
+    if x is None:
+        return None
+    if isinstance(x, list | tuple):
+        return [_as_array(e) for e in x]
+    if isinstance(x, dict):
+        raise InputError("map inputs are not supported")
     return np.asarray(x)
+
+
+def _spec(x: Any) -> Any:
+    """What ``import_onnx``'s ``input_shapes`` says of a fed value (``InputShapes``)."""
+    if x is None:
+        return None
+    if isinstance(x, list):
+        return [_spec(e) for e in x]
+    return list(x.shape)
+
+
+def _signature(x: Any) -> Any:
+    if x is None or isinstance(x, list):
+        return None if x is None else tuple(_signature(e) for e in x)
+    return (x.shape, x.dtype.str)
+
+
+def _to_tvm(x: Any, t: Type) -> Any:
+    if isinstance(t, SequenceType):
+        return tvm_ffi.convert([_to_tvm(e, et) for e, et in zip(x, t.elements)])
+    if isinstance(t, OptionalType):
+        return tvm_ffi.convert([] if not t.present else [_to_tvm(x, t.of)])
+    return tvm.runtime.tensor(np.require(x, requirements="C"))
+
+
+def _from_tvm(r: Any, t: Type) -> Any:
+    if isinstance(t, SequenceType):
+        return [_from_tvm(r[i], et) for i, et in enumerate(t.elements)]
+    if isinstance(t, OptionalType):
+        return _from_tvm(r[0], t.of) if t.present else None
+    return r.numpy()
 
 
 def _declared_dtype(vi: onnx.ValueInfoProto) -> np.dtype | None:
@@ -61,17 +102,14 @@ class _Compiled:
     """One executable for one input signature: the graph's inputs and the VM to call."""
 
     def __init__(self, graph: Graph) -> None:
-        self.input_names = [v.name for v in graph.inputs]
-        self.num_outputs = len(graph.outputs)
+        self.inputs = [(v.name, v.type) for v in graph.inputs]
+        self.output_types = [v.type for v in graph.outputs]
         executable = build(lower_graph(graph), resolve_target("cpu"))
         self.vm = relax.VirtualMachine(executable, tvm.cpu())
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        args = [
-            tvm.runtime.tensor(np.require(feeds[n], requirements="C")) for n in self.input_names
-        ]
-        result = self.vm["main"](*args)
-        return [result[i].numpy() for i in range(self.num_outputs)]
+    def __call__(self, feeds: Mapping[str, Any]) -> list[Any]:
+        result = self.vm["main"](*[_to_tvm(feeds[n], t) for n, t in self.inputs])
+        return [_from_tvm(result[i], t) for i, t in enumerate(self.output_types)]
 
 
 class NnxcRep(BackendRep):
@@ -114,12 +152,12 @@ class NnxcRep(BackendRep):
             raise InputError(f"inputs missing: {missing}, unknown: {unknown}")
         for name, x in feeds.items():
             dtype = self.input_dtypes[name]
-            if dtype is not None and x.dtype != dtype:
+            if dtype is not None and isinstance(x, np.ndarray) and x.dtype != dtype:
                 raise InputError(f"input {name!r} has dtype {x.dtype}, the model needs {dtype}")
         return feeds
 
     def _key(self, feeds: Mapping[str, np.ndarray]) -> tuple:
-        shapes = tuple((n, feeds[n].shape, feeds[n].dtype.str) for n in self.input_names)
+        shapes = tuple((n, _signature(feeds[n])) for n in self.input_names)
         values = tuple((n, feeds[n].tobytes()) for n in sorted(self.bound_names))
         return shapes, values
 
@@ -127,7 +165,7 @@ class NnxcRep(BackendRep):
         """Import for these shapes, binding inputs the frontend needs as values, then passes."""
         for _ in range(_MAX_BINDS):
             bound = {n: feeds[n] for n in self.bound_names}
-            shapes = {n: list(x.shape) for n, x in feeds.items() if n not in bound}
+            shapes = {n: _spec(x) for n, x in feeds.items() if n not in bound}
             try:
                 graph = import_onnx(self.model, input_shapes=shapes, input_values=bound)
             except NeedsValueError as e:
@@ -141,13 +179,17 @@ class NnxcRep(BackendRep):
 
     def _to_bind(self, name: str, feeds: Mapping[str, np.ndarray]) -> set[str]:
         """The input named by the error; for a value computed from inputs, every input that
-        can be a shape operand (integer, at most 1-D) and is not bound yet."""
+        can be a shape or control operand (integer or bool, at most 1-D: a loop's trip count
+        and condition decide whether it unrolls) and is not bound yet."""
         if name in feeds:
             return set() if name in self.bound_names else {name}
         return {
             n
             for n, x in feeds.items()
-            if n not in self.bound_names and x.dtype.kind in "iu" and x.ndim <= 1
+            if n not in self.bound_names
+            and isinstance(x, np.ndarray)
+            and x.dtype.kind in "iub"
+            and x.ndim <= 1
         }
 
 

@@ -13,7 +13,8 @@ calls of functions that hold one live outside dataflow blocks.
   to 2^j iterations at call depth j. ``main`` calls ``step_40``. Scan outputs grow by one
   row per iteration (concatenation), so a loop may run any data-dependent number of times.
 
-Sequences and optionals are Relax tuples (an optional: zero or one element).
+Sequences and optionals are Relax tuples (an optional: zero or one element), built and read
+outside dataflow blocks.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class LoweringError(NnxcError):
 
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
 _CONTROL_FLOW = ("if", "loop")
+_STRUCTURAL = ("sequence", "sequence_at", "optional", "optional_get")
+"""Ops that only build or pick tuple items: bound outside dataflow blocks, where TVM's
+fusion would make functions without kernels of them (which FuseTIR refuses)."""
 LOOP_LEVELS = 40
 """``step_40`` runs up to 2^40 iterations: no loop that finishes is cut short."""
 _NO_LIMIT = np.iinfo(np.int64).max
@@ -150,6 +154,9 @@ class _Function:
             if node.op in _CONTROL_FLOW:
                 flush(i)
                 self.control(node)
+            elif node.op in _STRUCTURAL:
+                flush(i)
+                self.node(node)
             else:
                 segment.append(node)
         flush(len(block.nodes))

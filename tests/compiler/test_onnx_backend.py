@@ -60,6 +60,17 @@ def compare(expected: list[Any], got: list[Any], rtol: float, atol: float) -> No
     if len(got) != len(expected):
         raise AssertionError(f"output count {len(got)} != {len(expected)}")
     for i, (e, g) in enumerate(zip(expected, got)):
+        if e is None or isinstance(e, list):  # an optional or a sequence: like onnx's runner
+            if (g is None) != (e is None) or (e is not None and not isinstance(g, list)):
+                raise AssertionError(
+                    f"output {i} is {type(g).__name__}, expected {type(e).__name__}"
+                )
+            if e is not None:
+                try:
+                    compare(e, g, rtol, atol)
+                except AssertionError as err:
+                    raise AssertionError(f"output {i} (sequence): {err}") from None
+            continue
         e, g = np.asarray(e), np.asarray(g)
         if g.shape != e.shape:
             raise AssertionError(f"output {i} shape {g.shape} != expected {e.shape}")

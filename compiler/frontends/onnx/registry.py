@@ -8,7 +8,7 @@ returns the node's outputs (one Value, or a list with None for unused optional o
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -16,8 +16,8 @@ from onnx import helper, numpy_helper
 
 from compiler.errors import ConversionError, NeedsValueError
 from compiler.ir.builder import Builder
-from compiler.ir.graph import Value
-from compiler.ir.types import dtype_name
+from compiler.ir.graph import Region, Value
+from compiler.ir.types import Type, dtype_name
 
 ConverterFn = Callable[["NodeContext"], "Value | Sequence[Value | None]"]
 
@@ -57,16 +57,44 @@ def onnx_dtype(elem_type: int) -> str:
         raise ConversionError(f"element type {name} is not supported") from None
 
 
+class SubgraphConverter(Protocol):
+    """The importer's conversion of a node's graph attributes, as control-flow converters
+    use it. ``bindings`` give values for the subgraph's own inputs, in order; the subgraph
+    reads the enclosing scopes' values by name, as ONNX allows."""
+
+    def inline(self, graph: onnx.GraphProto, bindings: Sequence[Value]) -> list[Value]:
+        """Convert the subgraph's nodes into the current block; its outputs."""
+        ...
+
+    def region(
+        self,
+        graph: onnx.GraphProto,
+        leading: Sequence[Type],
+        prologue: Callable[[Builder, list[Value]], list[Value]] | None = None,
+    ) -> tuple[Region, list[Value]]:
+        """A region whose first arguments have the ``leading`` types, followed by one per
+        captured outer value (the second result: the node's capture operands). ``prologue``
+        turns the region's arguments into the subgraph's inputs (default: the leading ones)."""
+        ...
+
+
 class NodeContext:
     """One ONNX node being converted: its inputs as IR values, its attributes, a builder."""
 
     def __init__(
-        self, node: onnx.NodeProto, inputs: list[Value | None], builder: Builder, opset: int
+        self,
+        node: onnx.NodeProto,
+        inputs: list[Value | None],
+        builder: Builder,
+        opset: int,
+        subgraphs: SubgraphConverter | None = None,
     ) -> None:
         self.node = node
         self.inputs = inputs
         self.builder = builder
         self.opset = opset
+        self.subgraphs = subgraphs
+        """How this node's graph attributes (If branches, Loop and Scan bodies) convert."""
         self._attrs = {a.name: a for a in node.attribute}
 
     @property

@@ -1,6 +1,14 @@
 """The core op set. Importing this package registers every op family."""
 
-from . import control, elementwise, indexing, nn, reduce, tensor  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    control,
+    elementwise,
+    indexing,
+    nn,
+    reduce,
+    sequence,
+    tensor,
+)
 from .registry import OPS, REQUIRED, Attr, AttrError, OpDef, RegionRunner, define, get_op
 
 __all__ = ["OPS", "REQUIRED", "Attr", "AttrError", "OpDef", "RegionRunner", "define", "get_op"]

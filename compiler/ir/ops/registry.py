@@ -43,6 +43,7 @@ def _dim(v: Any) -> bool:
 
 _KINDS: dict[str, Callable[[Any], bool]] = {
     "int": _is_int,
+    "int?": lambda v: v is None or _is_int(v),
     "float": _is_float,
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
@@ -58,8 +59,8 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
 
 def _canonical(kind: str, v: Any) -> Any:
     """Attribute values as plain Python: lists for sequences, ints and floats, no numpy."""
-    if kind == "int":
-        return int(v)
+    if kind in ("int", "int?"):
+        return None if v is None else int(v)
     if kind in ("float", "float?"):
         return None if v is None else float(v)
     if kind == "ints":

@@ -1,0 +1,238 @@
+"""Converters of ONNX control flow: If, Loop, Scan, onto the core ``if`` and ``loop``.
+
+A subgraph reads outer values by name; ``ctx.subgraphs.region`` turns those reads into the
+captures the IR's isolated regions need. When the condition of an ``If`` or the trip count
+of a ``Loop`` is known at conversion time, the subgraph is converted in place instead
+(a loop once per iteration), so that values it computes from the iteration number, such
+as sequence positions, are constants too. Scan becomes a ``loop`` whose body slices the
+scanned inputs at the iteration number.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+
+from compiler.errors import ConversionError, NeedsValueError
+from compiler.ir.builder import Builder
+from compiler.ir.graph import Value
+from compiler.ir.inline import UNROLL_MAX_NODES, UNROLL_MAX_TRIPS
+from compiler.ir.ops.control import BOOL, INDEX
+
+from .registry import NodeContext, SubgraphConverter, converter
+
+
+def _subgraphs(ctx: NodeContext) -> SubgraphConverter:
+    assert ctx.subgraphs is not None  # the importer always provides them
+    return ctx.subgraphs
+
+
+def _scalar(v: Value | None) -> np.ndarray | None:
+    return None if v is None or v.const is None or v.const.size != 1 else v.const.reshape(())
+
+
+def _in_subgraph(ctx: NodeContext, e: ConversionError) -> ConversionError:
+    """An error met converting a subgraph, named after this node too (of the same kind: a
+    value needed at compile time stays a ``NeedsValueError``)."""
+    message = f"{ctx.node.op_type} node {ctx.name!r}: in its subgraph: {e}"
+    if isinstance(e, NeedsValueError):
+        return NeedsValueError(message, e.value_name)
+    return ConversionError(message)
+
+
+@converter("If", since=1)
+def if_(ctx: NodeContext):
+    then_g, else_g = ctx.attr("then_branch"), ctx.attr("else_branch")
+    known = _scalar(ctx.input(0))
+    if known is not None:
+        return _subgraphs(ctx).inline(then_g if bool(known) else else_g, [])
+    try:
+        then, then_caps = _subgraphs(ctx).region(then_g, [])
+        other, else_caps = _subgraphs(ctx).region(else_g, [])
+    except ConversionError as e:
+        raise _in_subgraph(ctx, e) from e
+    then_types = [v.type for v in then.outputs]
+    else_types = [v.type for v in other.outputs]
+    if then_types != else_types:
+        # The IR types values statically: which branch runs must be known to type the result.
+        raise NeedsValueError(
+            f"If node {ctx.name!r}: the branches yield different types (then "
+            f"{', '.join(map(str, then_types))}; else {', '.join(map(str, else_types))}), so the "
+            "condition must be known at compile time",
+            ctx.input(0).name,
+        )
+    # One capture list for both regions: each region takes all captures as arguments.
+    captures = list(dict.fromkeys(then_caps + else_caps))
+    graph = ctx.builder.graph
+    regions = []
+    for region, caps in ((then, then_caps), (other, else_caps)):
+        regions.append(_widen(graph, region, caps, captures))
+    return ctx.builder.op("if", [ctx.input(0), *captures], {}, node_name=ctx.name, regions=regions)
+
+
+def _widen(graph, region, caps: list[Value], captures: list[Value]):
+    """``region`` taking ``captures`` (a superset of its own ``caps``) as arguments."""
+    if caps == captures:
+        return region
+    by_value = dict(zip(map(id, caps), region.inputs))
+    args = []
+    for v in captures:
+        arg = by_value.get(id(v))
+        args.append(arg if arg is not None else graph.region([v.type], ["unused"]).inputs[0])
+    region.inputs = args
+    return region
+
+
+def _iteration_dim(ctx: NodeContext) -> str:
+    """The dim name of a data-dependent iteration count (stacked scan outputs)."""
+    base = re.sub(r"\W", "_", ctx.name) or "loop"
+    return f"{base if base[0].isalpha() else 'n_' + base}_iterations"
+
+
+@converter("Loop", since=1)
+def loop(ctx: NodeContext):
+    body = ctx.attr("body")
+    max_trip, cond = ctx.input(0), ctx.input(1)
+    carried = [ctx.input(i) for i in range(2, len(ctx.inputs))]
+    if any(v is None for v in carried):
+        raise ctx.error("a loop-carried initial value is missing")
+    n_scan = len(body.output) - 1 - len(carried)
+    if n_scan < 0:
+        raise ctx.error(
+            f"the body yields {len(body.output)} values; it needs the condition and "
+            f"{len(carried)} carried value(s)"
+        )
+    unrolled = _unroll(ctx, body, carried, n_scan)
+    if unrolled is not None:
+        return unrolled
+    trip = _scalar(max_trip)
+    iterations = int(trip) if trip is not None and cond is None else _iteration_dim(ctx)
+    leading = [INDEX, BOOL, *(v.type for v in carried)]
+    try:
+        region, captures = _subgraphs(ctx).region(body, leading)
+    except ConversionError as e:
+        raise _in_subgraph(ctx, e) from e
+    return ctx.builder.op(
+        "loop",
+        [max_trip, cond, *carried, *captures],
+        {"num_carried": len(carried), "iterations": iterations},
+        node_name=ctx.name,
+        regions=[region],
+    )
+
+
+def _unroll(
+    ctx: NodeContext, body: onnx.GraphProto, carried: list, n_scan: int
+) -> list[Value] | None:
+    """The loop's results converted iteration by iteration, when its trip count is a known
+    small constant and its condition stays known; None to build a real loop instead."""
+    trip = _scalar(ctx.input(0))
+    if trip is None or not 0 <= int(trip) <= UNROLL_MAX_TRIPS:
+        return None
+    if int(trip) * max(1, len(body.node)) > UNROLL_MAX_NODES:
+        return None
+    has_cond = ctx.input(1) is not None
+    go = True if not has_cond else _scalar(ctx.input(1))
+    if go is None:
+        return None
+    go = bool(go)
+    scans: list[list[Value]] = [[] for _ in range(n_scan)]
+    for i in range(int(trip)):
+        if not go:
+            break
+        outs = _subgraphs(ctx).inline(
+            body, [ctx.const(np.array(i, np.int64)), ctx.const(np.array(go)), *carried]
+        )
+        if has_cond:
+            flag = _scalar(outs[0])
+            if flag is None:
+                return None  # the condition depends on data: a real loop
+            go = bool(flag)
+        carried = outs[1 : 1 + len(carried)]
+        for acc, y in zip(scans, outs[1 + len(carried) :]):
+            acc.append(y)
+    stacked = []
+    for acc, out in zip(scans, body.output[1 + len(carried) :]):
+        if not acc:
+            raise ctx.error(f"scan output {out.name!r} of a loop that runs no iteration")
+        rows = [ctx.emit("reshape", y, shape=[1, *y.type.shape]) for y in acc]
+        stacked.append(rows[0] if len(rows) == 1 else ctx.emit("concat", *rows, axis=0))
+    return [*carried, *stacked]
+
+
+@converter("Scan", since=9)
+def scan(ctx: NodeContext):
+    body = ctx.attr("body")
+    n_in = ctx.attr("num_scan_inputs")
+    states = ctx.inputs[: len(ctx.inputs) - n_in]
+    xs = ctx.inputs[len(ctx.inputs) - n_in :]
+    if any(v is None for v in ctx.inputs):
+        raise ctx.error("an input is missing")
+    in_axes = _axes(ctx, "scan_input_axes", n_in, [v.type.rank for v in xs])
+    in_dirs = ctx.attr("scan_input_directions") or [0] * n_in
+    lengths = {v.type.shape[a] for v, a in zip(xs, in_axes)}
+    if len(lengths) != 1:
+        raise ctx.error(f"the scanned inputs disagree on the sequence length: {lengths}")
+    (length,) = lengths
+    if not isinstance(length, int):
+        raise ctx.error(f"the sequence length {length!r} must be known at compile time")
+    n_out = len(body.output) - len(states)
+
+    def prologue(b: Builder, args: list[Value]) -> list[Value]:
+        """Region arguments (i, cond, states..., scanned...) -> the body's inputs."""
+        i = args[0]
+        reverse = b.emit("sub", b.const(np.array(length - 1, np.int64)), i)
+        slices = []
+        for x, axis, direction in zip(args[2 + len(states) :], in_axes, in_dirs):
+            index = reverse if direction else i
+            slices.append(b.emit("gather", x, index, axis=axis))
+        return [*args[2 : 2 + len(states)], *slices]
+
+    leading = [INDEX, BOOL, *(v.type for v in states), *(v.type for v in xs)]
+    try:
+        region, captures = _subgraphs(ctx).region(body, leading, prologue)
+    except ConversionError as e:
+        raise _in_subgraph(ctx, e) from e
+    region.outputs = [region.inputs[1], *region.outputs]  # the condition: unchanged
+    results = ctx.builder.op(
+        "loop",
+        [ctx.const(np.array(length, np.int64)), None, *states, *xs, *captures],
+        {"num_carried": len(states), "iterations": length},
+        node_name=ctx.name,
+        regions=[region],
+    )
+    finals, stacked = results[: len(states)], results[len(states) :]
+    out_axes = _axes(ctx, "scan_output_axes", n_out, [v.type.rank for v in stacked])
+    out_dirs = ctx.attr("scan_output_directions") or [0] * n_out
+    outs = []
+    for y, axis, direction in zip(stacked, out_axes, out_dirs):
+        if direction:
+            y = ctx.emit("gather", y, ctx.const(np.arange(length - 1, -1, -1)), axis=0)
+        if axis != 0:
+            perm = list(range(1, y.type.rank))
+            perm.insert(axis, 0)
+            y = ctx.emit("transpose", y, perm=perm)
+        outs.append(y)
+    return [*finals, *outs]
+
+
+def _axes(ctx: NodeContext, name: str, n: int, ranks: list[int]) -> list[int]:
+    axes = ctx.attr(name) or [0] * n
+    if len(axes) != n:
+        raise ctx.error(f"{name} has {len(axes)} entries for {n} values")
+    out = []
+    for a, r in zip(axes, ranks):
+        if not -r <= a < r:
+            raise ctx.error(f"{name}: axis {a} is out of range for rank {r}")
+        out.append(a + r if a < 0 else a)
+    return out
+
+
+@converter("Scan", since=8)
+def scan_8(ctx: NodeContext):
+    raise ctx.error(
+        "Scan of opset 8 (batched, with sequence_lens) is not supported; convert the model to "
+        "opset 9 or newer (onnx.version_converter)"
+    )
