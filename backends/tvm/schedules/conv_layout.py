@@ -66,14 +66,44 @@ def oc_block(out_per_group: int, lanes: int) -> int | None:
     return None
 
 
-def _padded_channels(out_c: int, bn: int, groups: int, lanes: int) -> int:
-    """Output channels to compute: rounded up to two vectors (the zero weights' outputs are
-    cropped) when only one vector divides them and the waste is small, as for SqueezeNet's
-    1000-class 1x1 conv on 13x13 (bn 8 leaves too few accumulators for narrow maps; measured
-    3.40 -> 3.09 ms on one thread)."""
-    if groups != 1 or bn >= 2 * lanes or out_c < 8 * lanes:
-        return out_c
-    return -(-out_c // (2 * lanes)) * (2 * lanes)
+_HALF_WIDE_LANES = 8
+"""float32 lanes of a 256-bit block: half a 512-bit vector."""
+
+
+def _padded_channels(out_c: int, bn: int, groups: int, lanes: int) -> tuple[int, int]:
+    """Output channels to compute and their block, the zero weights' outputs being cropped:
+
+    - rounded up to two vectors when only one (or less) divides them and the waste is small,
+      as for SqueezeNet's 1000-class 1x1 conv on 13x13 (AVX2: bn 8 leaves too few accumulators
+      for narrow maps; measured 3.40 -> 3.09 ms on one thread);
+    - with 512-bit vectors, 64 to 127 channels that only a 256-bit block divides, up to one
+      vector (72 -> 80 on znver5, one thread, against the width-vectorized kernel these went
+      to: 16->72 channels at 12x13 0.043 -> 0.024 ms, 72->72 at 14x14 0.39 -> 0.11 ms,
+      64->72 at 28x28 0.83 -> 0.57 ms; at 56x56 from 15% slower (32 inputs) to 9% faster (64);
+      two vectors, 96 channels, were slower). The measurements were on a shared machine.
+    """
+    if groups != 1 or bn >= 2 * lanes:
+        return out_c, bn
+    if out_c >= 8 * lanes:
+        return -(-out_c // (2 * lanes)) * (2 * lanes), 2 * lanes
+    if _HALF_WIDE_LANES <= bn < lanes and out_c >= 4 * lanes:
+        return -(-out_c // lanes) * lanes, lanes
+    return out_c, bn
+
+
+def _width_vectorized(out_c: int, groups: int, lanes: int) -> bool:
+    """Whether a conv (width stride 1) goes to the width-vectorized kernel: its groups have no
+    vector of output channels, and no padding turns a block of at least 256 bits into whole
+    vectors (with 512-bit vectors: 72 channels, padded to 80; 136, padded to 160: on znver5, one
+    thread, 64->136 channels at 14x14 1.13 -> 0.58 ms, at 7x7 0.57 -> 0.05 ms, 32->136 at 56x56
+    5.5 -> 4.6 ms). Blocks below 256 bits stay width-vectorized, as measured with AVX2."""
+    per_group = out_c // groups
+    if per_group % lanes == 0:
+        return False
+    bn = oc_block(per_group, lanes)
+    if bn is None or bn < _HALF_WIDE_LANES:
+        return True
+    return _padded_channels(out_c, bn, groups, lanes)[1] % lanes != 0
 
 
 def pack_weight(w: np.ndarray, bn: int) -> np.ndarray:
@@ -446,7 +476,7 @@ def _legalize_conv2d(lanes: int):
                 groups=groups,
                 primfunc_name_hint="conv2d_pointwise",
             )
-        if ok and (ws[0] // groups) % lanes and geometry["strides"][1] == 1:
+        if ok and geometry["strides"][1] == 1 and _width_vectorized(ws[0], groups, lanes):
             return bb.call_te(
                 conv2d_wvec_te,
                 x,
@@ -461,9 +491,8 @@ def _legalize_conv2d(lanes: int):
             return default(bb, call)
         wt = w.value.numpy()
         out_c = ws[0]
-        padded = _padded_channels(out_c, bn, groups, lanes)
+        padded, bn = _padded_channels(out_c, bn, groups, lanes)
         if padded != out_c:
-            bn = 2 * lanes
             wt = np.concatenate([wt, np.zeros((padded - out_c, *ws[1:]), wt.dtype)])
         wp = relax.const(pack_weight(wt, bn), "float32")
         y = bb.call_te(

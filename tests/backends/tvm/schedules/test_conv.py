@@ -16,6 +16,9 @@ from backends.tvm.schedules import conv, conv_layout
 from backends.tvm.schedules.target_info import vector_lanes
 
 _TARGET = resolve_target("cpu").tvm_target()
+# An AVX2 CPU that any AVX-512 host also runs: the 256-bit layout choices stay tested there.
+_AVX2 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
+_X86 = str(tvm.target.codegen.llvm_get_system_triple()).startswith("x86_64")
 
 
 def _conv_case(rng, n, c, h, w, o, k, groups=1, **attrs):
@@ -83,23 +86,31 @@ def _fused_module(x_shape, w, res_shape, **conv_attrs):
     return bb.get()
 
 
-def _schedule(mod):
-    with _TARGET:
-        seq = [legalize_ops(_TARGET), *cpu.legalize_passes(_TARGET)]
+def _schedule(mod, target=_TARGET):
+    with target:
+        seq = [legalize_ops(target), *cpu.legalize_passes(target)]
         mod = tvm.transform.Sequential(seq)(mod)
         return mod, dlight.ApplyDefaultSchedule(*conv.RULES)(mod)
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(_TARGET, id="host"),
+        pytest.param(_AVX2, id="avx2", marks=pytest.mark.skipif(not _X86, reason="x86 only")),
+    ],
+)
+@pytest.mark.parametrize(
     "width,out_c,k", [(13, 32, 3), (16, 32, 3), (13, 72, 3), (16, 32, 1), (13, 32, 1)]
 )
-def test_rule_schedules_conv_with_residual_epilogue(width, out_c, k):
-    """72 outputs: computed as 80 (blocks of 16) and cropped, still by the conv rule. The
-    1x1 convs go to the pointwise rule (12x13 pixels: padded to tiles of 16)."""
+def test_rule_schedules_conv_with_residual_epilogue(width, out_c, k, target):
+    """72 outputs: computed as 80 (blocks of 16: two AVX2 vectors or one AVX-512 one) and
+    cropped, still by the conv rule. The 1x1 convs go to the pointwise rule (12x13 pixels:
+    padded to tiles of 16)."""
     rng = np.random.default_rng(2)
     w = (rng.standard_normal((out_c, 16, k, k)) * 0.2).astype(np.float32)
     mod = _fused_module((1, 16, 12, width), w, (1, out_c, 12, width), padding=[k // 2] * 4)
-    before, after = _schedule(mod)
+    before, after = _schedule(mod, target)
     convs = [
         f
         for gv, f in after.functions.items()
@@ -111,17 +122,17 @@ def test_rule_schedules_conv_with_residual_epilogue(width, out_c, k):
     r = rng.standard_normal((1, out_c, 12, width)).astype(np.float32)
     outs = []
     for m in (before, after):
-        ex = tvm.compile(m, target=_TARGET, relax_pipeline=_rest_of_pipeline())
+        ex = tvm.compile(m, target=target, relax_pipeline=_rest_of_pipeline(target))
         vm = relax.VirtualMachine(ex, tvm.cpu())
         outs.append(vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(r)).numpy())
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-4)
 
 
-def _rest_of_pipeline():
+def _rest_of_pipeline(target=_TARGET):
     @tvm.transform.module_pass(opt_level=0, name="rest")
     def rest(mod, _ctx):
-        with _TARGET:
-            seq = cpu.dataflow_lower_passes(_TARGET) + cpu.finalize_passes(_TARGET)
+        with target:
+            seq = cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target)
             return tvm.transform.Sequential(seq)(mod)
 
     return rest
@@ -133,7 +144,35 @@ def test_register_tile_fits_and_pads_little():
     assert conv_layout.register_tile(7, 8, 8) == 7
     assert conv_layout.register_tile(13, 16, 8) == 5
     assert conv_layout.register_tile(13, 8, 8) == 7
-    assert vector_lanes(_TARGET) == 8
+
+
+@pytest.mark.parametrize(
+    "mcpu,lanes", [("znver3", 8), ("haswell", 8), ("znver5", 16), ("skylake-avx512", 16)]
+)
+def test_vector_lanes_follow_the_cpu(mcpu, lanes):
+    """Named CPUs, not the host: the suite runs on AVX2 and on AVX-512 machines."""
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+    assert vector_lanes(target) == lanes
+
+
+@pytest.mark.parametrize(
+    "out_c,lanes,padded,bn,wvec",
+    [
+        (72, 8, 80, 16, False),  # AVX2: two vectors per block
+        (68, 8, 80, 16, True),  # AVX2: only a 4-channel block: width-vectorized at stride 1
+        (40, 8, 40, 8, False),
+        (72, 16, 80, 16, False),  # AVX-512: a 256-bit block divides 72: padded to one vector
+        (40, 16, 40, 8, True),  # too few channels to pad: width-vectorized at stride 1
+        (136, 16, 160, 32, False),  # 128 and more: two vectors, as with AVX2
+        (1000, 16, 1024, 32, False),
+        (48, 16, 48, 16, False),
+    ],
+)
+def test_channel_padding_per_vector_width(out_c, lanes, padded, bn, wvec):
+    """The channel blocks for either vector width, whatever the host's."""
+    block = conv_layout.oc_block(out_c, lanes)
+    assert conv_layout._padded_channels(out_c, block, 1, lanes) == (padded, bn)
+    assert conv_layout._width_vectorized(out_c, 1, lanes) == wvec
 
 
 POOLS = [
