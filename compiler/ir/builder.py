@@ -38,7 +38,7 @@ class Builder:
         attrs = opdef.prepare(in_types, attrs or {})
         out_types = opdef.infer_types(in_types, attrs)
         if self.fold:
-            arrays = foldable_inputs(opdef, inputs)
+            arrays = foldable_inputs(opdef, inputs, attrs)
             if arrays is not None:
                 results = evaluate(opdef, arrays, attrs, out_types)
                 if results is not None:

@@ -22,7 +22,9 @@ from . import (  # noqa: F401  (registers the converters)
     indexing,
     nn,
     quantize,
+    random,
     reduce,
+    signal,
     tensor,
 )
 from .loader import check_complete, load_model, tensor_to_array
