@@ -1,7 +1,8 @@
 """Lowering of the random ops: one TE kernel per node hashing each element's flat index.
 
-The hash is the one of ``compiler.ir.ops.random`` written with uint32 TIR arithmetic (which
-wraps like numpy's), so a seeded node gives the reference's samples. An unseeded node gets
+The hash is the one of ``compiler.ir.ops.random``, written with int64 TIR arithmetic that
+never overflows (each uint32 product by 16-bit halves, then masked), so a seeded node gives
+the reference's samples. An unseeded node gets
 a key drawn here, once per compiled kernel.
 """
 
@@ -26,23 +27,35 @@ from compiler.ir.ops.random import (
 from .registry import LowerContext, lowers
 
 
-def _u32(value: int) -> tvm.tirx.PrimExpr:
-    return tvm.tirx.const(value, "uint32")
+def _i64(value: int) -> tvm.tirx.PrimExpr:
+    return tvm.tirx.const(value, "int64")
+
+
+_MASK = 0xFFFFFFFF
+
+
+def _mul32(x: tvm.tirx.PrimExpr, m: int) -> tvm.tirx.PrimExpr:
+    """x * m mod 2**32 for 0 <= x < 2**32, by 16-bit halves: no intermediate passes 2**49.
+
+    uint32 TIR arithmetic would wrap in LLVM, but TVM's simplifier assumes integer ops do not
+    overflow and folds wrapping products by their bounds; int64 without overflow is exact.
+    """
+    lo = (x & _i64(0xFFFF)) * _i64(m)
+    hi = (((x >> _i64(16)) * _i64(m & 0xFFFF)) & _i64(0xFFFF)) << _i64(16)
+    return (lo + hi) & _i64(_MASK)
 
 
 def _lowbias32(x: tvm.tirx.PrimExpr) -> tvm.tirx.PrimExpr:
-    x = x ^ (x >> _u32(16))
-    x = x * _u32(M1)
-    x = x ^ (x >> _u32(15))
-    x = x * _u32(M2)
-    return x ^ (x >> _u32(16))
+    x = _mul32(x ^ (x >> _i64(16)), M1)
+    x = _mul32(x ^ (x >> _i64(15)), M2)
+    return x ^ (x >> _i64(16))
 
 
 def _unit_uniform(index: tvm.tirx.PrimExpr, key: int, dtype: str) -> tvm.tirx.PrimExpr:
-    x = (index.astype("uint32") ^ _u32(key)) * _u32(GOLDEN)
-    h = _lowbias32(_lowbias32(x) + _u32(key))
+    x = _mul32((index & _i64(_MASK)) ^ _i64(key), GOLDEN)
+    h = _lowbias32((_lowbias32(x) + _i64(key)) & _i64(_MASK))
     bits = uniform_bits(dtype)
-    return (h >> _u32(32 - bits)).astype(dtype) * tvm.tirx.const(2.0**-bits, dtype)
+    return (h >> _i64(32 - bits)).astype(dtype) * tvm.tirx.const(2.0**-bits, dtype)
 
 
 def _flat(shape: list[Any], idx: tuple) -> tvm.tirx.PrimExpr:
