@@ -120,6 +120,8 @@ def emit_dft(
         raise ctx.error(f"dft_length must be positive, got {length}")
     if onesided and not inverse and x.type.shape[-1] == 2:
         raise ctx.error("onesided=1 needs a real input (last dim 1)")
+    if onesided and inverse and x.type.shape[-1] == 1:
+        raise ctx.error("an inverse one-sided DFT needs a complex input (last dim 2)")
     rr, ir, ri, ii = dft_matrices(n, length, inverse, onesided)
     xr = _part(ctx, x, 0)
     xi = _part(ctx, x, 1) if x.type.shape[-1] == 2 else None
