@@ -38,7 +38,7 @@ def fold_node(node: Node) -> bool:
     opdef = get_op(node.op)
     if node.op == "shape" and node.inputs[0] is not None and not node.inputs[0].type.is_static:
         return _static_shape_slice(node)
-    arrays = foldable_inputs(opdef, node.inputs)
+    arrays = foldable_inputs(opdef, node.inputs, node.attrs)
     if arrays is None:
         return False
     results = evaluate(opdef, arrays, node.attrs, [v.type for v in node.outputs])

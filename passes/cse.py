@@ -1,7 +1,8 @@
 """Common-subexpression elimination.
 
 Two nodes with the same op, the same inputs and the same attributes compute the same
-values (core ops are pure), so the later one is dropped and its readers read the earlier
+values (core ops are pure, except unseeded random ones, which are kept), so the later one
+is dropped and its readers read the earlier
 one. Small constants with identical dtype, shape and bytes are merged first, so that nodes
 reading equal-but-distinct constants (``add(x, 1)`` twice) merge too.
 """
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from compiler.ir.graph import Block, Graph, Value
+from compiler.ir.ops import get_op
 
 from .manager import block_pass
 from .rewrite import substitute
@@ -58,6 +60,9 @@ def cse(graph: Graph, block: Block) -> bool:
     seen: dict[tuple, list[Value]] = {}
     kept = []
     for node in block.nodes:
+        if not get_op(node.op).is_pure(node.attrs):
+            kept.append(node)
+            continue
         inputs = [None if v is None else mapping.get(v, v) for v in node.inputs]
         key = (
             id(node) if node.regions else node.op,  # nodes owning regions stay apart

@@ -47,7 +47,7 @@ class Builder:
         attrs = opdef.prepare(in_types, attrs or {})
         out_types = infer_node_types(opdef, in_types, attrs, regions)
         if self.fold and not regions:
-            arrays = foldable_inputs(opdef, inputs)
+            arrays = foldable_inputs(opdef, inputs, attrs)
             if arrays is not None:
                 results = evaluate(opdef, arrays, attrs, out_types)
                 if results is not None:

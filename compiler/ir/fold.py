@@ -15,9 +15,12 @@ FOLD_LIMIT = 1 << 26
 """Largest result (in elements) constant folding will make: bigger tensors stay computed."""
 
 
-def foldable_inputs(op: OpDef, inputs: Sequence[Value | None]) -> list[np.ndarray | None] | None:
-    """The arrays to evaluate ``op`` on, or None when some input is not known yet."""
-    if not op.foldable:
+def foldable_inputs(
+    op: OpDef, inputs: Sequence[Value | None], attrs: dict[str, Any]
+) -> list[np.ndarray | None] | None:
+    """The arrays to evaluate ``op`` on, or None when some input is not known yet (or the
+    node is not a function of its inputs)."""
+    if not op.is_pure(attrs):
         return None
     arrays: list[np.ndarray | None] = []
     for v in inputs:

@@ -1,6 +1,14 @@
 """Lowering rules from core ops to Relax, one module per op family."""
 
-from . import elementwise, indexing, nn, reduce, sequence, tensor  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    elementwise,
+    indexing,
+    nn,
+    random,
+    reduce,
+    sequence,
+    tensor,
+)
 from .registry import RULES, LowerContext, lowers
 
 __all__ = ["RULES", "LowerContext", "lowers"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tvm import relax
+from tvm import relax, topi
 
 from .registry import LowerContext, lowers
 
@@ -411,3 +411,11 @@ def _prelu(ctx: LowerContext, args: list) -> Expr:
 @lowers("cast")
 def _cast(ctx: LowerContext, args: list) -> Expr:
     return op.astype(args[0], ctx.attrs["to"])
+
+
+@lowers("bitcast")
+def _bitcast(ctx: LowerContext, args: list) -> Expr:
+    to = ctx.attrs["to"]
+    if to == "bool" or _dtype(ctx) == "bool":  # TVM's bool is one bit wide: cast instead
+        return op.astype(args[0], to)
+    return ctx.bb.call_te(topi.reinterpret, args[0], to, primfunc_name_hint="bitcast")

@@ -1,4 +1,4 @@
-"""Lowering of nn ops: conv, pooling, matmul, normalizations, softmax, LRN, resize, einsum.
+"""Lowering of nn ops: conv, pooling, matmul, normalizations, softmax, LRN, resize, einsum, det.
 
 Relax's own ops are used where their semantics match ours exactly (conv*, pools, matmul,
 softmax, einsum); the rest is decomposed into high-level Relax ops so TVM still fuses it.
@@ -7,7 +7,9 @@ softmax, einsum); the rest is decomposed into high-level Relax ops so TVM still 
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
+from tvm.script import tirx as T
 
 from compiler.ir.ops.nn import lrn_window
 from compiler.ir.ops.nn_conv import convt_full_size, pool_geometry
@@ -270,3 +272,76 @@ def _resize(ctx: LowerContext, args: list) -> relax.Expr:
 @lowers("einsum")
 def _einsum(ctx: LowerContext, args: list) -> relax.Expr:
     return relax.op.einsum(relax.Tuple(args), ctx.attrs["equation"].replace(" ", ""))
+
+
+# -- det -------------------------------------------------------------------------------------
+
+
+def _det_kernel(dtype: str) -> tvm.tirx.PrimFunc:
+    """det of each of ``batch`` n x n matrices: Gaussian elimination with partial pivoting
+    on a copy, the product of the pivots, negated once per row swap (serial per matrix).
+
+    Written in TVMScript with a root block like TE's; the parser's well-formedness check
+    does not know blocks at the root, hence ``check_well_formed=False``. Marked scheduled:
+    the loops carry dependences that no schedule rule of ours should touch.
+    """
+
+    @T.prim_func(private=True, check_well_formed=False)
+    def det(a: T.handle, out: T.handle):
+        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+        batch = T.int64()
+        n = T.int64()
+        A = T.match_buffer(a, (batch, n, n), dtype)
+        D = T.match_buffer(out, (batch,), dtype)
+        with T.sblock("root"):
+            work = T.alloc_buffer((n, n), dtype)
+            acc = T.alloc_buffer((1,), dtype)
+            tmp = T.alloc_buffer((1,), dtype)
+            piv = T.alloc_buffer((1,), "int64")
+            for b in range(batch):
+                for i, j in T.grid(n, n):
+                    work[i, j] = A[b, i, j]
+                acc[0] = T.Cast(dtype, 1)
+                for k in range(n):
+                    piv[0] = k
+                    tmp[0] = T.abs(work[k, k])
+                    for i in range(k + 1, n):
+                        if T.abs(work[i, k]) > tmp[0]:
+                            tmp[0] = T.abs(work[i, k])
+                            piv[0] = i
+                    if piv[0] != k:
+                        for j in range(n):
+                            tmp[0] = work[k, j]
+                            work[k, j] = work[piv[0], j]
+                            work[piv[0], j] = tmp[0]
+                        acc[0] = -acc[0]
+                    acc[0] = acc[0] * work[k, k]
+                    if work[k, k] != T.Cast(dtype, 0):
+                        for i in range(k + 1, n):
+                            tmp[0] = work[i, k] / work[k, k]
+                            for j in range(k + 1, n):
+                                work[i, j] = work[i, j] - tmp[0] * work[k, j]
+                D[b] = acc[0]
+
+    return det
+
+
+@lowers("det")
+def _det(ctx: LowerContext, args: list) -> relax.Expr:
+    x = args[0]
+    in_type = ctx.node.inputs[0].type
+    dtype = in_type.dtype
+    work = "float32" if dtype == "float16" else dtype  # elimination in float16 loses too much
+    shape = ctx.shape_of(in_type.shape)
+    lead, n = shape[:-2], shape[-1]
+    batch = 1
+    for d in lead:
+        batch = batch * d
+    x = ctx.emit(relax.op.reshape(x, [batch, n, n]))
+    if work != dtype:
+        x = ctx.emit(relax.op.astype(x, work))
+    kernel = ctx.bb.add_func(_det_kernel(work), "det")
+    y = ctx.emit(relax.call_tir(kernel, [x], relax.TensorType([batch], work)))
+    if work != dtype:
+        y = ctx.emit(relax.op.astype(y, dtype))
+    return relax.op.reshape(y, lead)

@@ -256,3 +256,8 @@ _variadic("Sum", "add", None)
 _variadic("Max", "maximum", None)
 _variadic("Min", "minimum", None)
 _variadic("Mean", "add", _mean_finish)
+
+
+@converter("BitCast", since=26)
+def bitcast(ctx: NodeContext) -> Value:
+    return ctx.emit("bitcast", ctx.input(0), to=onnx_dtype(ctx.attr("to")))

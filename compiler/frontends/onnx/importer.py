@@ -24,8 +24,10 @@ from . import (  # noqa: F401  (registers the converters)
     indexing,
     nn,
     quantize,
+    random,
     reduce,
     sequence,
+    signal,
     tensor,
 )
 from .loader import check_complete, load_model, tensor_to_array

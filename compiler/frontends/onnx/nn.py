@@ -527,3 +527,8 @@ def _static_dim(ctx: NodeContext, d) -> int:
     if not isinstance(d, int):
         raise ctx.error(f"keep_aspect_ratio_policy needs static dims, got {d}")
     return d
+
+
+@converter("Det", since=11)
+def det(ctx: NodeContext):
+    return ctx.emit("det", ctx.input(0))

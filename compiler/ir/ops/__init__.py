@@ -5,6 +5,7 @@ from . import (  # noqa: F401  (registration)
     elementwise,
     indexing,
     nn,
+    random,
     reduce,
     sequence,
     tensor,

@@ -405,3 +405,30 @@ define(
     reference=_cast_reference,
     doc="numpy astype: to bool is x != 0; float to int truncates (out of range: undefined)",
 )
+
+
+def _bitcast_infer(ts: Sequence[TensorType | None], a: dict[str, Any]) -> TensorType:
+    (x,) = ts
+    assert x is not None
+    if np.dtype(x.dtype).itemsize != np.dtype(a["to"]).itemsize:
+        raise IRTypeError(f"bitcast {x.dtype} -> {a['to']}: the bit widths differ")
+    return x.with_dtype(a["to"])
+
+
+def _bitcast_reference(xs: Sequence[Array | None], a: dict[str, Any]) -> Array:
+    (x,) = xs
+    assert x is not None
+    if a["to"] == "bool" or x.dtype == np.bool_:
+        return x.astype(a["to"])  # a byte other than 0/1 is no valid bool: read as x != 0
+    return np.ascontiguousarray(x).view(a["to"])
+
+
+define(
+    "bitcast",
+    inputs=["x"],
+    attrs={"to": Attr("dtype")},
+    infer=_bitcast_infer,
+    reference=_bitcast_reference,
+    doc="The same bits read as another dtype of the same width (little endian); to or from "
+    "bool it is a cast (bool is one byte, 0 or 1)",
+)

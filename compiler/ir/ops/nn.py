@@ -1,4 +1,4 @@
-"""Neural-network ops: matmul, normalizations, softmax, LRN, einsum.
+"""Neural-network ops: matmul, normalizations, softmax, LRN, einsum, det.
 
 Convolution and pooling live in ``nn_conv``, resize in ``nn_resize``; importing this module
 registers all three.
@@ -284,4 +284,33 @@ define(
     infer=_einsum_infer,
     reference=lambda xs, a: np.asarray(np.einsum(a["equation"], *xs)).astype(xs[0].dtype),
     doc="Einstein summation with numpy's equation syntax (including '...').",
+)
+
+
+# -- det -------------------------------------------------------------------------------------
+
+
+def _det_infer(in_types, attrs) -> TensorType:
+    (x,) = in_types
+    _float_input(x, "det")
+    if x.rank < 2:
+        raise IRTypeError(f"det needs a [..., n, n] input, got {x}")
+    m, n = x.shape[-2:]
+    if m != n and isinstance(m, int) and isinstance(n, int):
+        raise IRTypeError(f"det needs square matrices in the last two axes, got {x}")
+    return x.with_shape(x.shape[:-2])
+
+
+def _det_reference(xs, attrs) -> np.ndarray:
+    x = xs[0]
+    work = x.astype(np.float32) if x.dtype == np.float16 else x  # numpy has no float16 LU
+    return np.asarray(np.linalg.det(work)).astype(x.dtype)
+
+
+define(
+    "det",
+    inputs=["x"],
+    infer=_det_infer,
+    reference=_det_reference,
+    doc="Determinant of each matrix in the last two axes (LU with partial pivoting).",
 )

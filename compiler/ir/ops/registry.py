@@ -127,7 +127,9 @@ class OpDef:
     infer: InferFn
     reference: ReferenceFn
     normalize: NormalizeFn | None = None
-    foldable: bool = True
+    foldable: bool | Callable[[dict[str, Any]], bool] = True
+    """False, or a predicate of the node's attributes that is false, when the result is not
+    a function of the inputs (an unseeded random op): such a node is never folded or merged."""
     reads_values: bool = True
     """False when the result depends only on input types (``shape``): then it folds as soon
     as the input types are static, constant or not."""
@@ -192,6 +194,10 @@ class OpDef:
             attrs = self.check_attrs(self.normalize(in_types, attrs))
         return attrs
 
+    def is_pure(self, attrs: dict[str, Any]) -> bool:
+        """Whether a node with these attributes computes a function of its inputs."""
+        return self.foldable(attrs) if callable(self.foldable) else self.foldable
+
     # -- semantics -------------------------------------------------------------------------
     def infer_types(
         self,
@@ -242,7 +248,7 @@ def define(
     reference: ReferenceFn,
     attrs: dict[str, Attr] | None = None,
     normalize: NormalizeFn | None = None,
-    foldable: bool = True,
+    foldable: bool | Callable[[dict[str, Any]], bool] = True,
     reads_values: bool = True,
     num_outputs: int | None = 1,
     regions: Sequence[str] = (),

@@ -239,3 +239,122 @@ def test_softmax_cross_entropy_loss(shape, reduction, with_weight, ignore_index,
     np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-6)
     if log_prob:
         np.testing.assert_allclose(outs[1], lp, rtol=1e-5, atol=1e-6)
+
+
+# -- Swish, SwiGLU ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, -2.0])
+def test_swish(alpha):
+    x = rng.standard_normal((3, 7)).astype("float32") * 4
+    out = check_model(_op_model("Swish", [("x", x)], opset=24, alpha=alpha), {"x": x})[0]
+    np.testing.assert_allclose(out, x / (1 + np.exp(-alpha * x)), rtol=1e-5, atol=1e-6)
+
+
+def _onnx_reference(model, feeds):
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float32", 1e-5), ("float16", 1e-3)])
+def test_swiglu_against_the_onnx_reference(dtype, rtol):
+    """onnxruntime 1.32 has no SwiGLU: the ONNX reference evaluator is the oracle."""
+    a = (rng.standard_normal((4, 6)) * 3).astype(dtype)
+    b = rng.standard_normal((4, 6)).astype(dtype)
+    model = _op_model("SwiGLU", [("a", a), ("b", b)], opset=28, alpha=0.7)
+    graph = import_onnx(model)
+    got = run_tvm(graph, {"a": a, "b": b})[0]
+    ref = next(iter(run_graph(graph, {"a": a, "b": b}).values()))
+    a64 = a.astype(np.float64)
+    want = a64 / (1 + np.exp(-0.7 * a64)) * b
+    for out in (got, ref):
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, want, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(got, _onnx_reference(model, {"a": a, "b": b})[0], rtol=2 * rtol)
+
+
+def test_swiglu_refuses_different_shapes():
+    a, b = np.zeros((2, 3), np.float32), np.zeros((1, 3), np.float32)
+    with pytest.raises(ConversionError, match="SwiGLU node .*same type and shape"):
+        import_onnx(_op_model("SwiGLU", [("a", a), ("b", b)], opset=28))
+
+
+# -- RotaryEmbedding -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("rot", [0, 4])
+@pytest.mark.parametrize("rank", [3, 4])
+def test_rotary_embedding_with_position_ids(interleaved, rot, rank):
+    heads, seq, head = 3, 5, 8
+    half = (rot or head) // 2
+    shape = (2, seq, heads * head) if rank == 3 else (2, heads, seq, head)
+    x = rng.standard_normal(shape).astype("float32")
+    cos = rng.standard_normal((20, half)).astype("float32")
+    sin = rng.standard_normal((20, half)).astype("float32")
+    pos = rng.integers(0, 20, (2, seq)).astype("int64")
+    attrs = {"interleaved": interleaved, "rotary_embedding_dim": rot}
+    if rank == 3:
+        attrs["num_heads"] = heads
+    inputs = [("x", x), ("cos", cos), ("sin", sin), ("pos", pos)]
+    model = _op_model("RotaryEmbedding", inputs, **attrs)
+    check_model(model, dict(inputs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+def test_rotary_embedding_without_position_ids(interleaved):
+    x = rng.standard_normal((1, 2, 4, 6)).astype("float32")
+    angle = rng.standard_normal((1, 4, 3))
+    cos, sin = np.cos(angle).astype("float32"), np.sin(angle).astype("float32")
+    inputs = [("x", x), ("cos", cos), ("sin", sin)]
+    model = _op_model("RotaryEmbedding", inputs, interleaved=interleaved)
+    out = check_model(model, dict(inputs), rtol=1e-5, atol=1e-6)[0]
+    # A rotation keeps the norm of every pair, so of every head vector.
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
+
+
+def test_rotary_embedding_errors():
+    x = np.zeros((1, 2, 3, 6), np.float32)
+    cache = np.zeros((1, 3, 3), np.float32)
+    inputs = [("x", x), ("c", cache), ("s", cache)]
+    with pytest.raises(ConversionError, match="RotaryEmbedding node .*must be even"):
+        import_onnx(_op_model("RotaryEmbedding", inputs, rotary_embedding_dim=5))
+    with pytest.raises(ConversionError, match="needs num_heads"):
+        import_onnx(_op_model("RotaryEmbedding", [("x", x[0]), ("c", cache), ("s", cache)]))
+
+
+# -- TensorScatter ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+@pytest.mark.parametrize("axis", [-2, 2])
+def test_tensor_scatter(mode, axis):
+    past = rng.standard_normal((3, 2, 6, 4)).astype("float32")
+    update = rng.standard_normal((3, 2, 3, 4)).astype("float32")
+    writes = np.array([0, 3, 5 if mode == "circular" else 2], np.int64)
+    inputs = [("past", past), ("update", update), ("w", writes)]
+    model = _op_model("TensorScatter", inputs, opset=24, mode=mode, axis=axis)
+    out = check_model(model, dict(inputs), rtol=0, atol=0)[0]
+    want = past.copy()
+    for b in range(3):
+        for s in range(3):
+            want[b, :, (writes[b] + s) % 6] = update[b, :, s]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_tensor_scatter_without_write_indices_and_on_another_axis():
+    past = rng.standard_normal((2, 5, 3)).astype("float32")
+    update = rng.standard_normal((2, 2, 3)).astype("float32")
+    inputs = [("past", past), ("update", update)]
+    out = check_model(_op_model("TensorScatter", inputs, opset=24, axis=1), dict(inputs))[0]
+    np.testing.assert_array_equal(out[:, :2], update)
+    np.testing.assert_array_equal(out[:, 2:], past[:, 2:])
+
+
+def test_tensor_scatter_errors():
+    past, update = np.zeros((2, 4, 3), np.float32), np.zeros((2, 5, 3), np.float32)
+    with pytest.raises(ConversionError, match="TensorScatter node .*5 <= 4"):
+        import_onnx(_op_model("TensorScatter", [("p", past), ("u", update)], opset=24, axis=1))
+    with pytest.raises(ConversionError, match="batch axis"):
+        import_onnx(_op_model("TensorScatter", [("p", past), ("u", past)], opset=24, axis=0))

@@ -5,6 +5,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 from onnxutil import check_model, make_model
+from oputil import run_tvm
 
 from backends.reference import run_graph
 from compiler.errors import ConversionError
@@ -225,4 +226,38 @@ def test_legacy_broadcast_attribute_is_refused():
         opset=7,
     )
     with pytest.raises(ConversionError, match="broadcast"):
+        import_onnx(model)
+
+
+@pytest.mark.parametrize(
+    ("src", "to"),
+    [
+        ("float32", TensorProto.INT32),
+        ("int64", TensorProto.DOUBLE),
+        ("uint8", TensorProto.INT8),
+        ("bool", TensorProto.UINT8),
+        ("float16", TensorProto.INT16),
+    ],
+)
+def test_bitcast(src, to):
+    x = (rng.standard_normal((2, 5)) * 100).astype(src)
+    if src == "int64":
+        x = np.array([4607182418800017408, -4611686018427387904], np.int64)
+    model = make_model(
+        [helper.make_node("BitCast", ["x"], ["y"], to=to)], [("x", x)], ["y"], opset=26
+    )
+    graph = import_onnx(model)  # onnxruntime 1.32 lacks some of these type pairs
+    want = x.view(np.uint8) if src == "bool" else x.view(graph.outputs[0].type.np_dtype)
+    for out in (run_tvm(graph, {"x": x})[0], run_graph(graph, {"x": x})["y"]):
+        assert out.dtype == want.dtype
+        np.testing.assert_array_equal(out, want)
+
+
+def test_bitcast_to_another_width_is_refused():
+    x = np.zeros(3, np.float32)
+    model = make_model(
+        [helper.make_node("BitCast", ["x"], ["y"], to=TensorProto.INT16)], [("x", x)], ["y"],
+        opset=26,
+    )  # fmt: skip
+    with pytest.raises(ConversionError, match="BitCast node .*bit widths differ"):
         import_onnx(model)

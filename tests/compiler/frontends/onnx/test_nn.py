@@ -262,3 +262,10 @@ def test_light_squeezenet_matches_onnxruntime():
     weights = {t.name for t in model.graph.initializer}
     (name,) = [i.name for i in model.graph.input if i.name not in weights]
     check_model(model, {name: x}, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 2, 6, 6), (1, 1)])
+def test_det(shape):
+    x = rng.standard_normal(shape).astype("float32")
+    model = make_model([helper.make_node("Det", ["x"], ["y"])], [("x", x)], ["y"], opset=22)
+    check_model(model, {"x": x}, rtol=1e-4, atol=1e-5)

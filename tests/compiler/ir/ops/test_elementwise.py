@@ -348,3 +348,30 @@ def test_symbolic_dims_pass_through():
     assert s.shape == ("n", 3)
     (c,) = get_op("less").infer_types([x.type, y.type], {})
     assert c == TensorType("bool", ("n", 3))
+
+
+# -- bitcast ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("float32", "int32"),
+        ("int32", "float32"),
+        ("float64", "uint64"),
+        ("uint16", "int16"),
+        ("float16", "uint16"),
+        ("int8", "uint8"),
+    ],
+)
+def test_bitcast_reinterprets_bits(src, dst):
+    x = (rng.standard_normal((3, 4)) * 1000).astype(src)
+    (out,) = check_op("bitcast", [x], {"to": dst}, expected=[x.view(dst)], rtol=0, atol=0)
+    np.testing.assert_array_equal(out.view(src), x)  # the bits round-trip
+
+
+def test_bitcast_bool_is_bytes_and_widths_must_match():
+    x = np.array([True, False, True])
+    check_op("bitcast", [x], {"to": "uint8"}, expected=[np.array([1, 0, 1], "uint8")], atol=0)
+    with pytest.raises(IRTypeError, match="bit widths differ"):
+        get_op("bitcast").infer_types([TensorType("float32", (2,))], {"to": "int64"})

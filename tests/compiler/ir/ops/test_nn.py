@@ -311,3 +311,52 @@ def test_resize_tf_crop_and_resize_extrapolates():
 def test_resize_int_nearest():
     x = rng.integers(0, 255, (1, 3, 4, 4)).astype("uint8")
     check_op("resize", [x], dict(sizes=[1, 3, 2, 8], mode="nearest"))
+
+
+# -- det -------------------------------------------------------------------------------------
+
+
+def _lu_det(a: np.ndarray) -> float:
+    """Reference by cofactor expansion along the first row (exact enough for small n)."""
+    if a.shape[0] == 0:
+        return 1.0
+    return sum(
+        (-1) ** j * a[0, j] * _lu_det(np.delete(np.delete(a, 0, 0), j, 1))
+        for j in range(a.shape[0])
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 4, 4), (2, 3, 5, 5)])
+def test_det_batches_against_cofactor_expansion(shape):
+    x = randn(*shape)
+    flat = x.reshape(-1, *shape[-2:]).astype(np.float64)
+    expected = np.array([_lu_det(m) for m in flat]).reshape(shape[:-2])
+    check_op("det", [x], expected=[expected], rtol=1e-4, atol=1e-5)
+
+
+def test_det_needs_pivoting_and_handles_singular_matrices():
+    """A zero leading pivot (the swap flips the sign), a singular and a scaled matrix."""
+    x = np.array(
+        [
+            [[0, 1, 2], [1, 0, 3], [4, -3, 8]],  # det -2, first pivot 0
+            [[1, 2, 3], [2, 4, 6], [1, 0, 1]],  # rows 1 and 2 dependent: det 0
+            [[2, 0, 0], [0, 3, 0], [0, 0, -4]],
+        ],
+        "float64",
+    )
+    check_op("det", [x], expected=[np.array([-2.0, 0.0, -24.0])], atol=1e-12)
+
+
+def test_det_float16_and_large_n():
+    x = (randn(12, 12) + 4 * np.eye(12, dtype="float32")).astype("float16")
+    check_op("det", [x], rtol=2e-3)
+    big = randn(2, 40, 40) / 4 + np.eye(40, dtype="float32")
+    check_op("det", [big], expected=[np.linalg.det(big.astype(np.float64))], rtol=1e-3)
+
+
+def test_det_rejects_non_square():
+    from compiler.ir.ops import get_op
+    from compiler.ir.types import IRTypeError, TensorType
+
+    with pytest.raises(IRTypeError, match="square"):
+        get_op("det").infer_types([TensorType("float32", (2, 3, 4))], {})
