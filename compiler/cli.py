@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from compiler.errors import NnxcError
+from compiler.ir.graph import walk
 from compiler.options import CompileOptions, parse_shape_binding
 
 
@@ -204,10 +205,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     graph, source = import_model(args.model, opts.input_shapes or None)
     optimize(graph, opts, out=sys.stdout)
     print(print_graph(graph, large_constants="elide"))
-    hist = Counter(n.op for n in graph.nodes)
+    nodes = list(walk(graph))
+    hist = Counter(n.op for n in nodes)
     print(
-        f"\n# {source.format} {source.name}: {len(graph.nodes)} nodes, "
-        f"{len(graph.constants())} constants"
+        f"\n# {source.format} {source.name}: {len(nodes)} nodes, {len(graph.constants())} constants"
     )
     for op, n in hist.most_common():
         print(f"#   {op:<24} {n}")

@@ -16,6 +16,7 @@ import numpy as np
 from compiler.artifact import Metadata, TensorInfo, write_artifact
 from compiler.errors import ModelLoadError, NnxcError
 from compiler.ir.graph import Graph
+from compiler.ir.types import TensorType
 from compiler.options import CompileOptions
 
 Progress = Callable[[str], None]
@@ -98,6 +99,18 @@ def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
 
 
 def signature(graph: Graph) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """The artifact's inputs and outputs; they must be tensors (sequences and optionals may
+    flow inside the model, not across its boundary)."""
+    for what, values, names in (
+        ("input", graph.inputs, [v.name for v in graph.inputs]),
+        ("output", graph.outputs, graph.output_names),
+    ):
+        for v, name in zip(values, names):
+            if not isinstance(v.type, TensorType):
+                raise NnxcError(
+                    f"model {what} {name!r} is {v.type}: compiled artifacts take and return "
+                    "tensors only"
+                )
     ins = [TensorInfo(v.name, v.shape, v.dtype) for v in graph.inputs]
     outs = [TensorInfo(n, v.shape, v.dtype) for n, v in zip(graph.output_names, graph.outputs)]
     return ins, outs

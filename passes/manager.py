@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from compiler.errors import NnxcError
-from compiler.ir.graph import Block, Graph, blocks
+from compiler.ir.graph import Block, Graph, blocks, walk
 
 
 class Pass:
@@ -72,6 +72,11 @@ def function_pass(name: str, description: str) -> Callable[[Callable[[Graph], bo
         return register(FunctionPass(name, description, fn))
 
     return wrap
+
+
+def _count(graph: Graph) -> int:
+    """Nodes in the graph, regions included."""
+    return sum(1 for _ in walk(graph))
 
 
 def block_pass(name: str, description: str) -> Callable[[Callable[[Graph, Block], bool]], Pass]:
@@ -157,7 +162,7 @@ class PassManager:
             self._verify(graph, None, done)
         modified = False
         for p in self._passes:
-            before = len(graph.nodes)
+            before = _count(graph)
             start = time.perf_counter()
             try:
                 changed = bool(p.run(graph))
@@ -170,7 +175,7 @@ class PassManager:
                     done,
                 ) from e
             seconds = time.perf_counter() - start
-            self.records.append(PassRecord(p.name, seconds, changed, before, len(graph.nodes)))
+            self.records.append(PassRecord(p.name, seconds, changed, before, _count(graph)))
             modified |= changed
             done.append(p.name)
             if self.verify_each:
