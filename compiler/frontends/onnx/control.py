@@ -166,19 +166,43 @@ def _unroll(
 def scan(ctx: NodeContext):
     body = ctx.attr("body")
     n_in = ctx.attr("num_scan_inputs")
-    states = ctx.inputs[: len(ctx.inputs) - n_in]
-    xs = ctx.inputs[len(ctx.inputs) - n_in :]
     if any(v is None for v in ctx.inputs):
         raise ctx.error("an input is missing")
+    states = ctx.inputs[: len(ctx.inputs) - n_in]
+    xs = ctx.inputs[len(ctx.inputs) - n_in :]
     in_axes = _axes(ctx, "scan_input_axes", n_in, [v.type.rank for v in xs])
     in_dirs = ctx.attr("scan_input_directions") or [0] * n_in
+    finals, stacked, length = _scan(ctx, body, states, xs, in_axes, in_dirs)
+    n_out = len(stacked)
+    out_axes = _axes(ctx, "scan_output_axes", n_out, [v.type.rank for v in stacked])
+    out_dirs = ctx.attr("scan_output_directions") or [0] * n_out
+    outs = []
+    for y, axis, direction in zip(stacked, out_axes, out_dirs):
+        if direction:
+            y = ctx.emit("gather", y, ctx.const(np.arange(length - 1, -1, -1)), axis=0)
+        if axis != 0:
+            perm = list(range(1, y.type.rank))
+            perm.insert(axis, 0)
+            y = ctx.emit("transpose", y, perm=perm)
+        outs.append(y)
+    return [*finals, *outs]
+
+
+def _scan(
+    ctx: NodeContext,
+    body: onnx.GraphProto,
+    states: list[Value],
+    xs: list[Value],
+    in_axes: list[int],
+    in_dirs: list[int],
+) -> tuple[list[Value], list[Value], int]:
+    """A ``loop`` over the scanned axis: (final states, outputs stacked on axis 0, length)."""
     lengths = {v.type.shape[a] for v, a in zip(xs, in_axes)}
     if len(lengths) != 1:
         raise ctx.error(f"the scanned inputs disagree on the sequence length: {lengths}")
     (length,) = lengths
     if not isinstance(length, int):
         raise ctx.error(f"the sequence length {length!r} must be known at compile time")
-    n_out = len(body.output) - len(states)
 
     def prologue(b: Builder, args: list[Value]) -> list[Value]:
         """Region arguments (i, cond, states..., scanned...) -> the body's inputs."""
@@ -186,8 +210,7 @@ def scan(ctx: NodeContext):
         reverse = b.emit("sub", b.const(np.array(length - 1, np.int64)), i)
         slices = []
         for x, axis, direction in zip(args[2 + len(states) :], in_axes, in_dirs):
-            index = reverse if direction else i
-            slices.append(b.emit("gather", x, index, axis=axis))
+            slices.append(b.emit("gather", x, reverse if direction else i, axis=axis))
         return [*args[2 : 2 + len(states)], *slices]
 
     leading = [INDEX, BOOL, *(v.type for v in states), *(v.type for v in xs)]
@@ -203,19 +226,7 @@ def scan(ctx: NodeContext):
         node_name=ctx.name,
         regions=[region],
     )
-    finals, stacked = results[: len(states)], results[len(states) :]
-    out_axes = _axes(ctx, "scan_output_axes", n_out, [v.type.rank for v in stacked])
-    out_dirs = ctx.attr("scan_output_directions") or [0] * n_out
-    outs = []
-    for y, axis, direction in zip(stacked, out_axes, out_dirs):
-        if direction:
-            y = ctx.emit("gather", y, ctx.const(np.arange(length - 1, -1, -1)), axis=0)
-        if axis != 0:
-            perm = list(range(1, y.type.rank))
-            perm.insert(axis, 0)
-            y = ctx.emit("transpose", y, perm=perm)
-        outs.append(y)
-    return [*finals, *outs]
+    return results[: len(states)], results[len(states) :], length
 
 
 def _axes(ctx: NodeContext, name: str, n: int, ranks: list[int]) -> list[int]:
@@ -232,7 +243,37 @@ def _axes(ctx: NodeContext, name: str, n: int, ranks: list[int]) -> list[int]:
 
 @converter("Scan", since=8)
 def scan_8(ctx: NodeContext):
-    raise ctx.error(
-        "Scan of opset 8 (batched, with sequence_lens) is not supported; convert the model to "
-        "opset 9 or newer (onnx.version_converter)"
-    )
+    """Opset 8: a leading batch axis (scanned along axis 1) and optional sequence_lens. Each
+    batch entry is its own scan; the results are stacked back along the batch axis."""
+    body = ctx.attr("body")
+    n_in = ctx.attr("num_scan_inputs")
+    operands = ctx.inputs[1:]
+    if any(v is None for v in operands):
+        raise ctx.error("an input is missing")
+    states, xs = operands[: len(operands) - n_in], operands[len(operands) - n_in :]
+    batch = {v.type.shape[0] for v in operands}
+    if len(batch) != 1 or not isinstance(next(iter(batch)), int):
+        raise ctx.error(f"the inputs' batch sizes must agree and be known, got {batch}")
+    (batch_size,) = batch
+    steps = xs[0].type.shape[1] if xs else 0
+    if ctx.input(0) is not None:
+        lens = ctx.require_value(0, "sequence_lens").reshape(-1)
+        if np.any(lens != steps):
+            raise ctx.error(
+                f"sequence_lens {lens.tolist()} shorter than the scanned axis ({steps}) are "
+                "not supported"
+            )
+    dirs = ctx.attr("directions") or [0] * n_in
+    per_batch: list[list[Value]] = []
+    for b in range(batch_size):
+        index = ctx.const(np.array(b, np.int64))
+        pick = [ctx.emit("gather", v, index, axis=0) for v in operands]
+        finals, stacked, _ = _scan(
+            ctx, body, pick[: len(states)], pick[len(states) :], [0] * n_in, dirs
+        )
+        per_batch.append([*finals, *stacked])
+    outs = []
+    for j in range(len(per_batch[0]) if per_batch else 0):
+        rows = [ctx.emit("reshape", r[j], shape=[1, *r[j].type.shape]) for r in per_batch]
+        outs.append(rows[0] if len(rows) == 1 else ctx.emit("concat", *rows, axis=0))
+    return outs
