@@ -31,26 +31,8 @@ def _split_heads(ctx: NodeContext, x: Value, heads: int, what: str) -> Value:
     return ctx.emit("transpose", x, perm=[0, 2, 1, 3])
 
 
-def _matmul(ctx: NodeContext, a: Value, b: Value) -> Value:
-    """float16 products summed in float32, as numpy (so ONNX's reference) does."""
-    if a.dtype != "float16":
-        return ctx.emit("matmul", a, b)
-    wide = ctx.emit("matmul", ctx.emit("cast", a, to="float32"), ctx.emit("cast", b, to="float32"))
-    return ctx.emit("cast", wide, to="float16")
-
-
 def _as(ctx: NodeContext, x: Value, dtype: str) -> Value:
     return x if x.dtype == dtype else ctx.emit("cast", x, to=dtype)
-
-
-def _softmax(ctx: NodeContext, x: Value) -> Value:
-    """Softmax over keys; in float16 spelled out with the sum in float32, as numpy does."""
-    if x.dtype != "float16":
-        return ctx.emit("softmax", x, axis=-1)
-    row_max = ctx.emit("reduce_max", x, axes=[-1], keepdims=True)
-    e = ctx.emit("exp", ctx.emit("sub", x, row_max))
-    total = ctx.emit("reduce_sum", _as(ctx, e, "float32"), axes=[-1], keepdims=True)
-    return ctx.emit("div", e, _as(ctx, total, "float16"))
 
 
 def _heads_matmul(ctx: NodeContext, a: Value, b: Value) -> Value:
@@ -58,14 +40,14 @@ def _heads_matmul(ctx: NodeContext, a: Value, b: Value) -> Value:
     ``h // (a_heads // b_heads)``, as ONNX's interleaved repeat of K/V heads does."""
     a_heads, b_heads = a.shape[1], b.shape[1]
     if a_heads == b_heads:
-        return _matmul(ctx, a, b)
+        return ctx.emit("matmul", a, b)
     if not (isinstance(a_heads, int) and isinstance(b_heads, int)) or a_heads % b_heads:
         raise ctx.error(f"{a_heads} query heads cannot share {b_heads} key/value heads")
     group = a_heads // b_heads
     batch = a.shape[0]
     a5 = ctx.emit("reshape", a, shape=[batch, b_heads, group, *a.shape[2:]])
     b5 = ctx.emit("reshape", b, shape=[b.shape[0], b_heads, 1, *b.shape[2:]])
-    out = _matmul(ctx, a5, b5)
+    out = ctx.emit("matmul", a5, b5)
     return ctx.emit("reshape", out, shape=[batch, a_heads, *out.shape[3:]])
 
 
@@ -207,10 +189,9 @@ def attention(ctx: NodeContext):
     biased = scores if bias is None else ctx.emit("add", scores, bias)
     precision = ctx.attr("softmax_precision")
     soft_dtype = dtype if precision is None else onnx_dtype(precision)
-    probs = _softmax(ctx, _as(ctx, biased, soft_dtype))
+    probs = ctx.emit("softmax", _as(ctx, biased, soft_dtype), axis=-1)
     if bias is not None:
         # Rows whose bias is all -inf attend nothing: 0, not softmax's NaN.
-        # (min over "masked" flags: TVM's max of an all -inf row is the lowest finite.)
         masked = ctx.emit("isinf", bias, detect_positive=False)
         empty = ctx.emit("reduce_min", masked, axes=[-1], keepdims=True)
         if empty.const is None or empty.const.any():
