@@ -220,3 +220,92 @@ def attention(ctx: NodeContext):
         else:
             raise ctx.error(f"qk_matmul_output_mode {mode} is not supported")
     return outputs[: ctx.num_outputs]
+
+
+_LINEAR_RULES = ("linear", "gated", "delta", "gated_delta")
+
+
+def _per_step(ctx: NodeContext, x: Value, heads: int, what: str) -> Value:
+    """decay or beta [batch, seq, heads * n] (n per head, or a per-head scalar) as float32
+    [batch, heads, seq, n]; beta may also have one entry for all heads."""
+    if x.type.rank != 3:
+        raise ctx.error(f"{what} must be rank 3, got {x.type}")
+    batch, seq, last = x.shape
+    if last == heads or (what == "beta" and last == 1):
+        x = ctx.emit("reshape", x, shape=[batch, seq, last, 1])
+        x = ctx.emit("transpose", x, perm=[0, 2, 1, 3])
+    else:
+        x = _split_heads(ctx, x, heads, what)
+    return _as(ctx, x, "float32")
+
+
+@converter("LinearAttention", since=27)
+def linear_attention(ctx: NodeContext):
+    """The recurrence over time, unrolled (the sequence length must be static), in float32 as
+    ONNX's reference: per step the state S [batch, kv_heads, d_k, d_v] decays by exp(g_t)
+    (gated rules), v_t is corrected to beta_t (v_t - k_t S) (delta rules), S += k_t^T v_t, and
+    the output row is scale * q_t S, query heads sharing their group's KV head (GQA)."""
+    q, k, v = ctx.input(0), ctx.input(1), ctx.input(2)
+    past, decay, beta = ctx.input(3), ctx.input(4), ctx.input(5)
+    rule = ctx.attr("update_rule", "gated_delta")
+    if rule not in _LINEAR_RULES:
+        raise ctx.error(f"update_rule {rule!r} is not one of {', '.join(_LINEAR_RULES)}")
+    gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if gated != (decay is not None):
+        raise ctx.error(f"update_rule {rule!r} {'needs' if gated else 'forbids'} decay")
+    if delta != (beta is not None):
+        raise ctx.error(f"update_rule {rule!r} {'needs' if delta else 'forbids'} beta")
+    q_heads, kv_heads = ctx.attr("q_num_heads"), ctx.attr("kv_num_heads")
+    if q_heads is None or kv_heads is None:
+        raise ctx.error("the q_num_heads and kv_num_heads attributes are required")
+    if q_heads <= 0 or kv_heads <= 0 or q_heads % kv_heads:
+        raise ctx.error(f"q_num_heads {q_heads} is not a multiple of kv_num_heads {kv_heads}")
+    for x, what in ((q, "query"), (k, "key"), (v, "value")):
+        if x.type.rank != 3:
+            raise ctx.error(f"{what} must be rank 3 (batch, seq, heads * size), got {x.type}")
+    out_dtype = q.dtype
+    batch, seq = q.shape[0], _static(ctx, q.shape[1], "the sequence length")
+    q4 = _as(ctx, _split_heads(ctx, q, q_heads, "query"), "float32")
+    k4 = _as(ctx, _split_heads(ctx, k, kv_heads, "key"), "float32")
+    v4 = _as(ctx, _split_heads(ctx, v, kv_heads, "value"), "float32")
+    d_k, d_v = q4.shape[3], v4.shape[3]
+    group = q_heads // kv_heads
+    g4 = None if decay is None else _per_step(ctx, decay, kv_heads, "decay")
+    b4 = None if beta is None else _per_step(ctx, beta, kv_heads, "beta")
+    if g4 is not None and g4.shape[3] not in (1, d_k):
+        raise ctx.error(f"decay {decay.type} must have kv_num_heads or kv_num_heads * d_k")
+    state_dims = [batch, kv_heads, d_k, d_v]
+    if past is not None:
+        if list(past.shape) != state_dims:
+            raise ctx.error(f"past_state {past.type} must have shape {state_dims}")
+        state, state_dtype = _as(ctx, past, "float32"), past.dtype
+    else:
+        state, state_dtype = None, out_dtype  # zeros: the first step starts from k^T v
+    scale = float(ctx.attr("scale", 0.0)) or 1 / math.sqrt(_static(ctx, d_k, "d_k"))
+
+    def step(x: Value, i: int) -> Value:
+        return ctx.emit("slice", x, axes=[2], starts=[i], ends=[i + 1])
+
+    rows = []
+    for i in range(seq):
+        k_t, v_t = step(k4, i), step(v4, i)  # [batch, kv_heads, 1, d]
+        if g4 is not None and state is not None:
+            g_t = step(g4, i)
+            g_t = ctx.emit("reshape", g_t, shape=[batch, kv_heads, g_t.shape[3], 1])
+            state = ctx.emit("mul", state, ctx.emit("exp", g_t))
+        if b4 is not None:
+            if state is not None:
+                v_t = ctx.emit("sub", v_t, ctx.emit("matmul", k_t, state))
+            v_t = ctx.emit("mul", step(b4, i), v_t)
+        k_col = ctx.emit("reshape", k_t, shape=[batch, kv_heads, d_k, 1])
+        outer = ctx.emit("mul", k_col, v_t)
+        state = outer if state is None else ctx.emit("add", state, outer)
+        q_t = ctx.emit("reshape", step(q4, i), shape=[batch, kv_heads, group, d_k])
+        o_t = ctx.emit("mul", ctx.emit("matmul", q_t, state), ctx.const(scale, "float32"))
+        rows.append(ctx.emit("reshape", o_t, shape=[batch, q_heads, 1, d_v]))
+    if not rows:
+        raise ctx.error("the sequence length is 0")
+    y = rows[0] if len(rows) == 1 else ctx.emit("concat", *rows, axis=2)
+    y = ctx.emit("transpose", y, perm=[0, 2, 1, 3])
+    y = ctx.emit("reshape", y, shape=[batch, seq, q_heads * _static(ctx, d_v, "d_v")])
+    return [_as(ctx, y, out_dtype), _as(ctx, state, state_dtype)]
