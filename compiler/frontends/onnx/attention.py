@@ -309,3 +309,47 @@ def linear_attention(ctx: NodeContext):
     y = ctx.emit("transpose", y, perm=[0, 2, 1, 3])
     y = ctx.emit("reshape", y, shape=[batch, seq, q_heads * _static(ctx, d_v, "d_v")])
     return [_as(ctx, y, out_dtype), _as(ctx, state, state_dtype)]
+
+
+def _apply_mod(ctx: NodeContext, name: str, x: Value) -> Value:
+    """The graph attribute ``name`` (one tensor in, one out) applied to x, kept in x's dtype."""
+    body = ctx.attr(name)
+    if body is None:
+        return x
+    from .importer import inline_graph  # the importer imports this module
+
+    outs = inline_graph(ctx, body, [x])
+    if len(outs) != 1:
+        raise ctx.error(f"{name} must have exactly one output, got {len(outs)}")
+    return _as(ctx, outs[0], x.dtype)
+
+
+@converter("FlexAttention", since=1, domain="ai.onnx.preview")
+def flex_attention(ctx: NodeContext):
+    """Scaled dot-product attention with ``score_mod`` applied to the scores and ``prob_mod``
+    to the probabilities, both graphs inlined; softmax and the product with V in
+    ``softmax_precision`` (default float32 for float16, else Q's dtype), as ONNX's reference."""
+    q, k, v = ctx.input(0), ctx.input(1), ctx.input(2)
+    if not q.type.rank == k.type.rank == v.type.rank == 4:
+        raise ctx.error(f"Q, K and V must be rank 4, got {q.type}, {k.type}, {v.type}")
+    dtype = q.dtype
+    if k.dtype != dtype or v.dtype != dtype:
+        raise ctx.error(f"Q, K and V dtypes differ: {dtype}, {k.dtype}, {v.dtype}")
+    if k.shape[1] != v.shape[1] or k.shape[2] != v.shape[2]:
+        raise ctx.error(f"K {k.type} and V {v.type} must share heads and sequence length")
+    if q.shape[3] != k.shape[3]:
+        raise ctx.error(f"Q {q.type} and K {k.type} must share the head size")
+    scale = ctx.attr("scale")
+    if scale is None:
+        scale = 1 / math.sqrt(_static(ctx, q.shape[3], "the head size"))
+    root = ctx.const(np.sqrt(np.float32(scale)), dtype)  # Q and K each scaled by sqrt(scale)
+    k_t = ctx.emit("transpose", ctx.emit("mul", k, root), perm=[0, 1, 3, 2])
+    scores = _heads_matmul(ctx, ctx.emit("mul", q, root), k_t)
+    precision = ctx.attr("softmax_precision")
+    if precision is not None:
+        soft_dtype = onnx_dtype(precision)
+    else:
+        soft_dtype = "float32" if dtype == "float16" else dtype
+    scores = _apply_mod(ctx, "score_mod", _as(ctx, scores, soft_dtype))
+    probs = _apply_mod(ctx, "prob_mod", ctx.emit("softmax", scores, axis=-1))
+    return _as(ctx, _heads_matmul(ctx, probs, _as(ctx, v, soft_dtype)), v.dtype)

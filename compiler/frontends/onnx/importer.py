@@ -199,3 +199,28 @@ def _convert_node(
     missing = [n for n in node.output[len(results) :] if n]
     if missing:
         raise ctx.error(f"outputs {missing} are not produced by the converter")
+
+
+def inline_graph(ctx: NodeContext, body: onnx.GraphProto, args: Sequence[Value]) -> list[Value]:
+    """Convert a graph attribute (a function of its inputs, such as FlexAttention's
+    ``score_mod``) in place with ``args`` bound to its inputs; its outputs' values."""
+    if len(body.input) != len(args):
+        raise ctx.error(
+            f"graph attribute {body.name!r} takes {len(body.input)} inputs, not {len(args)}"
+        )
+    try:
+        check_ops(body, ctx.opset)
+    except UnsupportedOpsError as e:
+        raise ctx.error(f"graph attribute {body.name!r}: {e}") from None
+    env: dict[str, Value] = {vi.name: v for vi, v in zip(body.input, args)}
+    for init in body.initializer:
+        env[init.name] = ctx.const(tensor_to_array(init, None))
+    for node in body.node:
+        outer = [n for n in node.input if n and n not in env]
+        if outer:
+            raise ctx.error(
+                f"graph attribute {body.name!r} reads outer-scope value(s) {', '.join(outer)}, "
+                "which is not supported"
+            )
+        _convert_node(node, env, ctx.builder, ctx.opset)
+    return [env[o.name] for o in body.output]
