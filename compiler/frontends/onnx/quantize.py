@@ -138,11 +138,13 @@ def _shifted(ctx: NodeContext, x: Value, zero: Value | None, what: str, axis: in
 
 def _per_axis(ctx: NodeContext, p: Value, x: Value, axis: int | None, what: str) -> Value:
     """A scalar (or one-element) parameter as a scalar; a 1-D one shaped to broadcast along
-    ``axis`` of x (None: only per-tensor allowed)."""
+    ``axis`` of x, one of x's rank as it is (None: only per-tensor allowed)."""
     if p.type.rank == 0:
         return p
     if p.type.rank == 1 and p.shape[0] == 1:
         return ctx.emit("reshape", p, shape=[])
+    if axis is not None and p.type.rank == x.type.rank > 1:
+        return p  # already shaped to broadcast (MatMulInteger's [..., M, 1] / [..., 1, N])
     if axis is None or p.type.rank != 1 or x.type.rank < 2:
         raise ctx.error(f"{what} must be a scalar, got {p.type}")
     axis %= x.type.rank
