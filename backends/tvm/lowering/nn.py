@@ -52,10 +52,14 @@ def _pad_width(n_lead: int, begin: list[int], end: list[int]) -> list[int]:
 
 @lowers("conv")
 def _conv(ctx: LowerContext, args: list) -> relax.Expr:
+    """float16 sums its products in float32, rounds once, then adds the bias (as numpy)."""
     x, w, b = args
     a = ctx.attrs
     n = len(a["strides"])
     data_layout, kernel_layout, _ = _LAYOUTS[n]
+    half = ctx.out_types[0].dtype == "float16"
+    if half:
+        x, w = (ctx.emit(relax.op.astype(v, "float32")) for v in (x, w))
     y = _CONV[n](
         x,
         w,
@@ -66,6 +70,8 @@ def _conv(ctx: LowerContext, args: list) -> relax.Expr:
         data_layout=data_layout,
         kernel_layout=kernel_layout,
     )
+    if half:
+        y = relax.op.astype(ctx.emit(y), "float16")
     return _add_bias(ctx, y, b, n + 2)
 
 
@@ -155,7 +161,12 @@ def _avg_pool(ctx: LowerContext, args: list) -> relax.Expr:
 
 @lowers("matmul")
 def _matmul(ctx: LowerContext, args: list) -> relax.Expr:
-    return relax.op.matmul(args[0], args[1])
+    """float16 products are summed in float32 and rounded once, as numpy does."""
+    a, b = args
+    if ctx.out_types[0].dtype != "float16":
+        return relax.op.matmul(a, b)
+    wide = [ctx.emit(relax.op.astype(x, "float32")) for x in (a, b)]
+    return relax.op.astype(ctx.emit(relax.op.matmul(*wide)), "float16")
 
 
 @lowers("batch_norm")

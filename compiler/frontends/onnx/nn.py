@@ -532,3 +532,37 @@ def _static_dim(ctx: NodeContext, d) -> int:
 @converter("Det", since=11)
 def det(ctx: NodeContext):
     return ctx.emit("det", ctx.input(0))
+
+
+@converter("CausalConvWithState", since=27)
+def causal_conv_with_state(ctx: NodeContext):
+    """A depthwise 1-D conv over [past_state (zeros when absent), input] with no padding, then
+    an optional SiLU (in float32, as ONNX's reference); present_state is the last k - 1
+    positions of that padded input."""
+    x, w, bias, past = ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3)
+    if x.type.rank != 3 or w.type.rank != 3:
+        raise ctx.error(f"input and weight must be rank 3, got {x.type} and {w.type}")
+    channels, k = x.shape[1], w.shape[2]
+    if not isinstance(channels, int) or not isinstance(k, int):
+        raise ctx.error(f"needs static channels and kernel size, got {x.type} and {w.type}")
+    if w.shape[0] != channels or w.shape[1] != 1:
+        raise ctx.error(f"weight {w.type} must be ({channels}, 1, k) for a depthwise conv")
+    activation = ctx.attr("activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.error(f"activation {activation!r} is not one of none, silu, swish")
+    if past is None:
+        padded = ctx.emit("pad", x, pads=[0, 0, k - 1, 0, 0, 0]) if k > 1 else x
+    else:
+        if past.type.rank != 3 or past.shape[1:] != (channels, k - 1):
+            raise ctx.error(f"past_state {past.type} must be (batch, {channels}, {k - 1})")
+        padded = ctx.emit("concat", past, x, axis=2) if k > 1 else x
+    y = ctx.emit("conv", padded, w, bias, groups=channels, strides=[1], dilations=[1], pads=[0, 0])
+    if activation != "none":
+        wide = y if y.dtype == "float32" else ctx.emit("cast", y, to="float32")
+        y = ctx.emit("mul", wide, ctx.emit("sigmoid", wide))
+        y = y if x.dtype == "float32" else ctx.emit("cast", y, to=x.dtype)
+    length = padded.shape[2]
+    if not isinstance(length, int):
+        raise ctx.error(f"needs a static sequence length, got {x.type}")
+    present = ctx.emit("slice", padded, axes=[2], starts=[length - (k - 1)], ends=[length])
+    return [y, present]

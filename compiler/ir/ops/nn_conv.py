@@ -113,11 +113,13 @@ def _conv_reference(xs, attrs) -> np.ndarray:
     ]
     xg = xp.reshape(nb, g, cg, *xp.shape[2:])
     wg = w.reshape(g, m // g, cg, *kernel)
-    acc = np.zeros((nb, g, m // g, int(np.prod(out_shape))), dtype=x.dtype)
+    # float16 sums in float32 and rounds once before the bias, as numpy's float16 matmul.
+    acc_dtype = np.float32 if x.dtype == np.float16 else x.dtype
+    acc = np.zeros((nb, g, m // g, int(np.prod(out_shape))), dtype=acc_dtype)
     for offs, win in _windows(xg, kernel, attrs["strides"], attrs["dilations"], out_shape):
-        patch = win.reshape(nb, g, cg, -1)
-        acc += np.matmul(wg[(Ellipsis, *offs)][None], patch)
-    y = acc.reshape(nb, m, *out_shape)
+        patch = win.reshape(nb, g, cg, -1).astype(acc_dtype)
+        acc += np.matmul(wg[(Ellipsis, *offs)][None].astype(acc_dtype), patch)
+    y = acc.reshape(nb, m, *out_shape).astype(x.dtype)
     if b is not None:
         y = y + b.reshape(1, m, *[1] * len(kernel))
     return y.astype(x.dtype)

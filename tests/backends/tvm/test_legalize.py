@@ -34,9 +34,21 @@ def test_float32_erf_and_softmax_need_no_libm_call():
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
-def test_other_erf_and_softmax_keep_tvm_lowering(dtype):
+def test_other_erf_and_softmax_keep_exact_exp(dtype):
     assert "T.erf" in _legalized(relax.op.erf, dtype)
     assert "T.exp" in _legalized(relax.op.nn.softmax, dtype)
+
+
+def test_float16_softmax_sums_in_float32():
+    text = _legalized(relax.op.nn.softmax, "float16")
+    assert 'T.Cast("float32"' in text and 'T.float16("-inf")' in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_float_max_starts_at_minus_inf(dtype):
+    """Not at the lowest finite value (TVM's): a row of -inf has max -inf, as in numpy."""
+    text = _legalized(lambda x: relax.op.max(x, axis=[1], keepdims=True), dtype)
+    assert f'T.{dtype}("-inf")' in text
 
 
 @pytest.mark.parametrize("axis", [-1, 1, 0])

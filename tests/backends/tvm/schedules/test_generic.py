@@ -218,3 +218,11 @@ def test_symbolic_shapes(op, attrs):
         (ref,) = run_graph(g, {"x": data}).values()
         got = vm["main"](tvm.runtime.tensor(data))[0].numpy()
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_unit_extent_reduction_is_not_inlined_as_injective():
+    """A depthwise conv of kernel 1 reduces over unit extents only: dlight calls it injective,
+    but inlining it into the bias add would drop its init (the sum read garbage)."""
+    x, w, b = _rand(2, 3, 5), _rand(3, 1, 1, seed=1), _rand(3, seed=2)
+    expected = x * w[:, 0, 0][None, :, None] + b[None, :, None]
+    check_op("conv", [x, w, b], {"groups": 3}, expected=[expected], rtol=1e-6, atol=1e-6)

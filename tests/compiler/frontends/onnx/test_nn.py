@@ -6,7 +6,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 from onnxutil import check_model, make_model
+from oputil import run_tvm
+
+from backends.reference import run_graph
+from compiler.frontends.onnx import import_onnx
 
 rng = np.random.default_rng(0)
 
@@ -269,3 +274,34 @@ def test_det(shape):
     x = rng.standard_normal(shape).astype("float32")
     model = make_model([helper.make_node("Det", ["x"], ["y"])], [("x", x)], ["y"], opset=22)
     check_model(model, {"x": x}, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "k, past, bias, activation",
+    [
+        (4, True, True, "silu"),
+        (3, False, False, "none"),
+        (1, False, True, "swish"),
+    ],
+)
+def test_causal_conv_with_state(k, past, bias, activation):
+    """Depthwise causal conv carrying k - 1 positions of state; onnxruntime has no kernel:
+    ONNX's reference is the judge."""
+    b, c, length = 2, 3, 5
+    inputs = [("x", randn(b, c, length)), ("w", randn(c, 1, k))]
+    names = ["x", "w", "b" if bias else "", "past" if past else ""]
+    if bias:
+        inputs.append(("b", randn(c)))
+    if past:
+        inputs.append(("past", randn(b, c, k - 1)))
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node("CausalConvWithState", names, ["y", "state"], activation=activation)
+    model = make_model([node], inputs, ["y", "state"], opset=27)
+    feeds = dict(inputs)
+    expected = ReferenceEvaluator(model).run(None, feeds)
+    graph = import_onnx(model)
+    for got in (list(run_graph(graph, feeds).values()), run_tvm(graph, feeds)):
+        for g, e in zip(got, expected, strict=True):
+            assert g.shape == e.shape, (g.shape, e.shape)
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)

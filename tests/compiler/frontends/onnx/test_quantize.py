@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 from onnx import helper
+from onnx.reference import ReferenceEvaluator
 from onnxutil import check_model, make_model
+from oputil import run_tvm
 
+from backends.reference import run_graph
 from compiler.errors import ConversionError
 from compiler.frontends.onnx import import_onnx
 
@@ -84,4 +87,106 @@ def test_int4_is_refused_by_name():
     node = helper.make_node("QuantizeLinear", ["x", "s"], ["y"], output_dtype=22)  # INT4
     model = make_model([node], [("x", x)], ["y"], [("s", np.float32(1))], opset=21)
     with pytest.raises(ConversionError, match="INT4"):
+        import_onnx(model)
+
+
+# -- integer matmul / conv and the QLinear ops -----------------------------------------------
+
+
+def ints(dtype, *shape):
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+
+
+@pytest.mark.parametrize("a_dtype, b_dtype", [("uint8", "int8"), ("int8", "uint8")])
+@pytest.mark.parametrize("zero_rank", [1, 3])
+def test_matmul_integer_per_row_and_column_zero_points_is_exact(a_dtype, b_dtype, zero_rank):
+    """K = 300 products of up to 255 * 255: sums far beyond float32's exact integers. Zero
+    points per row of A and column of B, as vectors or shaped [.., M, 1] / [.., 1, N]
+    (onnxruntime takes only scalars: checked against numpy)."""
+    a, b = ints(a_dtype, 2, 3, 300), ints(b_dtype, 300, 5)
+    za, zb = ints(a_dtype, 3), ints(b_dtype, 5)
+    expected = (a.astype(np.int64) - za[:, None]) @ (b.astype(np.int64) - zb)
+    if zero_rank == 3:
+        za, zb = za.reshape(1, 3, 1), zb.reshape(1, 5)
+    node = helper.make_node("MatMulInteger", ["a", "b", "za", "zb"], ["y"])
+    model = make_model([node], [("a", a), ("b", b)], ["y"], [("za", za), ("zb", zb)], opset=10)
+    graph = import_onnx(model)
+    for got in (run_graph(graph, {"a": a, "b": b})["y"], run_tvm(graph, {"a": a, "b": b})[0]):
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_matmul_integer_without_zero_points():
+    one_node("MatMulInteger", [("a", ints("uint8", 4, 7)), ("b", ints("uint8", 7, 3))], opset=10)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_conv_integer_pads_after_the_shift(per_channel):
+    """Per-channel weight zero points: onnxruntime has none, ONNX's reference is the judge."""
+    x, w = ints("uint8", 1, 2, 5, 5), ints("uint8", 3, 2, 3, 3)
+    zw = ints("uint8", 3) if per_channel else np.uint8(7)
+    inits = [("zx", np.uint8(100)), ("zw", zw)]
+    if not per_channel:
+        one_node("ConvInteger", [("x", x), ("w", w)], inits, opset=10, pads=[1, 1, 1, 1])
+        return
+    node = helper.make_node("ConvInteger", ["x", "w", "zx", "zw"], ["y"], pads=[1, 1, 1, 1])
+    model = make_model([node], [("x", x), ("w", w)], ["y"], inits, opset=10)
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x, "w": w})
+    graph = import_onnx(model)
+    np.testing.assert_array_equal(run_graph(graph, {"x": x, "w": w})["y"], expected)
+    np.testing.assert_array_equal(run_tvm(graph, {"x": x, "w": w})[0], expected)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+def test_qlinear_matmul(dtype):
+    a, b = ints(dtype, 2, 4, 16), ints(dtype, 16, 3)
+    f, z = np.float32, np.dtype(dtype).type
+    mid = 0 if dtype == "int8" else 128
+    inits = [
+        ("sa", f(0.02)),
+        ("za", z(mid - 3)),
+        ("sb", f(0.05)),
+        ("zb", z(mid + 5)),
+        ("sy", f(1.0)),
+        ("zy", z(mid + 10)),
+    ]
+    names = ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"]
+    node = helper.make_node("QLinearMatMul", names, ["y"])
+    model = make_model([node], [("a", a), ("b", b)], ["y"], inits, opset=21)
+    (y,) = check_model(model, {"a": a, "b": b}, rtol=0, atol=0)
+    assert y.dtype == dtype and len(np.unique(y)) > 5  # not all saturated
+
+
+def test_qlinear_conv_per_channel_scale_and_bias():
+    x, w = ints("uint8", 1, 2, 6, 6), ints("int8", 4, 1, 3, 3)
+    inits = [
+        ("sx", np.float32(0.01)),
+        ("zx", np.uint8(120)),
+        ("sw", rng.uniform(0.01, 0.05, 4).astype("float32")),
+        ("zw", np.zeros(4, "int8")),
+        ("sy", np.float32(0.05)),
+        ("zy", np.uint8(128)),
+        ("bias", rng.integers(-500, 500, 4).astype("int32")),
+    ]
+    names = ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "bias"]
+    node = helper.make_node("QLinearConv", names, ["y"], group=2, strides=[2, 2])
+    model = make_model([node], [("x", x), ("w", w)], ["y"], inits, opset=10)
+    check_model(model, {"x": x, "w": w}, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("lo, hi", [(-3.0, 5.0), (1.0, 4.0), (-6.0, -2.0)])
+def test_dynamic_quantize_linear(lo, hi):
+    """The range always includes 0 (all positive or all negative inputs too)."""
+    x = rng.uniform(lo, hi, (3, 7)).astype("float32")
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    model = make_model([node], [("x", x)], ["y", "s", "z"], opset=11)
+    check_model(model, {"x": x}, rtol=0, atol=0)
+
+
+def test_matmul_integer_refuses_int16():
+    a = np.zeros((2, 2), "int16")
+    node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+    model = make_model([node], [("a", a), ("b", a)], ["y"], opset=10)
+    with pytest.raises(ConversionError, match="MatMulInteger node .*int8 or uint8"):
         import_onnx(model)

@@ -360,3 +360,33 @@ def test_det_rejects_non_square():
 
     with pytest.raises(IRTypeError, match="square"):
         get_op("det").infer_types([TensorType("float32", (2, 3, 4))], {})
+
+
+def test_float16_matmul_conv_softmax_sum_in_float32():
+    """Long float16 sums: one rounding at the end (numpy's float16 matmul sums in float32),
+    so TVM matches the float32 result rounded once, within one float16 ulp."""
+    a, b = randn(3, 512).astype("float16"), randn(512, 4).astype("float16")
+    once = (a.astype("float32") @ b.astype("float32")).astype("float16")
+    check_op("matmul", [a, b], expected=[once], rtol=1e-3, atol=2e-3)
+    x, w, bias = randn(1, 64, 9).astype("float16"), randn(8, 64, 5).astype("float16"), randn(8)
+    bias = bias.astype("float16")
+    wide = np.stack(
+        [np.einsum("cl,ocl->o", x[0, :, i : i + 5].astype("float32"), w) for i in range(5)], -1
+    )
+    conv_once = wide.astype("float16")[None] + bias[None, :, None]
+    check_op("conv", [x, w, bias], expected=[conv_once], rtol=1e-3, atol=2e-3)
+    s = (randn(2, 3000) * 0.1).astype("float16")
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    sm = e / e.astype("float32").sum(axis=-1, keepdims=True).astype("float16")
+    check_op("softmax", [s], {"axis": -1}, expected=[sm], rtol=2e-3, atol=1e-6)
+
+
+def test_int32_matmul_and_conv_are_exact():
+    a = rng.integers(-255, 255, (2, 700)).astype("int32")
+    b = rng.integers(-255, 255, (700, 3)).astype("int32")
+    check_op("matmul", [a, b], expected=[a @ b], rtol=0, atol=0)
+    x = rng.integers(-255, 255, (1, 300, 4)).astype("int32")
+    w = rng.integers(-255, 255, (2, 300, 1)).astype("int32")
+    check_op(
+        "conv", [x, w, None], expected=[np.einsum("ncl,oc->nol", x, w[:, :, 0])], rtol=0, atol=0
+    )

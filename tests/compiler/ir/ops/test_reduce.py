@@ -242,3 +242,11 @@ def test_topk_k_out_of_range():
     t = TensorType("float32", (2, 3))
     with pytest.raises(IRTypeError, match="k=4"):
         get_op("topk").prepare([t], {"k": 4})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_max_of_all_minus_inf_rows_is_minus_inf(dtype):
+    """numpy's max of a row of -inf is -inf (TVM's reduction starts at the lowest finite)."""
+    x = np.array([[-np.inf, -np.inf, -np.inf], [-np.inf, 2.0, -np.inf]], dtype)
+    for axes, expected in (([1], x.max(axis=1)), ([0, 1], x.max())):
+        check_op("reduce_max", [x], {"axes": axes, "keepdims": False}, expected=[expected])
