@@ -30,6 +30,7 @@ from tvm.target import Target
 
 from .inline import inline_bounded
 from .target_info import vector_lanes
+from .unit_reductions import hides_reduction
 
 Schedule = s_tir.Schedule
 LoopRV = s_tir.schedule.LoopRV
@@ -168,7 +169,7 @@ class Injective(_CPURule):
             return None
         sch = Schedule(func)
         infos = normalize_prim_func(sch)
-        if not infos or not all(b.is_injective() for b in infos):
+        if not infos or not all(b.is_injective() for b in infos) or hides_reduction(sch, infos):
             return None
         sch, infos = inline_bounded(sch, infos)
         done = False
@@ -202,7 +203,7 @@ class Reduce(_CPURule):
             return None
         sch = Schedule(func)
         infos = normalize_prim_func(sch)
-        if not infos:
+        if not infos or hides_reduction(sch, infos):
             return None
         infos = try_inline_contiguous_spatial(sch, infos)
         if not infos:
