@@ -18,14 +18,18 @@ from tvm.s_tir import dlight
 
 from .legalize import legalize_ops
 from .schedules import cpu_rules
+from .schedules.unit_reductions import fold_unit_reductions_pass
 
 
 def legalize_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
     """TVM's CPU legalization with our conv2d rule (weights packed at compile time), and
     without FoldConstant: nnxc's own passes already folded the graph's constants, and Relax's
-    folding turns zero-size results into constants the VM cannot load back."""
+    folding turns zero-size results into constants the VM cannot load back. Reductions over
+    unit axes (matmul with K = 1) are made elementwise before fusion (``unit_reductions.py``):
+    they fuse like one, and the rules would otherwise miscompile them."""
     return [
         legalize_ops(target),
+        fold_unit_reductions_pass(),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),

@@ -54,6 +54,16 @@ def fused_prim_funcs(graph: Graph) -> dict[str, tvm.tirx.PrimFunc]:
     return {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
+def run_prim_func(func: tvm.tirx.PrimFunc, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Compile one PrimFunc (its last parameter the output) for the host CPU and run it."""
+    func = func.with_attr("global_symbol", "main")
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=_TARGET.tvm_target())
+    out_ty = func.params[-1].ty
+    out = tvm.runtime.tensor(np.zeros([int(d) for d in out_ty.shape], str(out_ty.dtype)))
+    lib["main"](*[tvm.runtime.tensor(np.require(x, requirements="C")) for x in inputs], out)
+    return out.numpy()
+
+
 def run_tvm(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Compile ``graph`` for the host CPU and run it once."""
     ex = build(lower_graph(graph), _TARGET)

@@ -30,6 +30,7 @@ from tvm.target import Target
 
 from .inline import inline_bounded
 from .target_info import vector_lanes
+from .unit_reductions import hides_reduction
 
 Schedule = s_tir.Schedule
 LoopRV = s_tir.schedule.LoopRV
@@ -168,7 +169,7 @@ class Injective(_CPURule):
             return None
         sch = Schedule(func)
         infos = normalize_prim_func(sch)
-        if not infos or not all(b.is_injective() for b in infos):
+        if not infos or not all(b.is_injective() for b in infos) or hides_reduction(sch, infos):
             return None
         # A reduction over only unit extents (a depthwise conv of kernel 1) counts as
         # injective, but inlining it drops its init: its consumer read garbage.
@@ -206,7 +207,7 @@ class Reduce(_CPURule):
             return None
         sch = Schedule(func)
         infos = normalize_prim_func(sch)
-        if not infos:
+        if not infos or hides_reduction(sch, infos):
             return None
         infos = try_inline_contiguous_spatial(sch, infos)
         if not infos:

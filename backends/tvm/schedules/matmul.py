@@ -39,6 +39,7 @@ from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.target import Target
 
 from .target_info import vector_bits
+from .unit_reductions import hides_reduction
 
 _DTYPES = ("float32", "float64")
 # Below this many multiply-adds a parallel launch costs more than it saves.
@@ -266,7 +267,7 @@ class Matmul(ScheduleRule):
     def _apply(self, func: tirx.PrimFunc, target: Target):
         sch = s_tir.Schedule(func)
         infos = normalize_prim_func(sch)
-        if infos is None:
+        if infos is None or hides_reduction(sch, infos):
             return None
         reductions = [i for i, b in enumerate(infos) if b.is_reduction()]
         if len(reductions) != 1:

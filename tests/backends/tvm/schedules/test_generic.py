@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
-from oputil import check_op, fused_prim_funcs
+from oputil import check_op, fused_prim_funcs, run_prim_func
 from tvm import relax
 
 from backends.reference import run_graph
@@ -118,15 +118,6 @@ def _graph(op, inputs, attrs=None) -> Graph:
     return g
 
 
-def _run_func(func: tvm.tirx.PrimFunc, inputs: list[np.ndarray]) -> np.ndarray:
-    func = func.with_attr("global_symbol", "main")
-    lib = tvm.compile(tvm.IRModule({"main": func}), target=_TARGET)
-    out_ty = func.params[-1].ty
-    out = tvm.runtime.tensor(np.zeros([int(d) for d in out_ty.shape], str(out_ty.dtype)))
-    lib["main"](*[tvm.runtime.tensor(x) for x in inputs], out)
-    return out.numpy()
-
-
 @pytest.mark.parametrize(
     "op,inputs,attrs,rule",
     [
@@ -155,7 +146,7 @@ def test_rule_matches_and_is_exact(op, inputs, attrs, rule):
     text = scheduled.script()
     assert "T.parallel" in text or "T.vectorized" in text
     np.testing.assert_allclose(
-        _run_func(scheduled, inputs), _run_func(func, inputs), rtol=1e-6, atol=1e-6
+        run_prim_func(scheduled, inputs), run_prim_func(func, inputs), rtol=1e-6, atol=1e-6
     )
 
 

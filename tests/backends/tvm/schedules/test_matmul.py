@@ -101,6 +101,40 @@ def test_residual_epilogue():
     np.testing.assert_allclose(got, (xv @ w + rv) * 0.5, rtol=1e-4, atol=1e-4)
 
 
+# K = 1 (outer products, whose unit reduction TVM's normalization drops) and small K; batched
+# and broadcast operands. Each as one matmul with a residual add (the epilogue fusion) and as a
+# sum of two matmuls (LinearAttention's state update). K = 1 used to add the residual twice.
+SMALL_K_SHAPES = {
+    "2d": lambda k: ((8, k), (k, 8)),
+    "batched": lambda k: ((2, 4, 8, k), (2, 4, k, 8)),
+    "broadcast": lambda k: ((3, 8, k), (k, 16)),
+}
+
+
+@pytest.mark.parametrize("terms", [1, 2], ids=["matmul+residual", "matmul+matmul"])
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("layout", sorted(SMALL_K_SHAPES))
+def test_small_k_matmul_sums(layout, k, terms):
+    sa, sb = SMALL_K_SHAPES[layout](k)
+    rng = np.random.default_rng(k * 10 + terms)
+    g = Graph()
+    b = Builder(g, fold=False)
+    feeds, products = {}, []
+    for i in range(terms):
+        feeds[f"a{i}"], feeds[f"b{i}"] = _rand(rng, *sa), _rand(rng, *sb)
+        a = g.add_input(f"a{i}", TensorType.of(feeds[f"a{i}"]))
+        bv = g.add_input(f"b{i}", TensorType.of(feeds[f"b{i}"]))
+        products.append(b.emit("matmul", a, bv))
+    want = sum(np.matmul(feeds[f"a{i}"], feeds[f"b{i}"]) for i in range(terms))
+    if terms == 1:
+        feeds["r"] = _rand(rng, *want.shape)
+        products.append(g.add_input("r", TensorType.of(feeds["r"])))
+        want = want + feeds["r"]
+    g.set_outputs([b.emit("add", *products)])
+    (got,) = run_tvm(g, feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 # -- the rule really applies -----------------------------------------------------------------
 
 
