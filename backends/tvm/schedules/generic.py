@@ -171,10 +171,6 @@ class Injective(_CPURule):
         infos = normalize_prim_func(sch)
         if not infos or not all(b.is_injective() for b in infos) or hides_reduction(sch, infos):
             return None
-        # A reduction over only unit extents (a depthwise conv of kernel 1) counts as
-        # injective, but inlining it drops its init: its consumer read garbage.
-        if any(sch.get(b.block_rv).init is not None for b in infos):
-            return None
         sch, infos = inline_bounded(sch, infos)
         done = False
         for info in infos:
