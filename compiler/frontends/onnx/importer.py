@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (registers the converters)
     quantize,
     reduce,
     tensor,
+    vision,
 )
 from .loader import check_complete, load_model, tensor_to_array
 from .registry import NodeContext, find_converter, onnx_dtype
