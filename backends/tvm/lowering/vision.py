@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from tvm import te, tirx
+from tvm import relax, te, tirx
 
 from compiler.ir.ops.nn_conv import pool_geometry
 from compiler.ir.ops.vision import (
@@ -35,7 +35,10 @@ def _expr(v: Any, like: Any) -> Any:
     """A Python number as a constant of ``like``'s dtype (TE needs matching operand types)."""
     if not isinstance(v, int | float):
         return v
-    return tirx.const(v, str(like.ty) if hasattr(like, "ty") else "float32")
+    for attr in ("ty", "dtype"):  # expressions carry .ty, tensor loads .dtype
+        if hasattr(like, attr):
+            return tirx.const(v, str(getattr(like, attr)))
+    return tirx.const(v, "float32")
 
 
 class _TEOps:
@@ -103,38 +106,66 @@ def _sum(terms: list[Any]) -> Any:
 # -- grid_sample -----------------------------------------------------------------------------
 
 
+_TAPS = {"nearest": 1, "linear": 2, "cubic": 4}
+
+
+def _grid_axis(
+    grid: te.Tensor, a: int, size: int, attrs: dict[str, Any], ops: _TEOps
+) -> list[tuple[te.Tensor, te.Tensor | None]]:
+    """Stages of one spatial axis: its source coordinate, then each tap's index (-1 where
+    it reads zero padding) and weight (None for nearest)."""
+    d = grid.shape[-1]
+    shape = grid.shape[:-1]
+    src = te.compute(
+        shape,
+        lambda *i: grid_source(ops, tirx.Cast(ops.work, grid[(*i, d - 1 - a)]), size, attrs),
+        name=f"grid_source{a}",
+    )
+
+    def index_fn(t: int) -> Any:
+        def fn(*i: Any) -> Any:
+            index, valid = grid_pixel(ops, grid_taps(ops, src[i], attrs)[t][0], size, attrs)
+            return index if valid is None else tirx.Select(valid, index, _expr(-1, index))
+
+        return fn
+
+    def weight_fn(t: int) -> Any:
+        return lambda *i: grid_taps(ops, src[i], attrs)[t][1]
+
+    taps = []
+    for t in range(_TAPS[attrs["mode"]]):
+        index = te.compute(shape, index_fn(t), name=f"grid_index{a}_{t}")
+        weight = None
+        if attrs["mode"] != "nearest":
+            weight = te.compute(shape, weight_fn(t), name=f"grid_weight{a}_{t}")
+        taps.append((index, weight))
+    return taps
+
+
 def grid_sample_te(x: te.Tensor, grid: te.Tensor, attrs: dict[str, Any]) -> te.Tensor:
+    """Per-axis tap stages, shared by all channels; the output sums the products over
+    every combination of taps."""
     work = _work_dtype(x.dtype)
     ops = _TEOps(work)
     n, c, *spatial = _static(x.shape)
     out = _static(grid.shape[1:-1])
-    d = len(spatial)
-    # One stage per axis: the source coordinate, shared by all channels and taps.
-
-    def source(a: int, size: int) -> te.Tensor:
-        return te.compute(
-            (n, *out),
-            lambda *i: grid_source(ops, tirx.Cast(work, grid[(*i, d - 1 - a)]), size, attrs),
-            name=f"grid_source{a}",
-        )
-
-    sources = [source(a, size) for a, size in enumerate(spatial)]
+    zeros = attrs["padding_mode"] == "zeros"
+    axes = [_grid_axis(grid, a, size, attrs, ops) for a, size in enumerate(spatial)]
 
     def body(b: Any, ch: Any, *o: Any) -> Any:
-        axes = []
-        for a, size in enumerate(spatial):
-            taps = grid_taps(ops, sources[a][(b, *o)], attrs)
-            axes.append([(*grid_pixel(ops, p, size, attrs), w) for p, w in taps])
         terms = []
         for combo in itertools.product(*axes):
-            term = tirx.Cast(work, x[(b, ch, *[idx for idx, _, _ in combo])])
-            valid = None
-            for _, ok, w in combo:
-                if w is not None:
-                    term = term * w
-                if ok is not None:
-                    valid = ok if valid is None else tirx.And(valid, ok)
-            if valid is not None:
+            at = (b, *o)
+            idx = [index[at] for index, _ in combo]
+            clipped = [tirx.max(i, _expr(0, i)) for i in idx] if zeros else idx
+            term = tirx.Cast(work, x[(b, ch, *clipped)])
+            for _, weight in combo:
+                if weight is not None:
+                    term = term * weight[at]
+            if zeros:
+                valid = idx[0] >= 0
+                for i in idx[1:]:
+                    valid = tirx.And(valid, i >= 0)
                 term = tirx.Select(valid, term, tirx.const(0, work))
             terms.append(term)
         return tirx.Cast(x.dtype, _sum(terms))
@@ -199,18 +230,19 @@ def _roi_align(ctx: LowerContext, args: list) -> Any:
 # -- deform_conv -----------------------------------------------------------------------------
 
 
-def deform_conv_te(
+def deform_columns_te(
     x: te.Tensor,
-    w: te.Tensor,
     offset: te.Tensor,
-    bias: te.Tensor | None,
     mask: te.Tensor | None,
+    kernel: tuple[int, int],
     attrs: dict[str, Any],
 ) -> te.Tensor:
+    """(N, C, kh, kw, OH, OW): what each kernel tap reads, bilinearly at its offset
+    position (zeros outside), times its mask."""
     work = _work_dtype(x.dtype)
     ops = _TEOps(work)
     n, c, height, width = _static(x.shape)
-    m, cg, kh, kw = _static(w.shape)
+    kh, kw = kernel
     oh, ow = _static(offset.shape[2:])
     per_offset_group = c // attrs["offset_groups"]
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
@@ -227,43 +259,35 @@ def deform_conv_te(
         v = _sum(terms)
         if mask is not None:
             v = v * tirx.Cast(work, mask[b, tap, y, xx])
-        return v
-
-    cols = te.compute((n, c, kh, kw, oh, ow), sample, name="deform_columns")
-    rc = te.reduce_axis((0, cg), name="rc")
-    ri = te.reduce_axis((0, kh), name="ri")
-    rj = te.reduce_axis((0, kw), name="rj")
-    per_group = m // attrs["groups"]
-
-    def conv(b: Any, o: Any, y: Any, xx: Any) -> Any:
-        ch = o // per_group * cg + rc
-        return te.sum(
-            tirx.Cast(work, w[o, rc, ri, rj]) * cols[b, ch, ri, rj, y, xx], axis=[rc, ri, rj]
-        )
-
-    acc = te.compute((n, m, oh, ow), conv, name="deform_conv")
-
-    def finish(b: Any, o: Any, y: Any, xx: Any) -> Any:
-        v = acc[b, o, y, xx]
-        if bias is not None:
-            v = v + tirx.Cast(work, bias[o])
         return tirx.Cast(x.dtype, v)
 
-    return te.compute((n, m, oh, ow), finish, name="deform_conv_bias")
+    return te.compute((n, c, kh, kw, oh, ow), sample, name="deform_columns")
 
 
 @lowers("deform_conv")
 def _deform_conv(ctx: LowerContext, args: list) -> Any:
+    """The sampled columns (a TE kernel), then one batched matmul per group with the
+    weight, so the contraction gets nnxc's matmul schedule."""
     x, w, offset, bias, mask = (list(args) + [None, None])[:5]
-    present = [a for a in (bias, mask) if a is not None]
+    out = ctx.out_types[0]
+    n, m, oh, ow = out.shape
+    _, cg, kh, kw = ctx.node.inputs[1].type.shape
+    groups = ctx.attrs["groups"]
+    attrs = dict(ctx.attrs)
 
-    def te_fn(*tensors: te.Tensor) -> te.Tensor:
-        rest = list(tensors[3:])
-        b = rest.pop(0) if bias is not None else None
-        mk = rest.pop(0) if mask is not None else None
-        return deform_conv_te(tensors[0], tensors[1], tensors[2], b, mk, dict(ctx.attrs))
+    def columns(*tensors: te.Tensor) -> te.Tensor:
+        mk = tensors[2] if len(tensors) > 2 else None
+        return deform_columns_te(tensors[0], tensors[1], mk, (kh, kw), attrs)
 
-    return ctx.bb.call_te(te_fn, x, w, offset, *present, primfunc_name_hint="deform_conv")
+    operands = [x, offset] + ([mask] if mask is not None else [])
+    cols = ctx.emit(ctx.bb.call_te(columns, *operands, primfunc_name_hint="deform_columns"))
+    depth = cg * kh * kw
+    cols = ctx.emit(relax.op.reshape(cols, [n, groups, depth, oh * ow]))
+    wg = ctx.emit(relax.op.reshape(w, [1, groups, m // groups, depth]))
+    y = ctx.emit(relax.op.reshape(ctx.emit(relax.op.matmul(wg, cols)), [n, m, oh, ow]))
+    if bias is None:
+        return y
+    return relax.op.add(y, ctx.emit(relax.op.reshape(bias, [1, m, 1, 1])))
 
 
 # -- max_pool_indices ------------------------------------------------------------------------
