@@ -44,7 +44,7 @@ def reflect(ops: Any, x: Any, lo: float, hi: float) -> Any:
     """
     span = hi - lo
     if span <= 0:
-        return ops.where(x == x, lo, lo)
+        return x * 0 + lo
     below = lo - x
     above = x - hi
     dist = ops.where(x < lo, below, above)
@@ -56,24 +56,30 @@ def reflect(ops: Any, x: Any, lo: float, hi: float) -> Any:
     return ops.where(x < lo, low_side, ops.where(x > hi, high_side, x))
 
 
-def grid_source(ops: Any, u: Any, size: int, attrs: dict[str, Any]) -> Any:
-    """The source coordinate of normalized grid value u along an axis of ``size`` pixels.
+def grid_unnormalize(ops: Any, u: Any, size: int, attrs: dict[str, Any]) -> Any:
+    """Grid value u in pixels (align_corners: -1/1 are the corner pixels' centers, else
+    their outer edges), rounded half to even for nearest (as PyTorch)."""
+    if attrs["align_corners"]:
+        x = (u + 1) / 2 * (size - 1)
+    else:
+        x = ((u + 1) * size - 1) / 2
+    return ops.rint(x) if attrs["mode"] == "nearest" else x
 
-    Denormalize (align_corners: -1/1 are the corner pixels' centers, else their outer
-    edges), round for nearest (half to even, as PyTorch), then outside the image: clamp to
-    the pixels (border) or reflect at the bounds (reflection); zeros leaves it.
-    """
-    align = attrs["align_corners"]
-    x = (u + 1) / 2 * (size - 1) if align else ((u + 1) * size - 1) / 2
-    if attrs["mode"] == "nearest":
-        x = ops.rint(x)
-    lo, hi = grid_bounds(size, align)
-    outside = ops.logical_or(x < lo, x > hi)
+
+def grid_fold(ops: Any, x: Any, size: int, attrs: dict[str, Any]) -> Any:
+    """A source coordinate outside the image clamped to the pixels (border) or reflected at
+    the bounds (reflection); zeros leaves it."""
+    lo, hi = grid_bounds(size, attrs["align_corners"])
     if attrs["padding_mode"] == "border":
-        x = ops.where(outside, ops.clip(x, 0.0, size - 1.0), x)
-    elif attrs["padding_mode"] == "reflection":
-        x = reflect(ops, x, lo, hi)
+        return ops.where(ops.logical_or(x < lo, x > hi), ops.clip(x, 0.0, size - 1.0), x)
+    if attrs["padding_mode"] == "reflection":
+        return reflect(ops, x, lo, hi)
     return x
+
+
+def grid_source(ops: Any, u: Any, size: int, attrs: dict[str, Any]) -> Any:
+    """The source coordinate of normalized grid value u along an axis of ``size`` pixels."""
+    return grid_fold(ops, grid_unnormalize(ops, u, size, attrs), size, attrs)
 
 
 def cubic_weights(ops: Any, t: Any) -> list[Any]:
@@ -108,8 +114,18 @@ def grid_pixel(ops: Any, i: Any, size: int, attrs: dict[str, Any]) -> tuple[Any,
     if mode == "zeros":
         return ops.clip(i, 0, size - 1), ops.logical_and(i >= 0, i < size)
     if mode == "reflection":
-        lo, hi = grid_bounds(size, attrs["align_corners"])
-        i = ops.to_int(ops.trunc(reflect(ops, ops.to_float(i), lo, hi)))
+        align = attrs["align_corners"]
+        # The source coordinate is already folded into the bounds, so taps overshoot the
+        # image by at most 1 (2 for cubic): one mirror, in integers, unless the image is
+        # too small for that.
+        reach = 2 if attrs["mode"] == "cubic" else 1
+        if reach <= (size - 1 if align else size):
+            below = -i if align else -1 - i
+            above = 2 * (size - 1) - i if align else 2 * size - 1 - i
+            i = ops.where(i < 0, below, ops.where(i > size - 1, above, i))
+        else:
+            lo, hi = grid_bounds(size, align)
+            i = ops.to_int(ops.trunc(reflect(ops, ops.to_float(i), lo, hi)))
     return ops.clip(i, 0, size - 1), None
 
 

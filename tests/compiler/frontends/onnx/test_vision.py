@@ -29,10 +29,21 @@ def one_node(op, inputs, attrs=None, initializers=(), opset=22, outputs=("y",), 
 # -- GridSample ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
-@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
-@pytest.mark.parametrize("align", [0, 1])
+@pytest.mark.parametrize(
+    "mode,padding,align",
+    [
+        ("nearest", "reflection", 0),
+        ("nearest", "border", 1),
+        ("linear", "zeros", 1),
+        ("linear", "border", 0),
+        ("linear", "reflection", 1),
+        ("cubic", "zeros", 0),
+        ("cubic", "reflection", 0),
+        ("cubic", "border", 1),
+    ],
+)
 def test_grid_sample(mode, padding, align):
+    """A sample of the modes (the core op tests cover every combination)."""
     x, grid = randn(2, 3, 5, 4), randn(2, 4, 6, 2, scale=1.5)
     attrs = dict(mode=mode, padding_mode=padding, align_corners=align)
     if (mode, padding) != ("cubic", "border"):
