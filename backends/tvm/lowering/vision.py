@@ -93,6 +93,9 @@ class _TEOps:
 
 
 def _static(shape) -> list[int]:
+    """The sizes of a TE shape; these kernels are generated for static shapes only."""
+    if not all(isinstance(d, tirx.IntImm) for d in shape):
+        raise ValueError(f"needs static shapes (bind dims with --input-shape), got {list(shape)}")
     return [int(d) for d in shape]
 
 
