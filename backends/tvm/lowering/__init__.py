@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (registration)
     reduce,
     sequence,
     tensor,
+    vision,
 )
 from .registry import RULES, LowerContext, lowers
 

@@ -29,6 +29,7 @@ from . import (  # noqa: F401  (registers the converters)
     sequence,
     signal,
     tensor,
+    vision,
 )
 from .loader import check_complete, load_model, tensor_to_array
 from .registry import NodeContext, find_converter, onnx_dtype

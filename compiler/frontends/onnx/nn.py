@@ -113,18 +113,19 @@ def _one_output(ctx: NodeContext) -> None:
 
 @converter("MaxPool", since=1)
 def max_pool(ctx: NodeContext):
-    _one_output(ctx)
-    if ctx.attr("storage_order", 0):
-        raise ctx.error("storage_order=1 is not supported")
+    """The values; from opset 8 also the Indices output (a kernel of its own)."""
     x = ctx.input(0)
     kernel = list(ctx.attr("kernel_shape"))
-    return ctx.emit(
-        "max_pool",
-        x,
-        kernel=kernel,
-        ceil_mode=bool(ctx.attr("ceil_mode", 0)),
-        **_window(ctx, x, kernel),
+    window = dict(
+        kernel=kernel, ceil_mode=bool(ctx.attr("ceil_mode", 0)), **_window(ctx, x, kernel)
     )
+    y = ctx.emit("max_pool", x, **window)
+    if ctx.num_outputs < 2 or not ctx.node.output[1]:
+        return y
+    order = int(ctx.attr("storage_order", 0))
+    if order not in (0, 1):
+        raise ctx.error(f"storage_order must be 0 or 1, got {order}")
+    return [y, ctx.emit("max_pool_indices", x, storage_order=bool(order), **window)]
 
 
 @converter("AveragePool", since=1)

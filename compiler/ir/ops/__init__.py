@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registration)
     reduce,
     sequence,
     tensor,
+    vision,
 )
 from .registry import OPS, REQUIRED, Attr, AttrError, OpDef, RegionRunner, define, get_op
 
