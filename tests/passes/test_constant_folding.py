@@ -261,3 +261,50 @@ def test_a_loop_whose_known_condition_is_false_runs_no_iteration() -> None:
         """,
         modified=True,
     )
+
+
+def test_unrolling_inlines_nested_regions_and_known_ifs_fold_on_the_next_run() -> None:
+    """A loop of 4 whose body picks, by ``i % 2``, between a nested loop (data-dependent trip
+    count, so it stays) and a subtraction: unrolled, the copies' ifs get constant conditions
+    that a second folding run inlines, cloning the nested loop's body each time."""
+    source = """
+        graph main(%x: float32[2], %m: int64[]) {
+          %n = const int64[] dense<4>
+          %two = const int64[] dense<2>
+          %zero = const int64[] dense<0>
+          %r, %ys = loop(%n, _, %x, %two, %zero, %m) {iterations = 4, num_carried = 1} : float32[2], float32[4, 2] {
+            body(%i: int64[], %go: bool[], %v: float32[2], %t: int64[], %z: int64[], %mm: int64[]) {
+              %md = mod(%i, %t)
+              %even = equal(%md, %z)
+              %w = if(%even, %v, %i, %mm) : float32[2] {
+                then(%a: float32[2], %ia: int64[], %ma: int64[]) {
+                  %inner = loop(%ma, _, %a) {num_carried = 1} : float32[2] {
+                    body(%j: int64[], %g2: bool[], %u: float32[2]) {
+                      %u2 = add(%u, %u)
+                      yield %g2, %u2
+                    }
+                  }
+                  yield %inner
+                }
+                else(%b: float32[2], %ib: int64[], %mb: int64[]) {
+                  %f = cast(%ib) {to = "float32"}
+                  %e = sub(%b, %f)
+                  yield %e
+                }
+              }
+              yield %go, %w, %w
+            }
+          }
+          return %r, %ys
+        }
+        """  # noqa: E501
+    g = check_pass(["constant_folding", "dce"], source, None, modified=True)
+    assert [n.op for n in g.nodes].count("if") == 4 and "loop" not in [
+        n.op for n in g.nodes if n.op != "if"
+    ]
+    g = check_pass(["constant_folding", "constant_folding", "dce"], source, None, modified=True)
+    ops = [n.op for n in g.nodes]
+    assert "if" not in ops and ops.count("loop") == 2
+    first, second = (n for n in g.nodes if n.op == "loop")
+    assert first.regions[0] is not second.regions[0]
+    assert first.regions[0].inputs[0] is not second.regions[0].inputs[0]

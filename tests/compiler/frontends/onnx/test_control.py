@@ -288,3 +288,59 @@ def test_a_sequence_op_on_a_tensor():
     model = raw_model([node], [vi("x", F, [3])], [vi("n", I64, [])])
     with pytest.raises(ConversionError, match=r"SequenceLength node 'len': expects a sequence"):
         import_onnx(model)
+
+
+def test_subgraphs_yielding_outer_values_directly():
+    """onnxruntime refuses these models (an outer value as a subgraph output), ONNX allows
+    them: checked against numpy on the reference and on TVM."""
+    from oputil import run_tvm
+
+    from backends.reference import run_graph
+
+    then = helper.make_graph([], "then", [], [vi("x", F, [3])])
+    other = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["e"])], "else", [], [vi("e", F, [3])]
+    )
+    body = helper.make_graph(
+        [
+            helper.make_node("Add", ["v", "y"], ["v2"]),
+            helper.make_node("Identity", ["cond"], ["c2"]),
+        ],
+        "body",
+        [vi("i", I64, []), vi("cond", B, []), vi("v", F, [3])],
+        [vi("c2", B, []), vi("v2", F, [3]), vi("y", F, [3])],
+    )
+    nodes = [
+        helper.make_node("If", ["c"], ["out"], then_branch=then, else_branch=other),
+        helper.make_node("Loop", ["n", "", "x"], ["v", "ys"], body=body),
+    ]
+    x, y = f32(3), f32(3)
+    inputs = [("c", np.array(True)), ("n", np.array(2)), ("x", x), ("y", y)]
+    g = import_onnx(make_model(nodes, inputs, ["out", "v", "ys"]))
+    for c, n in ((True, 0), (False, 3)):
+        feeds = {"c": np.array(c), "n": np.array(n), "x": x, "y": y}
+        want = [x if c else -x, x + n * y, np.tile(y, (n, 1))]
+        ref = list(run_graph(g, feeds).values())
+        for got in (ref, run_tvm(g, feeds)):
+            for a, w in zip(got, want, strict=True):
+                assert a.shape == w.shape
+                np.testing.assert_allclose(a, w, rtol=1e-5)
+
+
+def test_a_loop_model_through_the_whole_pipeline():
+    import onnxruntime as ort
+
+    node = helper.make_node(
+        "Loop", ["n", "", "x", "k"], ["v", "count", "rows"], body=accumulate_body()
+    )
+    x, y = f32(3), f32(3)
+    inputs = [("n", np.array(4)), ("x", x), ("k", np.array(10)), ("y", y)]
+    model = make_model([node], inputs, ["v", "count", "rows"])
+    compiled = compiler.compile(model, verify_each=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n in (0, 3):
+        feeds = {"n": np.array(n), "x": x, "k": np.array(10), "y": y}
+        got = compiled.run(feeds)
+        for name, want in zip(["v", "count", "rows"], sess.run(None, feeds), strict=True):
+            assert got[name].shape == want.shape
+            np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6)

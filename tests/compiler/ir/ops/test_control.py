@@ -408,3 +408,50 @@ def test_tvm_loop_carrying_a_sequence():
     x0 = np.array([1.0, 2.0, 3.0], np.float32)
     y0 = np.array([0.5, -0.5], np.float32)
     check(g, {"n": np.array(3), "x": x0, "y": y0}, [x0 * 8, -y0])
+
+
+def test_tvm_if_yielding_a_sequence():
+    g, b = new()
+    c = g.add_input("c", BOOL)
+    x, y = g.add_input("x", F3), g.add_input("y", F3)
+    (s,) = if_node(
+        g,
+        b,
+        c,
+        [x, y],
+        lambda rb, a: [rb.emit("sequence", a[0], a[1])],
+        lambda rb, a: [rb.emit("sequence", a[1], rb.emit("neg", a[0]))],
+    )
+    g.set_outputs([b.emit("sequence_at", s, position=0), b.emit("sequence_at", s, position=1)])
+    x0 = np.array([1.0, 2.0, 3.0], np.float32)
+    y0 = x0 + 10
+    check(g, {"c": np.array(True), "x": x0, "y": y0}, [x0, y0])
+    check(g, {"c": np.array(False), "x": x0, "y": y0}, [y0, -x0])
+
+
+def test_tvm_loop_with_scans_only():
+    g, b = new()
+    n = g.add_input("n", I64)
+    out = loop_node(
+        g, b, n, None, [], [], lambda rb, a: [a[1], rb.emit("mul", a[0], a[0])], iterations="k"
+    )
+    g.set_outputs(out)
+    check(g, {"n": np.array(4)}, [np.arange(4) ** 2])
+    check(g, {"n": np.array(0)}, [np.zeros(0, np.int64)])
+
+
+def test_tvm_loop_nested_in_a_loop_body_with_the_outer_index_as_trip_count():
+    g, b = new()
+    n, x = g.add_input("n", I64), g.add_input("x", I64)
+
+    def outer(rb: Builder, a: list[Value]) -> list[Value]:
+        i, go, acc = a
+        (inner,) = loop_node(
+            g, rb, i, None, [acc], [], lambda r2, q: [q[1], r2.emit("add", q[2], q[0])]
+        )
+        return [go, inner]
+
+    g.set_outputs(loop_node(g, b, n, None, [x], [], outer))
+    for k in (0, 1, 5):
+        want = sum(j for i in range(k) for j in range(i))
+        check(g, {"n": np.array(k), "x": np.array(3)}, [np.array(3 + want)])
