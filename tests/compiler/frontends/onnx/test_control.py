@@ -344,3 +344,70 @@ def test_a_loop_model_through_the_whole_pipeline():
         for name, want in zip(["v", "count", "rows"], sess.run(None, feeds), strict=True):
             assert got[name].shape == want.shape
             np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_known_trip_count_over_the_unroll_limit_builds_a_loop_of_static_length():
+    body = helper.make_graph(
+        [
+            helper.make_node("Add", ["v", "y"], ["v2"]),
+            helper.make_node("Identity", ["cond"], ["c2"]),
+            helper.make_node("ReduceSum", ["v2"], ["s"], keepdims=0),
+        ],
+        "body",
+        [vi("i", I64, []), vi("cond", B, []), vi("v", F, [3])],
+        [vi("c2", B, []), vi("v2", F, [3]), vi("s", F, [])],
+    )
+    nodes = [
+        helper.make_node("Constant", [], ["n"], value=helper.make_tensor("n", I64, [], [20])),
+        helper.make_node("Loop", ["n", "", "x"], ["v", "ss"], body=body),
+    ]
+    x, y = f32(3), f32(3)
+    model = make_model(nodes, [("x", x), ("y", y)], ["v", "ss"])
+    g = import_onnx(model)
+    (loop,) = (n for n in g.nodes if n.op == "loop")
+    assert loop.attrs["iterations"] == 20 and g.outputs[1].type.shape == (20,)
+    check_model(model, {"x": x, "y": y})
+
+
+def test_scan_with_negative_axes_and_a_body_reading_an_outer_value():
+    body = helper.make_graph(
+        [helper.make_node("Mul", ["a", "w"], ["o"]), helper.make_node("Add", ["s", "o"], ["s2"])],
+        "body",
+        [vi("s", F, [2]), vi("a", F, [2])],
+        [vi("s2", F, [2]), vi("o", F, [2])],
+    )
+    node = helper.make_node(
+        "Scan",
+        ["s0", "xs"],
+        ["s", "os"],
+        body=body,
+        num_scan_inputs=1,
+        scan_input_axes=[-1],
+        scan_output_axes=[-1],
+    )
+    xs, w, s0 = f32(2, 4), f32(2), f32(2)
+    model = make_model([node], [("s0", s0), ("xs", xs), ("w", w)], ["s", "os"])
+    s, os_ = check_model(model, {"s0": s0, "xs": xs, "w": w})
+    np.testing.assert_allclose(s, s0 + (xs * w[:, None]).sum(1), rtol=1e-5)
+    assert os_.shape == (2, 4)
+
+
+def test_if_on_data_choosing_between_sequences():
+    seq = helper.make_tensor_sequence_value_info
+    then = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["x", "y"], ["t"])], "t", [], [seq("t", F, [3])]
+    )
+    other = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["y", "x"], ["e"])], "e", [], [seq("e", F, [3])]
+    )
+    nodes = [
+        helper.make_node("If", ["c"], ["s"], then_branch=then, else_branch=other),
+        helper.make_node("Constant", [], ["p"], value=helper.make_tensor("p", I64, [], [0])),
+        helper.make_node("SequenceAt", ["s", "p"], ["out"]),
+    ]
+    x, y = f32(3), f32(3)
+    model = make_model(nodes, [("c", np.array(True)), ("x", x), ("y", y)], ["out"])
+    assert "if" in ops_of(model)
+    for c in (True, False):
+        (got,) = check_model(model, {"c": np.array(c), "x": x, "y": y})
+        np.testing.assert_array_equal(got, x if c else y)
