@@ -6,6 +6,7 @@ import numpy as np
 from passcheck import check_pass
 
 from compiler.ir import fold
+from compiler.ir import inline as fold_inline
 
 
 def test_constant_subgraph_folds_keeping_value_names() -> None:
@@ -102,3 +103,208 @@ def test_nothing_to_fold() -> None:
     g = check_pass(["constant_folding"], source, source, modified=False)
     assert not any(v.const is not None for v in g.values())
     assert np.dtype(g.outputs[0].type.np_dtype) == np.float32
+
+
+def test_folds_inside_a_region() -> None:
+    check_pass(
+        ["constant_folding"],
+        """
+        graph main(%c: bool[], %x: float32[2]) {
+          %k = const float32[2] dense<[1.0, 2.0]>
+          %r = if(%c, %x) : float32[2] {
+            then(%a: float32[2]) {
+              %kk = add(%k, %k)
+              %t = mul(%a, %kk)
+              yield %t
+            }
+            else(%b: float32[2]) {
+              yield %b
+            }
+          }
+          return %r
+        }
+        """,
+        """
+        graph main(%c: bool[], %x: float32[2]) {
+          %kk = const float32[2] dense<[2.0, 4.0]>
+          %r = if(%c, %x) : float32[2] {
+            then(%a: float32[2]) {
+              %t = mul(%a, %kk)
+              yield %t
+            }
+            else(%b: float32[2]) {
+              yield %b
+            }
+          }
+          return %r
+        }
+        """,
+        modified=True,
+    )
+
+
+IF_ON = """
+        graph main(%x: float32[2]) {
+          %cond = const bool[] dense<COND>
+          %r = if(%cond, %x) : float32[2] {
+            then(%a: float32[2]) {
+              %t = neg(%a)
+              yield %t
+            }
+            else(%b: float32[2]) {
+              %e = exp(%b)
+              yield %e
+            }
+          }
+          return %r
+        }
+        """
+
+
+def test_an_if_with_a_constant_condition_is_inlined() -> None:
+    for cond, op in (("true", "neg"), ("false", "exp")):
+        check_pass(
+            ["constant_folding", "dce"],
+            IF_ON.replace("COND", cond),
+            f"""
+            graph main(%x: float32[2]) {{
+              %1 = {op}(%x)
+              return %1 as "r"
+            }}
+            """,
+            modified=True,
+        )
+
+
+LOOP_OF = """
+        graph main(%x: float32[2]) {
+          %n = const int64[] dense<N>
+          %r, %ys = loop(%n, _, %x) {iterations = N, num_carried = 1} : float32[2], float32[N, 2] {
+            body(%i: int64[], %go: bool[], %v: float32[2]) {
+              %f = cast(%i) {to = "float32"}
+              %w = add(%v, %f)
+              yield %go, %w, %v
+            }
+          }
+          return %r, %ys
+        }
+        """
+
+
+def test_a_loop_with_a_short_known_trip_count_is_unrolled() -> None:
+    g = check_pass(
+        ["constant_folding", "dce"],
+        LOOP_OF.replace("N", "3"),
+        """
+        graph main(%x: float32[2]) {
+          %c_2 = const float32[] dense<0.0>
+          %c_6 = const float32[] dense<1.0>
+          %c_10 = const float32[] dense<2.0>
+          %3 = add(%x, %c_2)
+          %7 = add(%3, %c_6)
+          %11 = add(%7, %c_10)
+          %12 = reshape(%x) {shape = [1, 2]}
+          %13 = reshape(%3) {shape = [1, 2]}
+          %14 = reshape(%7) {shape = [1, 2]}
+          %15 = concat(%12, %13, %14) {axis = 0}
+          return %11 as "r", %15 as "ys"
+        }
+        """,
+        modified=True,
+    )
+    assert not any(n.regions for n in g.nodes)
+
+
+def test_loops_over_the_unroll_limit_or_with_a_data_dependent_condition_stay() -> None:
+    assert fold_inline.UNROLL_MAX_TRIPS == 16
+    source = LOOP_OF.replace("N", "17")
+    check_pass(["constant_folding", "dce"], source, source, modified=False)
+    source = """
+        graph main(%x: float32[2]) {
+          %n = const int64[] dense<4>
+          %go0 = const bool[] dense<true>
+          %lim = const float32[] dense<10.0>
+          %r = loop(%n, %go0, %x, %lim) {num_carried = 1} : float32[2] {
+            body(%i: int64[], %go: bool[], %v: float32[2], %l: float32[]) {
+              %w = add(%v, %v)
+              %s = reduce_sum(%w) {axes = [0], keepdims = false}
+              %c = less(%s, %l)
+              yield %c, %w
+            }
+          }
+          return %r
+        }
+        """
+    check_pass(["constant_folding", "dce"], source, source, modified=False)
+
+
+def test_a_loop_whose_known_condition_is_false_runs_no_iteration() -> None:
+    check_pass(
+        ["constant_folding", "dce"],
+        """
+        graph main(%x: float32[2]) {
+          %n = const int64[] dense<5>
+          %no = const bool[] dense<false>
+          %r = loop(%n, %no, %x) {num_carried = 1} : float32[2] {
+            body(%i: int64[], %go: bool[], %v: float32[2]) {
+              %w = neg(%v)
+              yield %go, %w
+            }
+          }
+          return %r
+        }
+        """,
+        """
+        graph main(%x: float32[2]) {
+          return %x as "r"
+        }
+        """,
+        modified=True,
+    )
+
+
+def test_unrolling_inlines_nested_regions_and_known_ifs_fold_on_the_next_run() -> None:
+    """A loop of 4 whose body picks, by ``i % 2``, between a nested loop (data-dependent trip
+    count, so it stays) and a subtraction: unrolled, the copies' ifs get constant conditions
+    that a second folding run inlines, cloning the nested loop's body each time."""
+    source = """
+        graph main(%x: float32[2], %m: int64[]) {
+          %n = const int64[] dense<4>
+          %two = const int64[] dense<2>
+          %zero = const int64[] dense<0>
+          %r, %ys = loop(%n, _, %x, %two, %zero, %m) {iterations = 4, num_carried = 1} : float32[2], float32[4, 2] {
+            body(%i: int64[], %go: bool[], %v: float32[2], %t: int64[], %z: int64[], %mm: int64[]) {
+              %md = mod(%i, %t)
+              %even = equal(%md, %z)
+              %w = if(%even, %v, %i, %mm) : float32[2] {
+                then(%a: float32[2], %ia: int64[], %ma: int64[]) {
+                  %inner = loop(%ma, _, %a) {num_carried = 1} : float32[2] {
+                    body(%j: int64[], %g2: bool[], %u: float32[2]) {
+                      %u2 = add(%u, %u)
+                      yield %g2, %u2
+                    }
+                  }
+                  yield %inner
+                }
+                else(%b: float32[2], %ib: int64[], %mb: int64[]) {
+                  %f = cast(%ib) {to = "float32"}
+                  %e = sub(%b, %f)
+                  yield %e
+                }
+              }
+              yield %go, %w, %w
+            }
+          }
+          return %r, %ys
+        }
+        """  # noqa: E501
+    g = check_pass(["constant_folding", "dce"], source, None, modified=True)
+    assert [n.op for n in g.nodes].count("if") == 4 and "loop" not in [
+        n.op for n in g.nodes if n.op != "if"
+    ]
+    g = check_pass(["constant_folding", "constant_folding", "dce"], source, None, modified=True)
+    ops = [n.op for n in g.nodes]
+    assert "if" not in ops and ops.count("loop") == 2
+    first, second = (n for n in g.nodes if n.op == "loop")
+    assert first.regions[0] is not second.regions[0]
+    assert first.regions[0].inputs[0] is not second.regions[0].inputs[0]

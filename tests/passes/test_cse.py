@@ -127,3 +127,88 @@ def test_multi_output_nodes_merge_output_by_output() -> None:
         }
         """,
     )
+
+
+def test_regions_merge_inside_but_never_across_blocks() -> None:
+    """Inside the first then-branch the muls (also the one reading an equal constant) merge;
+    the same ``add(%k, %k)`` outside and in each branch stays apart: merging it would make a
+    region read a value of another block."""
+    check_pass(
+        ["cse"],
+        """
+        graph main(%c: bool[], %x: float32[2]) {
+          %k = const float32[2] dense<[1.0, 2.0]>
+          %o = add(%k, %k)
+          %r = if(%c, %x) : float32[2] {
+            then(%a: float32[2]) {
+              %t1 = mul(%a, %k)
+              %t2 = mul(%a, %k)
+              %k2 = const float32[2] dense<[1.0, 2.0]>
+              %t3 = mul(%a, %k2)
+              %kk = add(%k, %k)
+              %t4 = add(%t1, %t2)
+              %t5 = add(%t3, %t4)
+              %t6 = add(%t5, %kk)
+              yield %t6
+            }
+            else(%b: float32[2]) {
+              %kk2 = add(%k, %k)
+              %e1 = mul(%b, %kk2)
+              yield %e1
+            }
+          }
+          %r2 = if(%c, %x) : float32[2] {
+            then(%a3: float32[2]) {
+              %kk3 = add(%k, %k)
+              %u1 = mul(%a3, %kk3)
+              yield %u1
+            }
+            else(%b3: float32[2]) {
+              %kk4 = add(%k, %k)
+              %e3 = mul(%b3, %kk4)
+              yield %e3
+            }
+          }
+          %s = add(%r, %r2)
+          %s2 = add(%s, %o)
+          return %s2
+        }
+        """,
+        """
+        graph main(%c: bool[], %x: float32[2]) {
+          %k = const float32[2] dense<[1.0, 2.0]>
+          %o = add(%k, %k)
+          %r = if(%c, %x) : float32[2] {
+            then(%a: float32[2]) {
+              %t1 = mul(%a, %k)
+              %kk = add(%k, %k)
+              %t4 = add(%t1, %t1)
+              %t5 = add(%t1, %t4)
+              %t6 = add(%t5, %kk)
+              yield %t6
+            }
+            else(%b: float32[2]) {
+              %kk2 = add(%k, %k)
+              %e1 = mul(%b, %kk2)
+              yield %e1
+            }
+          }
+          %r2 = if(%c, %x) : float32[2] {
+            then(%a3: float32[2]) {
+              %kk3 = add(%k, %k)
+              %u1 = mul(%a3, %kk3)
+              yield %u1
+            }
+            else(%b3: float32[2]) {
+              %kk4 = add(%k, %k)
+              %e3 = mul(%b3, %kk4)
+              yield %e3
+            }
+          }
+          %s = add(%r, %r2)
+          %s2 = add(%s, %o)
+          return %s2
+        }
+        """,
+        modified=True,
+    )

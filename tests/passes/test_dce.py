@@ -46,3 +46,58 @@ def test_every_output_and_its_producers_are_live() -> None:
         }
         """
     check_pass(["dce"], source, source, modified=False)
+
+
+def test_dead_nodes_inside_regions_go_and_values_read_only_by_regions_stay() -> None:
+    """%a is read only as a capture of the loop, %c only as an operand of the inner if: both
+    stay; dead chains in the body and in a branch go, and so does the unused outer %dead."""
+    check_pass(
+        ["dce"],
+        """
+        graph main(%n: int64[], %x: float32[2], %y: float32[2]) {
+          %a = relu(%y)
+          %dead = neg(%x)
+          %r = loop(%n, _, %x, %a) {num_carried = 1} : float32[2] {
+            body(%i: int64[], %go: bool[], %v: float32[2], %w: float32[2]) {
+              %d1 = exp(%v)
+              %d2 = neg(%d1)
+              %c = sigmoid(%w)
+              %s = if(%go, %v, %c) : float32[2] {
+                then(%p: float32[2], %q: float32[2]) {
+                  %unused = exp(%q)
+                  %m = mul(%p, %q)
+                  yield %m
+                }
+                else(%p2: float32[2], %q2: float32[2]) {
+                  yield %p2
+                }
+              }
+              yield %go, %s
+            }
+          }
+          return %r
+        }
+        """,
+        """
+        graph main(%n: int64[], %x: float32[2], %y: float32[2]) {
+          %a = relu(%y)
+          %r = loop(%n, _, %x, %a) {num_carried = 1} : float32[2] {
+            body(%i: int64[], %go: bool[], %v: float32[2], %w: float32[2]) {
+              %c = sigmoid(%w)
+              %s = if(%go, %v, %c) : float32[2] {
+                then(%p: float32[2], %q: float32[2]) {
+                  %m = mul(%p, %q)
+                  yield %m
+                }
+                else(%p2: float32[2], %q2: float32[2]) {
+                  yield %p2
+                }
+              }
+              yield %go, %s
+            }
+          }
+          return %r
+        }
+        """,
+        modified=True,
+    )

@@ -93,3 +93,49 @@ def test_an_impossible_binding_names_the_node() -> None:
     with pytest.raises(Exception, match=r"reshape node '2'") as info:
         PassManager(["shape_inference"]).run(g)
     assert isinstance(info.value.__cause__, IRTypeError)
+
+
+LOOP = """
+        graph main(%n: int64[], %x: float32[batch, 6]) {
+          %r, %ys = loop(%n, _, %x) {iterations = "k", num_carried = 1} : float32[batch, 6], float32[k, batch, 2, 3] {
+            body(%i: int64[], %go: bool[], %v: float32[batch, 6]) {
+              %w = relu(%v)
+              %s = reshape(%w) {shape = ["batch", 2, 3]}
+              yield %go, %w, %s
+            }
+          }
+          return %r, %ys
+        }
+        """  # noqa: E501
+
+
+def test_a_binding_flows_into_a_loop_body() -> None:
+    check_pass(
+        [ShapeInference(dims={"batch": 4})],
+        LOOP,
+        """
+        graph main(%n: int64[], %x: float32[4, 6]) {
+          %r, %ys = loop(%n, _, %x) {iterations = "k", num_carried = 1} : float32[4, 6], float32[k, 4, 2, 3] {
+            body(%i: int64[], %go: bool[], %v: float32[4, 6]) {
+              %w = relu(%v)
+              %s = reshape(%w) {shape = [4, 2, 3]}
+              yield %go, %w, %s
+            }
+          }
+          return %r, %ys
+        }
+        """,  # noqa: E501
+        modified=True,
+    )
+
+
+def test_a_bound_input_re_infers_the_body_and_learns_the_dim_there() -> None:
+    g = parse_graph(textwrap.dedent(LOOP))
+    g.inputs[1].type = TensorType("float32", (5, 6))
+    assert PassManager(["shape_inference"]).run(g)
+    verify(g)
+    (loop,) = g.nodes
+    body = loop.regions[0]
+    assert body.inputs[2].type == TensorType("float32", (5, 6))
+    assert body.nodes[1].attrs["shape"] == [5, 2, 3]  # batch -> 5, learned from relu's output
+    assert [v.type.shape for v in loop.outputs] == [(5, 6), ("k", 5, 2, 3)]

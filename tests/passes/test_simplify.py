@@ -217,3 +217,44 @@ def test_unchanged_graph_reports_no_modification() -> None:
         }
         """
     check_pass(["simplify"], source, source, modified=False)
+
+
+def test_rules_apply_inside_regions() -> None:
+    check_pass(
+        ["simplify", "dce"],
+        """
+        graph main(%c: bool[], %x: float32[2, 3]) {
+          %one = const float32[] dense<1.0>
+          %r = if(%c, %x) : float32[2, 3] {
+            then(%a: float32[2, 3]) {
+              %t = identity(%a)
+              %m = mul(%t, %one)
+              %r1 = reshape(%m) {shape = [6]}
+              %r2 = reshape(%r1) {shape = [2, 3]}
+              yield %r2
+            }
+            else(%b: float32[2, 3]) {
+              %e = relu(%b)
+              %z = transpose(%e) {perm = [0, 1]}
+              yield %z
+            }
+          }
+          return %r
+        }
+        """,
+        """
+        graph main(%c: bool[], %x: float32[2, 3]) {
+          %r = if(%c, %x) : float32[2, 3] {
+            then(%a: float32[2, 3]) {
+              yield %a
+            }
+            else(%b: float32[2, 3]) {
+              %e = relu(%b)
+              yield %e
+            }
+          }
+          return %r
+        }
+        """,
+        modified=True,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Graph, Node, blocks, walk
 from compiler.ir.types import TensorType
 from compiler.ir.verify import verify
 
@@ -149,3 +149,79 @@ def test_node_repr_shows_absent_inputs():
     x = g.add_input("x", F2)
     node = Node("op", [x, None], [g.make_node("relu", [x], [F2]).outputs[0]])
     assert repr(node).startswith("%1 = op(%x, _)")
+
+
+# -- regions -------------------------------------------------------------------------------
+BOOL = TensorType("bool", ())
+INDEX = TensorType("int64", ())
+
+
+def nested_graph() -> tuple[Graph, dict[str, object]]:
+    """``loop { neg; if { then { relu }, else { exp } } }`` followed by ``add``, built by hand."""
+    g = Graph()
+    n, x = g.add_input("n", INDEX), g.add_input("x", F2)
+    body = g.region([INDEX, BOOL, F2], ["i", "go", "v"])
+    neg = body.append(g.make_node("neg", [body.inputs[2]], [F2], output_names=["neg"]))
+    then = g.region([F2], ["t"])
+    relu = then.append(g.make_node("relu", [then.inputs[0]], [F2], output_names=["relu"]))
+    then.outputs = [relu.outputs[0]]
+    other = g.region([F2], ["e"])
+    exp = other.append(g.make_node("exp", [other.inputs[0]], [F2], output_names=["exp"]))
+    other.outputs = [exp.outputs[0]]
+    branch = body.append(
+        g.make_node("if", [body.inputs[1], neg.outputs[0]], [F2], regions=[then, other])
+    )
+    body.outputs = [body.inputs[1], branch.outputs[0]]
+    loop = g.append(
+        g.make_node(
+            "loop", [n, None, x], [F2], {"num_carried": 1, "iterations": None}, regions=[body]
+        )
+    )
+    add = g.append(g.make_node("add", [loop.outputs[0], x], [F2]))
+    g.set_outputs([add.outputs[0]])
+    verify(g)
+    parts = dict(body=body, then=then, other=other, neg=neg, relu=relu, exp=exp)
+    parts.update(branch=branch, loop=loop, add=add)
+    return g, parts
+
+
+def test_region_arguments_are_fresh_values_of_the_graph_namespace():
+    g = Graph()
+    x = g.add_input("x", F2)
+    r = g.region([F2, BOOL], ["x"])
+    assert [a.type for a in r.inputs] == [F2, BOOL]
+    assert r.inputs[0].name != x.name and len({a.name for a in r.inputs}) == 2
+    assert all(a.producer is None and a.const is None for a in r.inputs)
+    assert r.nodes == [] and r.outputs == []
+    assert g.unique_name("x_1") != r.inputs[0].name  # the names are taken in the graph
+
+
+def test_walk_visits_outer_nodes_before_their_regions_nodes_in_order():
+    g, p = nested_graph()
+    assert list(walk(g)) == [p["loop"], p["neg"], p["branch"], p["relu"], p["exp"], p["add"]]
+
+
+def test_blocks_are_innermost_first_and_end_with_the_graph():
+    g, p = nested_graph()
+    order = blocks(g)
+    assert order[-1] is g and len(order) == 4
+    pos = {id(b): i for i, b in enumerate(order)}
+    assert pos[id(p["then"])] < pos[id(p["body"])] and pos[id(p["other"])] < pos[id(p["body"])]
+    assert pos[id(p["body"])] < pos[id(g)]
+
+
+def test_values_reach_region_arguments_and_inner_node_outputs_once_each():
+    g, p = nested_graph()
+    vals = list(g.values())
+    assert len(vals) == len({id(v) for v in vals})
+    names = {v.name for v in vals}
+    assert {"n", "x", "i", "go", "v", "t", "e", "neg", "relu", "exp"} <= names
+    assert p["branch"].outputs[0] in vals and p["loop"].outputs[0] in vals
+
+
+def test_regions_do_not_leak_into_the_owning_blocks_users():
+    g, p = nested_graph()
+    users = g.users()
+    assert [n for n, _ in users[g.inputs[1]]] == [p["loop"], p["add"]]
+    assert p["body"].inputs[2] not in users  # read only inside the body
+    assert [n for n, _ in p["body"].users()[p["body"].inputs[2]]] == [p["neg"]]

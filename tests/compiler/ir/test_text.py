@@ -12,11 +12,12 @@ from compiler.ir.text import (
     INLINE_LIMIT,
     ParseError,
     format_attr,
+    format_type,
     graph_constants,
     parse_graph,
     print_graph,
 )
-from compiler.ir.types import TensorType
+from compiler.ir.types import OptionalType, SequenceType, TensorType
 from compiler.ir.verify import verify
 
 # -- test-only ops (registration is global: define once even if the module loads twice) ------
@@ -300,3 +301,119 @@ def test_missing_return_and_trailing_text():
         parse_graph("graph g() {\nreturn }\nextra")
     with pytest.raises(ParseError, match="line 2, column 14: expected an output name"):
         parse_graph("graph g(%x: bool[]) {\nreturn %x as x\n}")
+
+
+# -- regions, sequences and optionals ---------------------------------------------------------
+NESTED = """graph main(%n: int64[], %x: float32[3], %s: seq<float32>[float32[3], float32[2, 3]], %o: opt<float32[3]>, %e: empty<seq<int64>[]>) {
+  %k = const int64[] dense<2>
+  %z = const int64[] dense<0>
+  %r, %ys = loop(%n, _, %x, %k, %z) {iterations = "t", num_carried = 1} : float32[3], float32[t, 3] {
+    body(%i: int64[], %go: bool[], %v: float32[3], %k_1: int64[], %z_1: int64[]) {
+      %m = mod(%i, %k_1) {fmod = false} : int64[]
+      %even = equal(%m, %z_1) : bool[]
+      %w = if(%even, %v, %i) : float32[3] {
+        then(%v_1: float32[3], %i_1: int64[]) {
+          %f = cast(%i_1) {to = "float32"} : float32[]
+          %a = add(%v_1, %f) : float32[3]
+          yield %a
+        }
+        else(%v_2: float32[3], %i_2: int64[]) {
+          %b = neg(%v_2) : float32[3]
+          yield %b
+        }
+      }
+      yield %go, %w, %v
+    }
+  }
+  %g = optional_get(%o) : float32[3]
+  %first = sequence_at(%s) {position = 0} : float32[3]
+  %sum = add(%g, %first) : float32[3]
+  return %r, %ys, %sum, %s, %e
+}
+"""  # noqa: E501
+
+
+def test_nested_regions_with_captures_roundtrip_exactly():
+    g = parse_graph(NESTED)
+    assert print_graph(g) == NESTED
+    _, parsed = roundtrip(g)
+    (loop, *_rest) = parsed.nodes
+    assert loop.op == "loop" and len(loop.regions) == 1
+    body = loop.regions[0]
+    inner = [n for n in body.nodes if n.op == "if"]
+    assert len(inner) == 1 and [len(r.nodes) for r in inner[0].regions] == [2, 1]
+    # the captures are the if's operands and the regions' arguments, not the outer values
+    assert inner[0].inputs[1] is body.inputs[2] and inner[0].inputs[2] is body.inputs[0]
+    assert inner[0].regions[0].inputs[0] is not body.inputs[2]
+    assert loop.outputs[1].type == TensorType("float32", ("t", 3))
+
+
+def test_sequences_and_optionals_in_signatures():
+    g = parse_graph(NESTED)
+    s, o, e = g.inputs[2:]
+    assert s.type == SequenceType(
+        "float32", (TensorType("float32", (3,)), TensorType("float32", (2, 3)))
+    )
+    assert o.type == OptionalType(TensorType("float32", (3,)), True)
+    assert e.type == OptionalType(SequenceType("int64", ()), False)
+    assert [format_type(v.type) for v in g.outputs[3:]] == [
+        "seq<float32>[float32[3], float32[2, 3]]",
+        "empty<seq<int64>[]>",
+    ]
+
+
+def _region_text(then_name: str = "then", yield_line: str = "yield %a", extra: str = "") -> str:
+    return (
+        "graph main(%c: bool[], %x: float32[2]) {\n"
+        "  %r = if(%c, %x) : float32[2] {\n"
+        f"    {then_name}(%a: float32[2]) {{\n"
+        f"      {yield_line}\n"
+        "    }\n"
+        f"{extra}"
+        "  }\n"
+        "  return %r\n"
+        "}"
+    )
+
+
+ELSE = "    else(%b: float32[2]) {\n      yield %b\n    }\n"
+
+
+@pytest.mark.parametrize(
+    "text, line, token, message",
+    [
+        (_region_text("thn", extra=ELSE), 3, "thn", "expected region 'then', found 'thn'"),
+        (
+            _region_text(extra=ELSE.replace("else", "otherwise")),
+            6,
+            "otherwise",
+            "expected region 'else', found 'otherwise'",
+        ),
+        (
+            _region_text(yield_line="%d = neg(%a) : float32[2]", extra=ELSE),
+            5,
+            "}",
+            "expected 'yield' before the end of region 'then'",
+        ),
+        (_region_text(), 2, "if", "2 regions expected, found 1"),
+        (_region_text(extra=ELSE + ELSE), 9, "else", "expected region '}' (no more regions)"),
+        (_region_text(yield_line="yield %zz", extra=ELSE), 4, "%zz", "value %zz is not defined"),
+    ],
+)
+def test_region_parse_errors_name_line_and_column(text, line, token, message):
+    with pytest.raises(ParseError) as info:
+        parse_graph(text)
+    err = info.value
+    assert message in err.message, err.message
+    source_line = text.splitlines()[line - 1]
+    assert (err.line, err.column) == (line, source_line.index(token) + 1), str(err)
+
+
+def test_region_yielding_the_wrong_types_is_a_parse_error_at_the_op():
+    text = _region_text(
+        extra=ELSE.replace("yield %b", '%q = cast(%b) {to = "int32"} : int32[2]\n      yield %q')
+    )
+    with pytest.raises(ParseError) as info:
+        parse_graph(text)
+    assert "if: the branches yield different types" in info.value.message
+    assert (info.value.line, info.value.column) == (2, 8)

@@ -228,3 +228,95 @@ def test_same_attr_is_strict_about_kinds():
     assert not same_attr((1,), [1])
     assert same_attr(float("nan"), float("nan"))
     assert not same_attr([1, [2]], [1, [3]])
+
+
+# -- regions -------------------------------------------------------------------------------
+BOOL = TensorType("bool", ())
+
+
+def if_graph() -> tuple[Graph, Node]:
+    """``%r = if(%c, %x) { then(%a) { neg(%a) } else(%b) { relu(%b) } }``."""
+    g = Graph("g")
+    c, x = g.add_input("c", BOOL), g.add_input("x", F2)
+    b = Builder(g, fold=False)
+    then, other = g.region([F2], ["a"]), g.region([F2], ["b"])
+    then.outputs = [b.nested(then).emit("neg", then.inputs[0])]
+    other.outputs = [b.nested(other).emit("relu", other.inputs[0])]
+    (r,) = b.op("if", [c, x], node_name="branch", regions=[then, other])
+    g.set_outputs([r], ["r"])
+    return g, g.nodes[0]
+
+
+def test_valid_regions_pass():
+    g, _ = if_graph()
+    assert problems(g) == []
+
+
+def test_region_reading_an_outer_value_directly_names_the_node_and_region():
+    g, node = if_graph()
+    x = g.inputs[1]
+    neg = node.regions[0].nodes[0]
+    neg.inputs[0] = x  # the outer %x instead of the region argument %a
+    found = only_problem(g)
+    assert found.startswith(f'node 0 (if "branch" -> %{node.outputs[0].name}), region then: ')
+    assert f"node 0 (neg -> %{neg.outputs[0].name}): reads %x from another block" in found
+    assert "graph input 1" in found and "only through operands" in found
+
+
+def test_region_yield_of_an_undefined_value():
+    g, node = if_graph()
+    node.regions[1].outputs = [Value("ghost", F2)]
+    found = only_problem(g)
+    assert found == (
+        f'node 0 (if "branch" -> %{node.outputs[0].name}), region else: yield 0: %ghost is '
+        "neither a graph input, a constant nor a node output"
+    )
+
+
+def test_region_argument_types_must_match_the_operands():
+    g, node = if_graph()
+    then = node.regions[0]
+    then.inputs = [Value("a2", TensorType("float32", (5,)))]
+    g.claim_name("a2")
+    then.nodes = []
+    then.outputs = [g.constant(np.zeros(2, np.float32), "z")]
+    found = only_problem(g)
+    assert found.startswith('node 0 (if "branch"')
+    assert r"region 'then' takes (float32[5]), the operands give (float32[2])" in found
+
+
+def test_value_of_one_branch_used_in_the_other():
+    g, node = if_graph()
+    then, other = node.regions
+    t = then.outputs[0]
+    other.outputs = [t]
+    found = only_problem(g)
+    assert ", region else: yield 0: " in found
+    assert f"reads %{t.name} from another block" in found and "region then: node 0" in found
+
+
+def test_the_same_node_in_two_regions():
+    g, node = if_graph()
+    then, other = node.regions
+    shared = then.nodes[0]
+    other.nodes.append(shared)
+    found = problems(g)
+    assert any(
+        ", region else: node 1 (neg" in p and "the node appears twice" in p for p in found
+    ), found
+
+
+def test_loop_body_yielding_a_carried_value_of_another_type():
+    text = """graph g(%n: int64[], %x: float32[2]) {
+  %r = loop(%n, _, %x) {iterations = none, num_carried = 1} : float32[2] {
+    body(%i: int64[], %go: bool[], %v: float32[2]) {
+      %w = cast(%v) {to = "int32"} : int32[2]
+      yield %go, %w
+    }
+  }
+  return %r
+}"""
+    g = parse_graph(text, check=False)
+    found = only_problem(g)
+    assert found.startswith("node 0 (loop -> %r): type inference fails")
+    assert "carried value 0 enters as float32[2] but the body yields int32[2]" in found
