@@ -47,6 +47,8 @@ def _bind_attrs(op: str, attrs: dict[str, Any], dims: Mapping[str, Dim]) -> dict
         spec = schema.get(key)
         if spec is not None and spec.kind == "dims" and isinstance(value, list):
             out[key] = [dims.get(d, d) if isinstance(d, str) else d for d in value]
+        elif spec is not None and spec.kind in ("dim", "dim?") and isinstance(value, str):
+            out[key] = dims.get(value, value)
     return out
 
 
