@@ -30,6 +30,7 @@ from backends.tvm import build, lower_graph, resolve_target
 from compiler.errors import InputError, NeedsValueError
 from compiler.frontends.onnx import import_onnx
 from compiler.ir.graph import Graph
+from compiler.ir.types import from_storage, to_storage
 from passes import run_passes
 
 _MAX_BINDS = 16  # a model needs at most one retry per shape operand fed as an input
@@ -62,16 +63,18 @@ class _Compiled:
 
     def __init__(self, graph: Graph) -> None:
         self.input_names = [v.name for v in graph.inputs]
-        self.num_outputs = len(graph.outputs)
+        self.input_dtypes = [v.dtype for v in graph.inputs]
+        self.output_dtypes = [v.dtype for v in graph.outputs]
         executable = build(lower_graph(graph), resolve_target("cpu"))
         self.vm = relax.VirtualMachine(executable, tvm.cpu())
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         args = [
-            tvm.runtime.tensor(np.require(feeds[n], requirements="C")) for n in self.input_names
+            tvm.runtime.tensor(to_storage(feeds[n], d))
+            for n, d in zip(self.input_names, self.input_dtypes)
         ]
         result = self.vm["main"](*args)
-        return [result[i].numpy() for i in range(self.num_outputs)]
+        return [from_storage(result[i].numpy(), d) for i, d in enumerate(self.output_dtypes)]
 
 
 class NnxcRep(BackendRep):
