@@ -183,8 +183,8 @@ def _encode_float(t: te.Tensor, s: DType, f: _Float, saturate: bool) -> te.Tenso
             nan = sign
         else:
             signed = tirx.Select(negative, code | sign, code)
-            if f.style == "none":
-                nan = sign  # no NaN: ml_dtypes gives -0
+            if f.style == "none":  # no NaN: ml_dtypes gives a zero of the opposite sign
+                nan = tirx.Select(negative, c(0, "int32"), sign)
             else:
                 quiet = c(nan_code[f.style], "int32")
                 nan = tirx.Select(negative, quiet | sign, quiet)
