@@ -222,7 +222,8 @@ def test_narrow_dtypes_through_an_artifact(tmp_path: Path) -> None:
     x = np.array([[0.3, -1.7, 25.0, -7.2, 3.9], [100, 0, -0.1, 6.6, -8]], ml_dtypes.bfloat16)
     q = np.array([1.5, -0.375, 57344], ml_dtypes.float8_e5m2)
     out = rt.run({"x": x, "q": q})
-    expected = ReferenceEvaluator(model).run(None, {"x": x, "q": q})
+    with np.errstate(invalid="ignore"):  # 25 and 100 are out of int4's range: 0
+        expected = ReferenceEvaluator(model).run(None, {"x": x, "q": q})
     for name, e in zip(["f8", "i4", "qf"], expected):
         got = out[name]
         assert got.dtype == e.dtype and got.shape == e.shape
