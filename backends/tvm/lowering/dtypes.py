@@ -96,7 +96,7 @@ def convert(
     if s.is_bool or s.is_int or s.bits < 32:
         x, s = bb.emit(op.astype(x, "float32")), dtype("float32")
     sat = saturate or d not in SATURATING
-    return bb.call_te(lambda t: _encode_float(t, s, _FLOATS[d.name], sat), x)
+    return bb.call_te(lambda t: _encode_float(t, s, d, sat), x)
 
 
 def _decode(bb: relax.BlockBuilder, x: relax.Expr, s: DType, d: DType) -> relax.Expr:
@@ -131,26 +131,23 @@ def _encode_int(bb: relax.BlockBuilder, x: relax.Expr, s: DType, d: DType) -> re
     return op.astype(masked, "uint8")
 
 
-def _encode_float(t: te.Tensor, s: DType, f: _Float, saturate: bool) -> te.Tensor:
-    """Round-to-nearest-even encoding of float32/float64 ``t`` into format ``f`` (uint8)."""
-    fbits, ftype, itype = (64, "float64", "int64") if s.bits == 64 else (32, "float32", "int32")
-    src_man = 52 if fbits == 64 else 23
-    src_bias = 1023 if fbits == 64 else 127
+def _encode_float(t: te.Tensor, s: DType, d: DType, saturate: bool) -> te.Tensor:
+    """Round-to-nearest-even encoding of float32/float64 ``t`` into float ``d`` (uint8)."""
+    f = _FLOATS[d.name]
+    wide = s.bits == 64
+    ftype, itype = ("float64", "int64") if wide else ("float32", "int32")
+    src_man, src_bias = (52, 1023) if wide else (23, 127)
     width = 1 + f.exp_bits + f.man_bits
     man_mask = (1 << f.man_bits) - 1
     max_code = ((1 << (f.exp_bits + f.man_bits)) - 1) - (1 if f.style == "fn" else 0)
     if f.style == "ieee":
         max_code = (((1 << f.exp_bits) - 2) << f.man_bits) | man_mask
-    max_value = float(np.uint8(max_code).view(_np_of(f)).astype(np.float64))
+    max_value = float(np.uint8(max_code).view(d.np).astype(np.float64))
     nan_code = {"fn": (1 << (width - 1)) - 1, "ieee": ((1 << f.exp_bits) - 1) << f.man_bits | 2}
-
     inf_code = ((1 << f.exp_bits) - 1) << f.man_bits
 
     def c(v: int | float, dt: str) -> tirx.PrimExpr:
         return tirx.const(v, dt)
-
-    def pow2(e: tirx.PrimExpr) -> tirx.PrimExpr:
-        return tirx.ldexp(c(1.0, ftype), e)
 
     def body(*i):
         v = t(*i)
@@ -160,7 +157,9 @@ def _encode_float(t: te.Tensor, s: DType, f: _Float, saturate: bool) -> te.Tenso
         is_nan = tirx.isnan(v)
         e = ((tirx.reinterpret(itype, a) >> c(src_man, itype)) - c(src_bias, itype)).astype("int32")
         q = tirx.max(e, c(f.emin, "int32")) - c(f.man_bits, "int32")
-        step = pow2(q)
+        # 2^q; building it by shifting q into the exponent field and reinterpreting it
+        # miscompiles once vectorized (LLVM "invalid bitcast"), ldexp does not
+        step = tirx.ldexp(c(1.0, ftype), q)
         r = tirx.round(a / step) * step  # exact scaling by powers of two; round half even
         rb = tirx.reinterpret(itype, r)
         re = ((rb >> c(src_man, itype)) - c(src_bias, itype)).astype("int32")
@@ -191,13 +190,6 @@ def _encode_float(t: te.Tensor, s: DType, f: _Float, saturate: bool) -> te.Tenso
         return tirx.Select(is_nan, nan, signed).astype("uint8")
 
     return te.compute(t.shape, body, name="to_small_float")
-
-
-def _np_of(f: _Float) -> np.dtype:
-    for name, g in _FLOATS.items():
-        if g == f:
-            return dtype(name).np
-    raise KeyError(f)
 
 
 def _encode_e8m0(
