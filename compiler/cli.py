@@ -18,6 +18,8 @@ import numpy as np
 
 from compiler.errors import NnxcError
 from compiler.ir.graph import walk
+from compiler.ir.types import IRTypeError
+from compiler.ir.types import dtype as dtype_of
 from compiler.options import CompileOptions, parse_shape_binding
 
 
@@ -143,12 +145,21 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         raise NnxcError(f"{p}: not a readable .npz file ({e})") from None
 
 
+def _is_number(d: np.dtype) -> bool:
+    """Numbers whose min/max/mean mean something: IR dtypes other than bool."""
+    try:
+        return not dtype_of(d).is_bool
+    except IRTypeError:
+        return False
+
+
 def _summary(x: np.ndarray) -> str:
     flat = x.reshape(-1)
     head = np.array2string(flat[:5], precision=4, separator=", ")
     stats = ""
-    if x.size and x.dtype.kind in "fiu":
-        stats = f" min {x.min():.4g} max {x.max():.4g} mean {x.astype('float64').mean():.4g}"
+    if x.size and _is_number(x.dtype):
+        wide = x.astype("float64")
+        stats = f" min {wide.min():.4g} max {wide.max():.4g} mean {wide.mean():.4g}"
     return f"{x.dtype}{list(x.shape)}{stats} first {head}"
 
 

@@ -33,7 +33,7 @@ from backends.tvm import build, lower_graph, resolve_target
 from compiler.errors import InputError, NeedsValueError
 from compiler.frontends.onnx import import_onnx
 from compiler.ir.graph import Graph
-from compiler.ir.types import OptionalType, SequenceType, Type
+from compiler.ir.types import OptionalType, SequenceType, Type, from_storage, to_storage
 from passes import run_passes
 
 _MAX_BINDS = 16  # a model needs at most one retry per shape operand fed as an input
@@ -73,7 +73,7 @@ def _to_tvm(x: Any, t: Type) -> Any:
         return tvm_ffi.convert([_to_tvm(e, et) for e, et in zip(x, t.elements)])
     if isinstance(t, OptionalType):
         return tvm_ffi.convert([] if not t.present else [_to_tvm(x, t.of)])
-    return tvm.runtime.tensor(np.require(x, requirements="C"))
+    return tvm.runtime.tensor(to_storage(x, t.dtype))
 
 
 def _from_tvm(r: Any, t: Type) -> Any:
@@ -81,7 +81,7 @@ def _from_tvm(r: Any, t: Type) -> Any:
         return [_from_tvm(r[i], et) for i, et in enumerate(t.elements)]
     if isinstance(t, OptionalType):
         return _from_tvm(r[0], t.of) if t.present else None
-    return r.numpy()
+    return from_storage(r.numpy(), t.dtype)
 
 
 def _declared_dtype(vi: onnx.ValueInfoProto) -> np.dtype | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from compiler.artifact import Metadata, TensorInfo, read_metadata
 from compiler.errors import ArtifactError, InputError
+from compiler.ir.types import from_storage, to_storage
 
 
 def _set_threads(threads: int | None) -> None:
@@ -91,8 +92,12 @@ class Runtime:
         import tvm
 
         arrays = self.check_inputs(feeds)
-        result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
-        return {info.name: result[i].numpy() for i, info in enumerate(self.outputs)}
+        args = [tvm.runtime.tensor(to_storage(a, t.dtype)) for a, t in zip(arrays, self.inputs)]
+        result = self._vm["main"](*args)
+        return {
+            info.name: from_storage(result[i].numpy(), info.dtype)
+            for i, info in enumerate(self.outputs)
+        }
 
 
 def _dims_match(

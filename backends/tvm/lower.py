@@ -30,9 +30,10 @@ from tvm import relax, tirx
 
 from compiler.errors import NnxcError
 from compiler.ir.graph import Block, Graph, Node, Region, Value, walk
-from compiler.ir.types import Dim, OptionalType, SequenceType, TensorType, Type
+from compiler.ir.types import Dim, DType, OptionalType, SequenceType, TensorType, Type
 
 from .lowering import RULES, LowerContext
+from .lowering.dtypes import compute_dtype, convert, storage_const, widened
 
 
 class LoweringError(NnxcError):
@@ -100,7 +101,7 @@ class _Function:
 
     def relax_type(self, t: Type) -> relax.Type:
         if isinstance(t, TensorType):
-            return relax.TensorType(self.shape_of(t.shape), t.dtype)
+            return relax.TensorType(self.shape_of(t.shape), t.dtype.storage)
         if isinstance(t, SequenceType):
             return relax.TupleType([self.relax_type(e) for e in t.elements])
         if isinstance(t, OptionalType):
@@ -120,7 +121,7 @@ class _Function:
             return None
         if v.const is not None:
             if id(v) not in self.consts:
-                self.consts[id(v)] = relax.const(np.require(v.const, requirements="C"), v.dtype)
+                self.consts[id(v)] = storage_const(v.const, v.type.dtype)
             return self.consts[id(v)]
         return self.env[id(v)]
 
@@ -164,9 +165,12 @@ class _Function:
 
     def node(self, node: Node) -> None:
         bb = self.low.bb
-        ctx = LowerContext(bb, node, self.shape_of)
         try:
-            result = RULES[node.op](ctx, [self.read(v) for v in node.inputs])
+            if node.op != "cast" and _emulated(node):
+                result = _lower_widened(bb, node, self.shape_of, self.read)
+            else:
+                ctx = LowerContext(bb, node, self.shape_of)
+                result = RULES[node.op](ctx, [self.read(v) for v in node.inputs])
         except Exception as e:  # noqa: BLE001 - re-raised with the node named
             raise LoweringError(f"lowering {node.op} node {_label(node)!r}: {e}") from e
         results = result if isinstance(result, list | tuple) else [result]
@@ -231,7 +235,8 @@ class _Function:
         for out in node.outputs[k:]:
             assert isinstance(out.type, TensorType)
             shape = self.shape_of(out.type.shape[1:])
-            accs.append(bb.emit(relax.op.zeros(relax.ShapeExpr([0, *shape]), out.type.dtype)))
+            zeros = relax.op.zeros(relax.ShapeExpr([0, *shape]), out.type.dtype.storage)
+            accs.append(bb.emit(zeros))
         operands = [self.read(v) for v in node.inputs[2:]]
         state = bb.emit(relax.Call(driver, [relax.const(0, "int64"), trip, go, *operands, *accs]))
         # The final state is (i, limit, go, carried..., captures..., scans...).
@@ -292,7 +297,7 @@ class _Lowering:
             scalar = {"i": "int64", "limit": "int64", "go": "bool"}
             head = [relax.Var(n, relax.TensorType([], d)) for n, d in scalar.items()]
             accs = [
-                relax.Var(f"acc{j}", relax.TensorType(ndim=len(t.shape), dtype=t.dtype))
+                relax.Var(f"acc{j}", relax.TensorType(ndim=len(t.shape), dtype=t.dtype.storage))
                 for j, t in enumerate(scans)
             ]
             return head + fn.params(operands) + accs
@@ -347,7 +352,7 @@ class _Lowering:
             assert isinstance(t, TensorType)
             rows = tirx.Var(sanitize("rows", self.taken), "int64")
             shape = [rows, *fn.shape_of(t.shape[1:])]
-            known = bb.match_cast(acc, relax.TensorType(shape, t.dtype))
+            known = bb.match_cast(acc, relax.TensorType(shape, t.dtype.storage))
             grown.append(bb.emit(relax.op.concat([known, relax.op.expand_dims(y, [0])], axis=0)))
         nxt = bb.emit(relax.op.add(i, relax.const(1, "int64")))
         return bb.emit(relax.Tuple([nxt, limit, next_go, *ys[1 : 1 + k], *state[k:], *grown]))
@@ -362,3 +367,52 @@ def lower_graph(graph: Graph) -> tvm.IRModule:
         outs = fn.block(graph)
         low.bb.emit_func_output(relax.Tuple(outs))
     return low.bb.get()
+
+
+def _emulated(node: Node) -> bool:
+    """The node reads or makes a dtype TVM cannot compute with (see ``widened``)."""
+    values = [v for v in node.inputs if v is not None] + node.outputs
+    return any(isinstance(v.type, TensorType) and widened(v.type.dtype) for v in values)
+
+
+def _lower_widened(
+    bb: relax.BlockBuilder,
+    node: Node,
+    shape_of: Any,
+    read: Any,
+) -> list[relax.Expr]:
+    """Lower ``node`` as if its emulated dtypes were float32 (int32 for ints): operands are
+    decoded, the op's own rule runs on a copy of the node retyped that way, and each result
+    is encoded back (rounding to nearest even, saturating)."""
+
+    def widen(v: Value) -> Value:
+        d = v.type.dtype
+        if not widened(d):
+            return v
+        wide = compute_dtype(d)
+        const = None if v.const is None else v.const.astype(wide)
+        return Value(v.name, v.type.with_dtype(wide), const=const)
+
+    inputs = [None if v is None else widen(v) for v in node.inputs]
+    outputs = [widen(v) for v in node.outputs]
+    attrs = {
+        k: compute_dtype(a) if isinstance(a, DType) and widened(a) else a
+        for k, a in node.attrs.items()
+    }
+    shadow = Node(node.op, inputs, outputs, attrs, node.name)
+    args = []
+    for v, w in zip(node.inputs, inputs):
+        if v is None or w is None:
+            args.append(None)
+        elif w is v or w.const is not None:
+            args.append(read(v) if w is v else relax.const(np.require(w.const, requirements="C")))
+        else:
+            args.append(bb.emit(convert(bb, read(v), v.dtype, w.dtype)))
+    result = RULES[node.op](LowerContext(bb, shadow, shape_of), args)
+    results = list(result) if isinstance(result, list | tuple) else [result]
+    if len(results) != len(node.outputs):
+        raise LoweringError(f"rule for {node.op} gave {len(results)} results")
+    return [
+        r if not widened(o.type.dtype) else convert(bb, bb.emit(r), w.dtype, o.dtype)
+        for r, o, w in zip(results, node.outputs, outputs)
+    ]

@@ -59,6 +59,7 @@ from .builder import infer_node_types
 from .graph import Block, Graph, Node, Region, Value
 from .ops.registry import get_op
 from .types import DTYPES, OptionalType, SequenceType, TensorType, Type
+from .types import dtype as dtype_of
 
 INLINE_LIMIT = 16
 """Constants with at most this many elements print inline as ``dense<...>``."""
@@ -118,9 +119,10 @@ def format_attr(v: Any) -> str:
 
 
 def _element_formatter(dtype: np.dtype):
-    if dtype.kind == "b":
+    d = dtype_of(dtype)
+    if d.is_bool:
         return lambda x: "true" if x else "false"
-    if dtype.kind == "f":
+    if d.is_float:
         # numpy's str of a scalar is the shortest text that reads back to the same value in
         # its own precision; reading it through a double first is exact (53 >= 2 * 24 + 2).
         return str
@@ -556,8 +558,8 @@ class _Parser:
 
     def dense(self, ttype: TensorType) -> np.ndarray:
         tok = self.peek()
-        kind = np.dtype(ttype.dtype).kind
-        allowed = {"b": (bool,), "f": (int, float)}.get(kind, (int,))
+        d = ttype.dtype
+        allowed = (bool,) if d.is_bool else (int, float) if d.is_float else (int,)
 
         def element() -> Any:
             t = self.peek()

@@ -181,3 +181,52 @@ def test_load_with_runtime_library_only(tiny_so: Path) -> None:
     np.testing.assert_allclose(
         np.array(report["y"], np.float32), tiny_expected(x), rtol=1e-5, atol=1e-6
     )
+
+
+def test_narrow_dtypes_through_an_artifact(tmp_path: Path) -> None:
+    """A bfloat16 input and float8 / int4 outputs: the metadata keeps the IR dtype names, the
+    runtime views ml_dtypes arrays as their TVM containers and the results back."""
+    import ml_dtypes
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    nodes = [
+        helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["wide", "wide"], ["sq"]),
+        helper.make_node("Cast", ["sq"], ["f8"], to=TensorProto.FLOAT8E4M3FN),
+        helper.make_node("Cast", ["x"], ["i4"], to=TensorProto.INT4),
+        helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "narrow",
+        [
+            helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2, 5]),
+            helper.make_tensor_value_info("q", TensorProto.FLOAT8E5M2, [3]),
+        ],
+        [
+            helper.make_tensor_value_info("f8", TensorProto.FLOAT8E4M3FN, [2, 5]),
+            helper.make_tensor_value_info("i4", TensorProto.INT4, [2, 5]),
+            helper.make_tensor_value_info("qf", TensorProto.FLOAT, [3]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 11
+    path = tmp_path / "narrow.onnx"
+    onnx.save(model, path)
+    compiler.compile(str(path)).export(str(tmp_path / "narrow.so"))
+    rt = compiler.load(tmp_path / "narrow.so", threads=1)
+    assert [t.dtype for t in rt.inputs] == ["bfloat16", "float8_e5m2"]
+    assert [t.dtype for t in rt.outputs] == ["float8_e4m3fn", "int4", "float32"]
+    x = np.array([[0.3, -1.7, 25.0, -7.2, 3.9], [100, 0, -0.1, 6.6, -8]], ml_dtypes.bfloat16)
+    q = np.array([1.5, -0.375, 57344], ml_dtypes.float8_e5m2)
+    out = rt.run({"x": x, "q": q})
+    with np.errstate(invalid="ignore"):  # 25 and 100 are out of int4's range: 0
+        expected = ReferenceEvaluator(model).run(None, {"x": x, "q": q})
+    for name, e in zip(["f8", "i4", "qf"], expected):
+        got = out[name]
+        assert got.dtype == e.dtype and got.shape == e.shape
+        np.testing.assert_array_equal(got.view(f"u{e.itemsize}"), e.view(f"u{e.itemsize}"))
+    with pytest.raises(InputError, match="bfloat16"):
+        rt.run({"x": x.astype(np.float32), "q": q})

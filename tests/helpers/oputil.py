@@ -13,7 +13,7 @@ from backends.reference import run_graph
 from backends.tvm import build, lower_graph, resolve_target
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph
-from compiler.ir.types import TensorType
+from compiler.ir.types import TensorType, from_storage, to_storage
 
 _TARGET = resolve_target("cpu")
 
@@ -68,9 +68,9 @@ def run_tvm(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Compile ``graph`` for the host CPU and run it once."""
     ex = build(lower_graph(graph), _TARGET)
     vm = relax.VirtualMachine(ex, tvm.cpu())
-    args = [tvm.runtime.tensor(np.require(feeds[v.name], requirements="C")) for v in graph.inputs]
+    args = [tvm.runtime.tensor(to_storage(feeds[v.name], v.dtype)) for v in graph.inputs]
     result = vm["main"](*args)
-    return [result[i].numpy() for i in range(len(graph.outputs))]
+    return [from_storage(result[i].numpy(), v.dtype) for i, v in enumerate(graph.outputs)]
 
 
 def check_op(

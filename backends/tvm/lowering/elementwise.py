@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tvm import relax, topi
 
+from .dtypes import convert
 from .registry import LowerContext, lowers
 
 op = relax.op
@@ -410,7 +411,11 @@ def _prelu(ctx: LowerContext, args: list) -> Expr:
 
 @lowers("cast")
 def _cast(ctx: LowerContext, args: list) -> Expr:
-    return op.astype(args[0], ctx.attrs["to"])
+    a = ctx.attrs
+    src = _dtype(ctx)
+    return convert(
+        ctx.bb, args[0], src, a["to"], a.get("saturate", True), a.get("round_mode", "up")
+    )
 
 
 @lowers("bitcast")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from tvm import relax
 
 from compiler.ir.ops.reduce import reduce_identity
-from compiler.ir.types import INT_DTYPES
 
 from .registry import LowerContext, lowers
 
@@ -59,7 +58,7 @@ def _base_reduction(ctx: LowerContext, args: list) -> relax.Expr:
     if dtype == "bool":  # max/min of bools: any/all, done on int8
         x = ctx.emit(relax.op.astype(x, "int8"))
         return relax.op.astype(ctx.emit(_reduce(op, ctx, x, keepdims)), "bool")
-    if op == "reduce_mean" and (dtype == "float16" or dtype in INT_DTYPES):
+    if op == "reduce_mean" and (dtype == "float16" or dtype.is_int):
         # float16 accumulates in float32; integers divide in float64 and truncate, as numpy
         x = ctx.emit(relax.op.astype(x, "float32" if dtype == "float16" else "float64"))
         return relax.op.astype(ctx.emit(_reduce(op, ctx, x, keepdims)), dtype)
@@ -83,7 +82,7 @@ def _derived_reduction(ctx: LowerContext, args: list) -> relax.Expr:
     if op == "reduce_sum_square":
         return total
     total = ctx.emit(total)
-    if dtype in INT_DTYPES:  # sqrt on floats, truncated back like numpy's cast
+    if dtype.is_int:  # sqrt on floats, truncated back like numpy's cast
         root = ctx.emit(relax.op.sqrt(ctx.emit(relax.op.astype(total, "float64"))))
         return relax.op.astype(root, dtype)
     return relax.op.sqrt(total)

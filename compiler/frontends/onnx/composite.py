@@ -27,7 +27,7 @@ def rms_normalization(ctx: NodeContext) -> Value:
     x, scale = ctx.input(0), ctx.input(1)
     axis = normalize_axis(ctx.attr("axis", -1), x.type.rank)
     stash = onnx_dtype(ctx.attr("stash_type", 1))
-    if not np.issubdtype(np.dtype(stash), np.floating):
+    if not stash.is_float:
         raise ctx.error(f"stash_type {stash} is not a float type")
     xs = x if x.dtype == stash else ctx.emit("cast", x, to=stash)
     mean_sq = ctx.emit(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from compiler.ir.casting import ROUND_MODES
 from compiler.ir.graph import Value
 
 from .registry import NodeContext, converter, onnx_dtype
@@ -173,11 +174,21 @@ def cast_like(ctx: NodeContext) -> Value:
 
 
 def _cast_to(ctx: NodeContext, dtype: str) -> Value:
+    """Cast-19+/CastLike-19+ take ``saturate`` (float8 targets), Cast-24+ ``round_mode``
+    (float8e8m0); earlier opsets behave as the defaults."""
     x = ctx.input(0)
     assert x is not None
     if x.dtype == dtype:
         return x
-    return ctx.emit("cast", x, to=dtype)
+    attrs: dict[str, object] = {}
+    if ctx.has_attr("saturate"):
+        attrs["saturate"] = bool(ctx.attr("saturate"))
+    if ctx.has_attr("round_mode"):
+        mode = ctx.attr("round_mode")
+        if mode not in ROUND_MODES:
+            raise ctx.error(f"round_mode {mode!r} is not one of {', '.join(ROUND_MODES)}")
+        attrs["round_mode"] = mode
+    return ctx.emit("cast", x, to=dtype, **attrs)
 
 
 # -- Clip ----------------------------------------------------------------------------------

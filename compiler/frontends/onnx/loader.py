@@ -89,14 +89,36 @@ def tensor_to_array(tensor: onnx.TensorProto, base: Path | None) -> np.ndarray:
     info = {e.key: e.value for e in tensor.external_data}
     path = safe_external_path(base, info.get("location", ""))
     offset = int(info.get("offset", 0))
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
     shape = tuple(tensor.dims)
     count = int(np.prod(shape, dtype=np.int64))
-    nbytes = count * np.dtype(dtype).itemsize
+    bits = _PACKED_BITS.get(tensor.data_type, 8 * dtype.itemsize)
+    nbytes = (count * bits + 7) // 8
     if "length" in info and int(info["length"]) != nbytes:
         raise ModelLoadError(f"initializer {tensor.name!r}: external length does not match dims")
     if offset + nbytes > path.stat().st_size:
         raise ModelLoadError(f"initializer {tensor.name!r}: external file {path.name} is too short")
     if count == 0:
         return np.zeros(shape, dtype)
+    if bits < 8:
+        packed = np.fromfile(path, dtype=np.uint8, count=nbytes, offset=offset)
+        return unpack_bits(packed, bits, count).view(dtype).reshape(shape)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+_PACKED_BITS = {
+    onnx.TensorProto.INT4: 4,
+    onnx.TensorProto.UINT4: 4,
+    onnx.TensorProto.FLOAT4E2M1: 4,
+    **{getattr(onnx.TensorProto, n): 2 for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)},
+}
+"""ONNX stores these element types packed, several per byte, the first in the low bits; the
+IR holds one element per byte (see compiler/ir/types.py)."""
+
+
+def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """One uint8 per element holding its bit pattern, from ONNX's packed bytes."""
+    per_byte = 8 // bits
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    fields = (packed[:, None] >> shifts[None, :]) & np.uint8((1 << bits) - 1)
+    return np.ascontiguousarray(fields.reshape(-1)[:count])

@@ -7,8 +7,10 @@ Linear quantization is elementwise arithmetic plus casts, so it decomposes:
 ``x = (q - zero_point) * scale``. Scales and zero points are per tensor (scalar or one
 element), per axis (1-D along ``axis``) or blocked (``block_size`` > 0: the input's shape
 with ``ceil(n / block_size)`` along ``axis``, each entry covering a block of inputs).
-Integer types only (int8, uint8, int16, uint16, and int32 to dequantize); float8/int4 and
-friends have no IR dtype.
+Integer targets (int8, uint8, int16, uint16, int4, uint4, int2, uint2; int32 too to
+dequantize) round half to even and saturate; float8 targets are ``cast(x / scale)`` with the
+node's ``saturate`` (their zero point must be 0 and is not added); float4_e2m1fn is
+``cast(x / scale + zero_point)``, which always saturates.
 
 The integer products (MatMulInteger, ConvInteger and the QLinear ops) subtract the zero points
 in int32 and run an int32 matmul / conv, which is exact (no float accumulation). QLinear ops
@@ -19,14 +21,18 @@ plus the output zero point, rounded half to even and saturated.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from compiler.ir.graph import Value
+from compiler.ir.types import dtype
 
 from .nn import _window
 from .registry import NodeContext, converter, onnx_dtype
 
-_QUANT_DTYPES = ("int8", "uint8", "int16", "uint16")
+_INT_QUANT = ("int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2")
+_FLOAT8 = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
+_QUANT_DTYPES = (*_INT_QUANT, *_FLOAT8, "float4_e2m1fn")
 _DEQUANT_DTYPES = (*_QUANT_DTYPES, "int32")
 
 
@@ -87,6 +93,15 @@ def quantize_linear(ctx: NodeContext):
     scaled = ctx.emit(
         "div", _as(ctx, x, calc), _as(ctx, _broadcastable(ctx, scale, x, "scale"), calc)
     )
+    if out in _FLOAT8:
+        if zero is not None and zero.const is not None and np.any(zero.const.astype(np.float32)):
+            raise ctx.error(f"a {out} zero point must be 0")
+        return ctx.emit("cast", scaled, to=out, saturate=bool(ctx.attr("saturate", 1)))
+    if out == "float4_e2m1fn":
+        if zero is not None:
+            zp = _as(ctx, _broadcastable(ctx, zero, x, "zero point"), calc)
+            scaled = ctx.emit("add", scaled, zp)
+        return ctx.emit("cast", scaled, to=out)
     # Round half to even, then saturate; the bound first keeps the int32 cast defined.
     rounded = ctx.emit("round", scaled)
     bound = min(2.0**30, float(np.finfo(calc).max))
@@ -94,7 +109,7 @@ def quantize_linear(ctx: NodeContext):
     q = ctx.emit("cast", rounded, to="int32")
     if zero is not None:
         q = ctx.emit("add", q, _as(ctx, _broadcastable(ctx, zero, x, "zero point"), "int32"))
-    info = np.iinfo(out)
+    info = ml_dtypes.iinfo(dtype(out).np)
     q = ctx.emit("clip", q, min=float(info.min), max=float(info.max))
     return ctx.emit("cast", q, to=out)
 

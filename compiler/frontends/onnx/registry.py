@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 from compiler.errors import ConversionError, NeedsValueError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Region, Value
-from compiler.ir.types import Type, dtype_name
+from compiler.ir.types import DType, Type, dtype_name
 
 ConverterFn = Callable[["NodeContext"], "Value | Sequence[Value | None]"]
 
@@ -47,8 +47,10 @@ def find_converter(domain: str, op_type: str, opset: int) -> ConverterFn | None:
     return chosen
 
 
-def onnx_dtype(elem_type: int) -> str:
-    """IR dtype name of an ONNX TensorProto element type (raises for bfloat16, string...)."""
+def onnx_dtype(elem_type: int) -> DType:
+    """IR dtype of an ONNX TensorProto element type (raises for string, complex...)."""
+    if elem_type == onnx.TensorProto.STRING:
+        raise ConversionError("string tensors are not supported (element type STRING)")
     try:
         np_type = helper.tensor_dtype_to_np_dtype(elem_type)
         return dtype_name(np_type)

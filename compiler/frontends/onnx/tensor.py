@@ -16,6 +16,7 @@ import numpy as np
 from compiler.ir.graph import Value
 from compiler.ir.ops.shapes import broadcast_shapes, normalize_axes, normalize_axis
 from compiler.ir.types import Dim
+from compiler.ir.types import dtype as dtype_of
 
 from .registry import NodeContext, converter, onnx_dtype
 
@@ -355,9 +356,9 @@ def range_(ctx: NodeContext):
     dtype = start.dtype
     if not np.asarray(delta).any():
         raise ctx.error("delta must not be 0")
-    if dtype.kind == "f":
-        # float16 accumulates in stash_type (float32 unless told), as ONNX's function body.
-        stash = ctx.attr("stash_type", 1) if dtype == np.float16 else None
+    if dtype_of(dtype).is_float:
+        # 16-bit floats accumulate in stash_type (float32 unless told), as ONNX's function body.
+        stash = ctx.attr("stash_type", 1) if dtype_of(dtype).bits < 32 else None
         compute = np.dtype(onnx_dtype(stash)) if stash else dtype
         s, lim, d = (np.asarray(v, compute).item() for v in (start, limit, delta))
         n = max(math.ceil((lim - s) / d), 0)

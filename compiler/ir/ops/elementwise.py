@@ -15,18 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from ..types import FLOAT_DTYPES, INT_DTYPES, IRTypeError, TensorType
+from ..casting import ROUND_MODES, cast_array
+from ..types import DTYPES, IRTypeError, TensorType
+from ..types import dtype as dtype_of
 from .registry import Attr, define
 from .shapes import broadcast_shapes
 
 Array = np.ndarray
 _KINDS = {
-    "float": FLOAT_DTYPES,
-    "int": INT_DTYPES,
-    "number": FLOAT_DTYPES | INT_DTYPES,
-    "signed": FLOAT_DTYPES | {"int8", "int16", "int32", "int64"},
-    "bool": frozenset({"bool"}),
-    "any": FLOAT_DTYPES | INT_DTYPES | {"bool"},
+    "float": frozenset(d for d in DTYPES if d.is_float),
+    "int": frozenset(d for d in DTYPES if d.is_int),
+    "number": frozenset(d for d in DTYPES if not d.is_bool),
+    "signed": frozenset(d for d in DTYPES if d.is_signed),
+    "bool": frozenset(d for d in DTYPES if d.is_bool),
+    "any": frozenset(DTYPES),
 }
 """Names of the dtype classes an op accepts, as given to ``unary``/``binary``."""
 
@@ -203,7 +205,7 @@ def _clip_bound(bound: float | None, dtype: np.dtype) -> Any:
     """A clip bound in the operand's dtype; integer bounds round toward the allowed range."""
     if bound is None:
         return None
-    if dtype.kind in "iu":
+    if dtype_of(dtype).is_int:
         info = np.iinfo(dtype)
         return dtype.type(min(max(bound, info.min), info.max))
     return dtype.type(bound)
@@ -263,7 +265,7 @@ def binary(
 
 
 def _div(a: Array, b: Array) -> Array:
-    if a.dtype.kind in "iu":
+    if dtype_of(a.dtype).is_int:
         safe = np.where(b == 0, 1, b).astype(b.dtype)
         q = np.floor_divide(a, safe)
         adjust = (np.remainder(a, safe) != 0) & ((a < 0) ^ (b < 0))
@@ -285,7 +287,7 @@ def int_pow(a: Array, b: Array) -> Array:
         result = np.where((e & 1) == 1, result * base, result)
         base = base * base
         e = e >> 1
-    if a.dtype.kind == "i":
+    if dtype_of(a.dtype).kind == "int":
         odd = (b & 1) == 1
         neg_result = np.where(a == 1, 1, np.where(a == -1, np.where(odd, -1, 1), 0))
         result = np.where(b < 0, neg_result.astype(a.dtype), result)
@@ -293,7 +295,7 @@ def int_pow(a: Array, b: Array) -> Array:
 
 
 def _pow(a: Array, b: Array) -> Array:
-    return int_pow(a, b) if a.dtype.kind in "iu" else np.power(a, b)
+    return int_pow(a, b) if dtype_of(a.dtype).is_int else np.power(a, b)
 
 
 def _bit_shift(a: Array, b: Array, direction: str) -> Array:
@@ -305,7 +307,7 @@ def _bit_shift(a: Array, b: Array, direction: str) -> Array:
         u = np.dtype(f"u{a.dtype.itemsize}")
         shifted = np.left_shift(a.astype(u), safe.astype(u)).astype(a.dtype)
         return np.where(valid, shifted, 0)
-    fill = np.where(a < 0, -1, 0) if a.dtype.kind == "i" else 0
+    fill = np.where(a < 0, -1, 0) if dtype_of(a.dtype).kind == "int" else 0
     return np.where(valid, np.right_shift(a, safe), fill)
 
 
@@ -393,17 +395,21 @@ define(
 def _cast_reference(xs: Sequence[Array | None], a: dict[str, Any]) -> Array:
     (x,) = xs
     assert x is not None
-    with np.errstate(all="ignore"):
-        return x.astype(a["to"])
+    return cast_array(x, a["to"], a["saturate"], a["round_mode"])
 
 
 define(
     "cast",
     inputs=["x"],
-    attrs={"to": Attr("dtype")},
+    attrs={
+        "to": Attr("dtype"),
+        "saturate": Attr("bool", True, doc="to float8/e8m0: out of range -> largest finite"),
+        "round_mode": Attr("str", "up", choices=ROUND_MODES, doc="to float8_e8m0fnu only"),
+    },
     infer=lambda ts, a: ts[0].with_dtype(a["to"]),
     reference=_cast_reference,
-    doc="numpy astype: to bool is x != 0; float to int truncates (out of range: undefined)",
+    doc="numpy astype: to bool is x != 0; float to int truncates (out of range: undefined); "
+    "narrow types as compiler/ir/casting.py says",
 )
 
 

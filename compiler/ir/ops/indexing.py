@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import FLOAT_DTYPES, INT_DTYPES, IRTypeError, TensorType
+from ..types import IRTypeError, TensorType
 from .registry import Attr, define
 from .shapes import normalize_axis
 
@@ -248,7 +248,7 @@ def _one_hot_normalize(in_types, attrs) -> dict[str, Any]:
 
 def _one_hot_infer(in_types, attrs) -> TensorType:
     indices, values = in_types
-    if indices.dtype not in INT_DTYPES | FLOAT_DTYPES:
+    if not (indices.dtype.is_int or indices.dtype.is_float):
         raise IRTypeError(f"one_hot: indices must be numeric, got {indices.dtype}")
     if values.shape != (2,):
         raise IRTypeError(f"one_hot: values must be [off_value, on_value], got {values}")

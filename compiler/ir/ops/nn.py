@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import FLOAT_DTYPES, IRTypeError, TensorType
+from ..types import IRTypeError, TensorType
 from . import nn_conv, nn_resize  # noqa: F401  (registration)
 from .registry import Attr, define
 from .shapes import broadcast_shapes, normalize_axis
@@ -51,7 +51,7 @@ define(
 
 
 def _float_input(x: TensorType, what: str) -> None:
-    if x.dtype not in FLOAT_DTYPES:
+    if not x.dtype.is_float:
         raise IRTypeError(f"{what} needs a float input, got {x}")
 
 

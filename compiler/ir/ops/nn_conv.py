@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..types import IRTypeError, TensorType
+from ..types import dtype as dtype_of
 from .registry import Attr, define
 
 _WINDOW_ATTRS = {
@@ -269,7 +270,7 @@ def _pool_windows(x: np.ndarray, attrs: dict[str, Any], value: float):
 
 def _max_pool_reference(xs, attrs) -> np.ndarray:
     x = xs[0]
-    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    low = -np.inf if dtype_of(x.dtype).is_float else np.iinfo(x.dtype).min
     _, _, wins = _pool_windows(x, attrs, low)
     result = None
     for _, win in wins:

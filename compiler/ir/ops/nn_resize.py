@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import FLOAT_DTYPES, IRTypeError, TensorType
+from ..types import IRTypeError, TensorType
 from .registry import Attr, define
 
 COORD_MODES = (
@@ -56,7 +56,7 @@ def _normalize(in_types, attrs) -> dict[str, Any]:
 
 def _infer(in_types, attrs) -> TensorType:
     x = in_types[0]
-    if x.dtype not in FLOAT_DTYPES and attrs["mode"] != "nearest":
+    if not x.dtype.is_float and attrs["mode"] != "nearest":
         raise IRTypeError(f"resize mode {attrs['mode']} needs a float input, got {x}")
     return TensorType(x.dtype, tuple(attrs["sizes"]))
 

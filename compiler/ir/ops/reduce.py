@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..types import FLOAT_DTYPES, IRTypeError, TensorType
+from ..types import IRTypeError, TensorType
+from ..types import dtype as dtype_of
 from .registry import Attr, define
 from .shapes import normalize_axes, normalize_axis
 
@@ -39,17 +40,17 @@ def reduced_shape(shape: tuple, axes: list[int], keepdims: bool) -> tuple:
 
 def reduce_identity(op: str, dtype: str) -> float | int | bool:
     """What ``op`` gives over an empty set of elements of ``dtype`` (ONNX 18+)."""
-    np_dtype = np.dtype(dtype)
+    kind = dtype_of(dtype)
     if op in ("reduce_max", "reduce_min"):
         is_max = op == "reduce_max"
         if dtype == "bool":
             return not is_max
-        if np_dtype.kind in "iu":
-            info = np.iinfo(np_dtype)
+        if kind.is_int:
+            info = np.iinfo(kind.np)
             return int(info.min if is_max else info.max)
         return -np.inf if is_max else np.inf
     if op == "reduce_mean":  # 0/0
-        return 0 if np_dtype.kind in "iu" else np.nan
+        return 0 if kind.is_int else np.nan
     return {
         "reduce_prod": 1,
         "reduce_log_sum": -np.inf,
@@ -70,7 +71,7 @@ def _mean(x: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
     total = np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
     if count == 0:
         return np.full_like(total, reduce_identity("reduce_mean", x.dtype))
-    if x.dtype.kind in "iu":
+    if dtype_of(x.dtype).is_int:
         # An integer mean truncates toward zero (C division), as TVM computes it.
         q = np.abs(total.astype(np.int64)) // count
         return (np.sign(total) * q).astype(x.dtype)
@@ -121,7 +122,7 @@ def _reduction(name: str, fn: Callable[[np.ndarray, tuple, bool], np.ndarray]) -
         x = in_types[0]
         if x.dtype == "bool" and name not in BOOL_OK:
             raise IRTypeError(f"{name} does not take bool input")
-        if name in FLOAT_ONLY and x.dtype not in FLOAT_DTYPES:
+        if name in FLOAT_ONLY and not x.dtype.is_float:
             raise IRTypeError(f"{name} needs a float input, got {x.dtype}")
         return x.with_shape(reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]))
 
@@ -252,8 +253,8 @@ def _topk_infer(in_types, attrs) -> list[TensorType]:
 def _topk(xs, attrs) -> list[np.ndarray]:
     """Stable order: among equal values the lower index comes first (as ONNX asks)."""
     x, k, axis = xs[0], attrs["k"], attrs["axis"]
-    keys = -x if attrs["largest"] and x.dtype.kind == "f" else x
-    if attrs["largest"] and x.dtype.kind != "f":
+    keys = -x if attrs["largest"] and dtype_of(x.dtype).is_float else x
+    if attrs["largest"] and not dtype_of(x.dtype).is_float:
         # Negation overflows for integers: sort the reversed array ascending instead.
         n = x.shape[axis]
         rev = np.argsort(np.flip(x, axis), axis=axis, kind="stable")

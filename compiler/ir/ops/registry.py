@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import DTYPES, IRTypeError, Type
+from ..types import DTYPES, IRTypeError, Type, check_dtype
 
 
 class _Required:
@@ -47,7 +47,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
     "float": _is_float,
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
-    "dtype": lambda v: v in DTYPES,
+    "dtype": lambda v: isinstance(v, str) and v in DTYPES,
     "ints": lambda v: isinstance(v, list | tuple) and all(_is_int(x) for x in v),
     "floats": lambda v: isinstance(v, list | tuple) and all(_is_float(x) for x in v),
     "dims": lambda v: isinstance(v, list | tuple) and all(_dim(x) for x in v),
@@ -67,6 +67,8 @@ def _canonical(kind: str, v: Any) -> Any:
         return [int(x) for x in v]
     if kind == "floats":
         return [float(x) for x in v]
+    if kind == "dtype":
+        return check_dtype(v)
     if kind == "dims":
         return [x if isinstance(x, str) else int(x) for x in v]
     if kind in ("dim", "dim?"):

@@ -49,7 +49,7 @@ def _construct_infer(in_types: Sequence[Type | None], attrs: dict[str, Any]) -> 
     elements = [_tensor(t, f"element {i}") for i, t in enumerate(in_types)]
     dtypes = {t.dtype for t in elements}
     if len(dtypes) > 1:
-        raise IRTypeError(f"sequence elements have different dtypes: {sorted(dtypes)}")
+        raise IRTypeError(f"sequence elements have different dtypes: {sorted(map(str, dtypes))}")
     dtype = elements[0].dtype if elements else attrs["dtype"]
     return SequenceType(dtype, tuple(elements))
 

@@ -1,8 +1,9 @@
 """ONNX QuantizeLinear / DequantizeLinear: onnxruntime vs nnxc reference vs TVM."""
 
+import ml_dtypes
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 from onnxutil import check_model, make_model
 from oputil import run_tvm
@@ -10,6 +11,7 @@ from oputil import run_tvm
 from backends.reference import run_graph
 from compiler.errors import ConversionError
 from compiler.frontends.onnx import import_onnx
+from compiler.ir.types import dtype
 
 rng = np.random.default_rng(0)
 
@@ -82,11 +84,97 @@ def test_dequantize_blocked():
     one_node("DequantizeLinear", [("x", x)], [("s", scale), ("z", zero)], axis=0, block_size=2)
 
 
-def test_int4_is_refused_by_name():
+# -- the narrow dtypes: against onnx's reference implementation (onnxruntime lacks most) --
+
+NARROW = {
+    "float8_e4m3fn": TensorProto.FLOAT8E4M3FN,
+    "float8_e4m3fnuz": TensorProto.FLOAT8E4M3FNUZ,
+    "float8_e5m2": TensorProto.FLOAT8E5M2,
+    "float8_e5m2fnuz": TensorProto.FLOAT8E5M2FNUZ,
+    "float4_e2m1fn": TensorProto.FLOAT4E2M1,
+    "int4": TensorProto.INT4,
+    "uint4": TensorProto.UINT4,
+    "int2": TensorProto.INT2,
+    "uint2": TensorProto.UINT2,
+}
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")
+
+
+def _against_onnx(model, feeds):
+    """onnx's ReferenceEvaluator == nnxc reference (bit for bit) == nnxc on TVM."""
+    (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    graph = import_onnx(model)
+    (ref,) = run_graph(graph, {v.name: feeds[v.name] for v in graph.inputs}).values()
+    (got,) = run_tvm(graph, {v.name: feeds[v.name] for v in graph.inputs})
+    assert ref.dtype == got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(_bits(ref), _bits(expected))
+    # TVM may fold x + 0 to x, so a zero's sign can differ (float4_e2m1fn adds its zero point)
+    np.testing.assert_array_equal(got.astype(np.float32), expected.astype(np.float32))
+    return got
+
+
+@pytest.mark.parametrize("saturate", [1, 0])
+@pytest.mark.parametrize("name", list(NARROW))
+def test_quantize_dequantize_round_trip_narrow(name, saturate):
+    d = dtype(name)
+    top = float(ml_dtypes.finfo(d.np).max) if d.is_float else float(ml_dtypes.iinfo(d.np).max)
+    special = [0.0, -0.0, 0.25, -0.5, 2.5]
+    if d.is_float:  # onnx's reference casts inf to int32 (undefined) before it saturates
+        special += [np.inf, -np.inf]
+    x = np.concatenate([rng.uniform(-3 * top, 3 * top, 40), special]).astype("float32")
+    scale = np.float32(0.5)
+    zero = np.zeros((), d.np) if d.is_float else np.array(1, d.np)
+    attrs = {"saturate": saturate} if name.startswith("float8") else {}
+    q_node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], **attrs)
+    model = make_model([q_node], [("x", x)], ["q"], [("s", scale), ("z", zero)], opset=23)
+    q = _against_onnx(model, {"x": x})
+    assert q.dtype == d.np
+    dq_node = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])
+    model = make_model([dq_node], [("q", q)], ["y"], [("s", scale), ("z", zero)], opset=23)
+    y = _against_onnx(model, {"q": q})
+    # what survives the trip: values in range, within half a step (float8: relative)
+    if d.is_float:
+        ok = np.abs(x) < top * 0.25
+        assert np.all(np.abs(y[ok] - x[ok]) <= np.abs(x[ok]) * 0.15 + 0.5)
+    else:
+        info = ml_dtypes.iinfo(d.np)
+        ok = (x >= (int(info.min) - 1) * scale) & (x <= (int(info.max) - 1) * scale)
+        assert np.all(np.abs(y[ok] - x[ok]) <= scale / 2)
+
+
+def test_quantize_int4_blocked_with_output_dtype():
+    x = rng.uniform(-20, 20, (4, 6)).astype("float32")
+    scale = rng.uniform(0.5, 2, (4, 2)).astype("float32")
+    node = helper.make_node(
+        "QuantizeLinear", ["x", "s"], ["q"], axis=1, block_size=3, output_dtype=TensorProto.INT4
+    )
+    model = make_model([node], [("x", x)], ["q"], [("s", scale)], opset=21)
+    q = _against_onnx(model, {"x": x})
+    assert q.dtype == ml_dtypes.int4 and q.astype(np.int8).min() >= -8
+
+
+def test_float8_nonzero_zero_point_is_refused():
     x = np.zeros(4, "float32")
-    node = helper.make_node("QuantizeLinear", ["x", "s"], ["y"], output_dtype=22)  # INT4
-    model = make_model([node], [("x", x)], ["y"], [("s", np.float32(1))], opset=21)
-    with pytest.raises(ConversionError, match="INT4"):
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
+    zero = np.array(1.0, ml_dtypes.float8_e4m3fn)
+    model = make_model([node], [("x", x)], ["y"], [("s", np.float32(1)), ("z", zero)])
+    with pytest.raises(ConversionError, match="float8_e4m3fn zero point must be 0"):
+        import_onnx(model)
+
+
+def test_string_tensors_are_refused_clearly():
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.STRING, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.STRING, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    with pytest.raises(ConversionError, match="string tensors are not supported"):
         import_onnx(model)
 
 

@@ -3,13 +3,15 @@ and the TVM lowering against the reference (bit-exact for integers)."""
 
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
-from oputil import check_op
+from oputil import check_op, run_tvm, single_op_graph
 
+from backends.reference import run_graph
 from compiler.ir.graph import Graph
 from compiler.ir.ops import get_op
-from compiler.ir.types import IRTypeError, TensorType
+from compiler.ir.types import IRTypeError, TensorType, dtype
 
 rng = np.random.default_rng(0)
 
@@ -375,3 +377,128 @@ def test_bitcast_bool_is_bytes_and_widths_must_match():
     check_op("bitcast", [x], {"to": "uint8"}, expected=[np.array([1, 0, 1], "uint8")], atol=0)
     with pytest.raises(IRTypeError, match="bit widths differ"):
         get_op("bitcast").infer_types([TensorType("float32", (2,))], {"to": "int64"})
+
+
+# -- casts to and from the narrow dtypes (ml_dtypes' and ONNX's semantics) ---------------
+
+NARROW_FLOATS = ["float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz"]
+NARROW = [*NARROW_FLOATS, "float4_e2m1fn", "int4", "uint4", "int2", "uint2", "float8_e8m0fnu"]
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")
+
+
+def _cast_both(x: np.ndarray, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The cast's reference and TVM results for x."""
+    g = single_op_graph("cast", [x], attrs)
+    feeds = {g.inputs[0].name: x}
+    (ref,) = run_graph(g, feeds).values()
+    (got,) = run_tvm(g, feeds)
+    assert ref.dtype == got.dtype == dtype(attrs["to"]).np and ref.shape == got.shape
+    return ref, got
+
+
+def _hard_floats() -> np.ndarray:
+    """Every float16 value (so every rounding boundary of the 8-bit formats, ties included),
+    wide float32 values, and the specials."""
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    wide = rng.standard_normal(4000).astype(np.float32) * np.float32(2.0) ** rng.integers(
+        -30, 30, 4000
+    ).astype(np.float32)
+    special = np.array([np.inf, -np.inf, np.nan, -np.nan, 0.0, -0.0, 1e38, -3e38, 1e-45])
+    return np.concatenate([halves, wide, special.astype(np.float32)])
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+@pytest.mark.parametrize("to", [*NARROW_FLOATS, "float4_e2m1fn"])
+def test_cast_float32_to_narrow_floats_rounds_and_saturates_like_onnx(to, saturate):
+    x = _hard_floats()
+    ref, got = _cast_both(x, {"to": to, "saturate": saturate})
+    np.testing.assert_array_equal(_bits(got), _bits(ref))
+    # the reference is ml_dtypes' rounding (non-saturating for float8), with ONNX's
+    # saturation on top: clip to the finite range first
+    d = dtype(to).np
+    top = float(ml_dtypes.finfo(d).max)
+    with np.errstate(invalid="ignore"):
+        expect = (np.clip(x, -top, top) if saturate else x).astype(d)
+    np.testing.assert_array_equal(_bits(ref), _bits(expect))
+    big = np.abs(x) > 2 * top
+    if saturate or to == "float4_e2m1fn":
+        assert np.all(np.abs(ref[big].astype(np.float32)) == top)
+    else:
+        assert not np.any(np.isfinite(ref[big].astype(np.float32)))
+
+
+@pytest.mark.parametrize("src", ["float16", "float64", "bfloat16"])
+@pytest.mark.parametrize("to", ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn"])
+def test_cast_other_floats_to_narrow_floats(src, to):
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = _hard_floats()[::7].astype(dtype(src).np)
+    ref, got = _cast_both(x, {"to": to})
+    np.testing.assert_array_equal(_bits(got), _bits(ref))
+
+
+@pytest.mark.parametrize("src", NARROW)
+@pytest.mark.parametrize("to", ["float32", "float16", "bfloat16", "int8", "int32", "bool"])
+def test_cast_every_narrow_code_out_matches_ml_dtypes(src, to):
+    d = dtype(src)
+    codes = np.arange(1 << d.bits, dtype=np.uint8).view(d.np)
+    ref, got = _cast_both(codes, {"to": to})
+    np.testing.assert_array_equal(_bits(got), _bits(ref))
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(_bits(ref), _bits(codes.astype(dtype(to).np)))
+
+
+@pytest.mark.parametrize("to", ["int4", "uint4", "int2", "uint2"])
+def test_cast_to_narrow_ints(to):
+    # floats truncate, and out of range gives 0; ints wrap around (ml_dtypes)
+    f = np.concatenate([np.arange(-20, 20, 0.25), [np.nan, np.inf, -np.inf]]).astype("float32")
+    ref, got = _cast_both(f, {"to": to})
+    np.testing.assert_array_equal(_bits(got), _bits(ref))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(_bits(ref), _bits(f.astype(dtype(to).np)))
+    i = np.arange(-40, 40, dtype="int32")
+    ref, got = _cast_both(i, {"to": to})
+    np.testing.assert_array_equal(_bits(got), _bits(ref))
+    assert ref.astype(np.int32).tolist() == i.astype(dtype(to).np).astype(np.int32).tolist()
+
+
+@pytest.mark.parametrize("mode", ["up", "down", "nearest"])
+@pytest.mark.parametrize("saturate", [True, False])
+def test_cast_to_e8m0_exponent_rounding(mode, saturate):
+    x = np.array([1.0, 1.5, 1.25, 1.75, 3.0, 0.7, 2.0**-127, 2.0**-130, 0.0, -4.0, 3.3e38]
+                 + [2.0**127 * 1.5, np.inf, np.nan], "float32")  # fmt: skip
+    ref, got = _cast_both(x, {"to": "float8_e8m0fnu", "saturate": saturate, "round_mode": mode})
+    np.testing.assert_array_equal(_bits(got), _bits(ref))
+    codes = _bits(ref)
+    assert codes[0] == 127 and codes[-1] == codes[-2] == 0xFF and codes[9] == 129  # |-4| = 2^2
+    up = {"up": 128, "down": 127, "nearest": 128}[mode]
+    assert codes[1] == up and codes[2] == (128 if mode == "up" else 127)
+    assert codes[11] == (0xFE if saturate or mode == "down" else 0xFF)
+
+
+@pytest.mark.parametrize("to", NARROW)
+def test_narrow_round_trip_is_exact(to):
+    # every code -> float32 -> the same code (NaNs to a NaN)
+    d = dtype(to)
+    codes = np.arange(1 << d.bits, dtype=np.uint8).view(d.np)
+    wide = codes.astype(np.float32)
+    back, got = _cast_both(wide, {"to": to})
+    np.testing.assert_array_equal(_bits(got), _bits(back))
+    keep = np.isfinite(wide)  # inf saturates (the default) to the largest finite value
+    if to == "float8_e8m0fnu":
+        keep[0] = False  # 2^-127 is a float32 subnormal: ONNX's "up" rounds it to 2^-126
+    np.testing.assert_array_equal(back[keep].astype(np.float32), wide[keep])
+
+
+def test_ops_on_narrow_floats_compute_in_float32():
+    a = rng.standard_normal((3, 4)).astype(ml_dtypes.float8_e4m3fn)
+    b = rng.standard_normal((3, 4)).astype(ml_dtypes.float8_e4m3fn)
+    g = single_op_graph("add", [a, b])
+    feeds = {g.inputs[0].name: a, g.inputs[1].name: b}
+    (ref,) = run_graph(g, feeds).values()
+    (got,) = run_tvm(g, feeds)
+    expect = (a.astype(np.float32) + b.astype(np.float32)).astype(ml_dtypes.float8_e4m3fn)
+    np.testing.assert_array_equal(_bits(got), _bits(expect))
+    np.testing.assert_array_equal(_bits(ref), _bits(expect))
