@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (registers the converters)
     indexing,
     nn,
     quantize,
+    recurrent,
     reduce,
     tensor,
 )
