@@ -9,7 +9,10 @@ before the recurrence), so only ``h @ R^T`` remains per step.
 Shapes are generic in their leading dims: a state is ``[..., batch, hidden]`` and the
 weights ``[..., hidden, gates * hidden]``, so a frontend may stack the directions of a
 bidirectional layer on a leading axis and run both in one step (a batched matmul).
-Gate order within the last axis is ONNX's: ``i o f c`` (LSTM), ``z r h`` (GRU).
+Gate order within the last axis is ONNX's: ``i o f c`` (LSTM), ``z r h`` (GRU). Each gate
+adds its slices of ``x_t`` and ``H @ R^T``: the matmul then stays a kernel of its own and the
+slices of ``x_t`` fuse into the gate math (adding ``x_t`` to the matmul's output as one
+epilogue leaves its slice out of the kernel, as a copy of its own per step).
 """
 
 from __future__ import annotations
@@ -208,10 +211,10 @@ def lstm_cell(
     ``c = g(..)``, ``C' = f (.) C + i (.) c``, ``o = f(.. + Po (.) C')``, ``H' = o (.) h(C')``."""
     h, c = state
     n = w.hidden
-    gates = b.emit("add", x_t, b.emit("matmul", h, w.r_t))
+    rec = b.emit("matmul", h, w.r_t)
 
     def pre(index: int, peephole: Value | None, cell: Value) -> Value:
-        x = _gate(b, gates, index, n)
+        x = b.emit("add", _gate(b, x_t, index, n), _gate(b, rec, index, n))
         return x if peephole is None else b.emit("add", x, b.emit("mul", peephole, cell))
 
     i = _clipped_act(b, w.f, pre(0, w.p_i, c), w.clip)

@@ -161,12 +161,17 @@ def _convert(ctx: NodeContext, kind: _Kind, layout: int) -> list[Value | None]:
     if clip is not None and not clip > 0:
         raise ctx.error(f"clip must be positive, got {clip}")
 
-    # Input projection of every step and direction: [T, D, batch, G*H].
-    w_t = ctx.emit("transpose", w, perm=[0, 2, 1])
-    xw = ctx.emit("matmul", ctx.emit("reshape", x, shape=[steps, 1, batch, in_size]), w_t)
+    # Input projection of every step and direction in one matmul, [T * batch, I] @ [I, D * G*H]
+    # (the steps are rows, so that W is read once), then as [T, D, batch, G*H].
+    w_all = ctx.emit("reshape", w, shape=[num_dirs * gh, in_size])
+    rows = [steps * batch] if isinstance(batch, int) else [steps, batch]
+    x_rows = ctx.emit("reshape", x, shape=[*rows, in_size])
+    xw = ctx.emit("matmul", x_rows, ctx.emit("transpose", w_all, perm=[1, 0]))
     bias, rb_h = _biases(ctx, kind, num_dirs, hidden)
     if bias is not None:
-        xw = ctx.emit("add", xw, bias)
+        xw = ctx.emit("add", xw, ctx.emit("reshape", bias, shape=[num_dirs * gh]))
+    xw = ctx.emit("reshape", xw, shape=[steps, batch, num_dirs, gh])
+    xw = ctx.emit("transpose", xw, perm=[0, 2, 1, 3])
     r_t = ctx.emit("transpose", r, perm=[0, 2, 1])
     keep_at = _masks(ctx, batch, steps)
     initial = [_initial(ctx, i, layout, num_dirs, batch, hidden) for i in range(kind.states)]
@@ -182,20 +187,22 @@ def _convert(ctx: NodeContext, kind: _Kind, layout: int) -> list[Value | None]:
         parts = [_reverse_time(ctx, p) if rev else p for p, rev in zip(parts, grp.reverse)]
         xw_g = parts[0] if d == 1 else ctx.emit("concat", *parts, axis=1)
         cell, weights = _cell(ctx, kind, grp, r_t, rb_h, peepholes, hidden, clip)
-        state = tuple(_take(ctx, s, 0, lo, hi) for s in initial)
+        # States carry a leading time axis of size 1 ([1, d, batch, H]), so that neither a
+        # step's slice of the projection nor its Y needs a reshape.
+        state_shape = [1, d, batch, hidden]
+        state = tuple(
+            ctx.emit("reshape", _take(ctx, s, 0, lo, hi), shape=state_shape) for s in initial
+        )
         zero = ctx.const(np.zeros((), x.dtype))
         outs = []
         for s in range(steps):
             x_t = ctx.emit("slice", xw_g, axes=[0], starts=[s], ends=[s + 1], steps=[1])
-            x_t = ctx.emit("reshape", x_t, shape=[d, batch, gh])
             new = cell(ctx, x_t, state, weights)
-            times = [steps - 1 - s if rev else s for rev in grp.reverse]
-            keep = keep_at(times)
+            keep = keep_at([steps - 1 - s if rev else s for rev in grp.reverse])
             if want[0]:
-                y = new[0] if keep is None else ctx.emit("where", keep, new[0], zero)
-                outs.append(ctx.emit("reshape", y, shape=[1, d, batch, hidden]))
+                outs.append(new[0] if keep is None else ctx.emit("where", keep, new[0], zero))
             state = masked(ctx, keep, new, state)
-        finals.append(state)
+        finals.append(tuple(ctx.emit("reshape", v, shape=state_shape[1:]) for v in state))
         if want[0]:
             y_g = outs[0] if steps == 1 else ctx.emit("concat", *outs, axis=0)
             parts = [_take(ctx, y_g, 1, k, k + 1) for k in range(d)]
@@ -217,7 +224,7 @@ def _convert(ctx: NodeContext, kind: _Kind, layout: int) -> list[Value | None]:
 def _biases(
     ctx: NodeContext, kind: _Kind, num_dirs: int, hidden: int
 ) -> tuple[Value | None, Value | None]:
-    """The bias added to the projection, ``[D, 1, G*H]``, and GRU's ``Rbh`` ``[D, 1, H]``
+    """The bias added to the projection, ``[D, G*H]``, and GRU's ``Rbh`` ``[D, 1, H]``
     when linear_before_reset keeps it in the step (None when absent or zero)."""
     b = ctx.input(3)
     gh = kind.gates * hidden
@@ -234,7 +241,7 @@ def _biases(
     bias = ctx.emit("add", wb, rb)
     if _is_zero(bias):
         return None, rb_h
-    return ctx.emit("reshape", bias, shape=[num_dirs, 1, gh]), rb_h
+    return bias, rb_h
 
 
 def _peepholes(ctx: NodeContext, num_dirs: int, hidden: int) -> list[Value] | None:
