@@ -1,4 +1,4 @@
-"""Three hand-built models for the CPU benchmark, written as ONNX the way PyTorch exports them.
+"""Four hand-built models for the CPU benchmark, written as ONNX the way PyTorch exports them.
 
 No torch needed: each model is made node by node with ``onnx.helper`` at opset 17, in the shapes
 ``torch.onnx.export`` gives for the eval-mode PyTorch module it imitates.
@@ -14,6 +14,9 @@ No torch needed: each model is made node by node with ``onnx.helper`` at opset 1
 - ``unet``: encoder (two 3x3 conv + folded BN + ReLU per level, ``MaxPool``), decoder
   (``ConvTranspose`` stride 2, ``Concat`` with the skip, two convs), one level upsampled by a
   bilinear ``Resize`` (``nn.Upsample``) instead, 1x1 conv head. Input 1x3x128x128.
+- ``lstm``: a 2-layer bidirectional ``nn.LSTM`` (input 64, hidden 128): one ``LSTM`` node per
+  layer, ``Transpose`` + ``Reshape`` between layers. Input 32x1x64 (time first). Not in
+  ``benchmarks/cpu.py``'s default list (``--models lstm``).
 
 Weights are random with He scales and deterministic by seed. BatchNorm statistics are measured
 on a random input with onnxruntime (as ``benchmarks.models.randomized`` does for the light
@@ -30,7 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-ZOO_MODELS = ("mobilenet", "transformer", "unet")
+ZOO_MODELS = ("mobilenet", "transformer", "unet", "lstm")
 
 
 class _Builder:
@@ -285,10 +288,40 @@ def unet(size: int = 128, base: int = 32, classes: int = 2, seed: int = 0) -> on
     return _finish(b.model("unet", x, [1, 3, size, size], y), b.rng)
 
 
+def lstm(
+    layers: int = 2, inputs: int = 64, hidden: int = 128, seq: int = 32, seed: int = 0
+) -> onnx.ModelProto:
+    """``nn.LSTM(inputs, hidden, layers, bidirectional=True)``, input SEQx1xINPUTS (time
+    first): one bidirectional ONNX LSTM per layer, zero initial states given as inputs 5/6,
+    each layer's Y [T, 2, 1, H] turned into the next layer's X by Transpose + Reshape."""
+    b = _Builder(seed)
+    x = "input"
+    y = x
+    scale = 1.0 / math.sqrt(hidden)  # torch's uniform(-1/sqrt(H), 1/sqrt(H)), as a normal
+    zeros = b.const("h0", np.zeros((2, 1, hidden), np.float32))
+    merge = b.const("shape", np.array([seq, 1, 2 * hidden], np.int64))
+    fin = inputs
+    for _ in range(layers):
+        w = b.const("lstm.weight_ih", b.small((2, 4 * hidden, fin), scale))
+        r = b.const("lstm.weight_hh", b.small((2, 4 * hidden, hidden), scale))
+        bias = b.const("lstm.bias", b.small((2, 8 * hidden), scale))
+        y = b.node(
+            "LSTM",
+            [y, w, r, bias, "", zeros, zeros],
+            n_out=3,
+            direction="bidirectional",
+            hidden_size=hidden,
+        )
+        y = b.node("Reshape", [b.node("Transpose", [y], perm=[0, 2, 1, 3]), merge])
+        fin = 2 * hidden
+    return _finish(b.model("lstm", x, [seq, 1, inputs], y), b.rng)
+
+
 BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
     "mobilenet": mobilenet,
     "transformer": transformer,
     "unet": unet,
+    "lstm": lstm,
 }
 
 

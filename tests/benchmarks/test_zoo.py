@@ -17,6 +17,7 @@ SMALL = {
     "mobilenet": {"size": 32, "width": 0.25, "classes": 10},
     "transformer": {"layers": 1, "d_model": 32, "heads": 2, "seq": 16},
     "unet": {"size": 32, "base": 8},
+    "lstm": {"layers": 2, "inputs": 8, "hidden": 16, "seq": 6},
 }
 # nnxc vs onnxruntime: max abs error relative to the output's largest magnitude.
 TOLERANCE = 1e-4
@@ -56,6 +57,7 @@ def test_deterministic_by_seed() -> None:
             {"MatMul", "Add", "Reshape", "Transpose", "Softmax", "LayerNormalization", "Erf"},
         ),
         ("unet", {"Conv", "Relu", "MaxPool", "ConvTranspose", "Concat", "Resize"}),
+        ("lstm", {"LSTM", "Transpose", "Reshape"}),
     ],
 )
 def test_torch_export_shape(name: str, ops: set[str]) -> None:
@@ -82,6 +84,7 @@ def test_full_size_signatures() -> None:
         "mobilenet": ([1, 3, 224, 224], [1, 1000]),
         "transformer": ([1, 128, 256], [1, 128, 256]),
         "unet": ([1, 3, 128, 128], [1, 2, 128, 128]),
+        "lstm": ([32, 1, 64], [32, 1, 256]),
     }
     for name, (ins, outs) in expected.items():
         model = zoo.build(name)

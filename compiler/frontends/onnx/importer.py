@@ -25,6 +25,7 @@ from . import (  # noqa: F401  (registers the converters)
     nn,
     quantize,
     random,
+    recurrent,
     reduce,
     sequence,
     signal,

@@ -1,0 +1,238 @@
+"""One time step of the RNN, GRU and LSTM cells, emitted as core ops.
+
+Format-neutral: the ONNX frontend unrolls these cells over a static sequence length, and a
+later loop region (and the Core ML frontend) can use them as a loop body unchanged. A cell
+gets ``x_t``, the input projection of its time step with the biases that do not depend on
+the state already added (``X_t @ W^T + Wb + Rb``, computed for every step in one matmul
+before the recurrence), so only ``h @ R^T`` remains per step.
+
+Shapes are generic in their leading dims: a state is ``[..., batch, hidden]`` and the
+weights ``[..., hidden, gates * hidden]``, so a frontend may stack the directions of a
+bidirectional layer on a leading axis and run both in one step (a batched matmul).
+Gate order within the last axis is ONNX's: ``i o f c`` (LSTM), ``z r h`` (GRU). Each gate
+adds its slices of ``x_t`` and ``H @ R^T``: the matmul then stays a kernel of its own and the
+slices of ``x_t`` fuse into the gate math (adding ``x_t`` to the matmul's output as one
+epilogue leaves its slice out of the kernel, as a copy of its own per step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from compiler.ir.graph import Value
+
+
+class Emitter(Protocol):
+    """What a cell needs to emit ops: ``Builder`` and the ONNX ``NodeContext`` both fit."""
+
+    def emit(self, name: str, *inputs: Value | None, **attrs: Any) -> Value: ...
+
+    def const(self, array: Any, dtype: str | None = None) -> Value: ...
+
+
+# -- activations ---------------------------------------------------------------------------
+
+ACTIVATION_PARAMS: dict[str, tuple[float | None, float | None]] = {
+    "relu": (None, None),
+    "tanh": (None, None),
+    "sigmoid": (None, None),
+    "affine": (1.0, 0.0),
+    "leakyrelu": (0.01, None),
+    "thresholdedrelu": (1.0, None),
+    "scaledtanh": (1.0, 1.0),
+    "hardsigmoid": (0.2, 0.5),
+    "elu": (1.0, None),
+    "softsign": (None, None),
+    "softplus": (None, None),
+}
+"""Lower-case name -> default (alpha, beta); None where the function takes no such value.
+
+The defaults are those of the ONNX operators of the same name (Affine's and ScaledTanh's
+from the retired experimental ops), as the ONNX RNN spec says; onnxruntime uses 0 for the
+alpha/beta of Affine, ScaledTanh and ThresholdedRelu when a model leaves them out.
+"""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function of a cell: lower-case name and its alpha/beta (or None)."""
+
+    name: str
+    alpha: float | None = None
+    beta: float | None = None
+
+
+def activations_from(
+    names: Sequence[str], alphas: Sequence[float], betas: Sequence[float]
+) -> list[Activation]:
+    """Activations from the ONNX-style lists: each function takes the next alpha (beta) only
+    if it has one, in the order of ``names``; once a list runs out, defaults apply.
+
+    Raises ValueError naming an unknown function.
+    """
+    alpha_it, beta_it = iter(alphas), iter(betas)
+    out = []
+    for name in names:
+        key = name.lower()
+        if key not in ACTIVATION_PARAMS:
+            known = ", ".join(sorted(ACTIVATION_PARAMS))
+            raise ValueError(f"unknown activation function {name!r} (known: {known})")
+        default_alpha, default_beta = ACTIVATION_PARAMS[key]
+        alpha = None if default_alpha is None else float(next(alpha_it, default_alpha))
+        beta = None if default_beta is None else float(next(beta_it, default_beta))
+        out.append(Activation(key, alpha, beta))
+    return out
+
+
+def _scalar(b: Emitter, value: float, like: Value) -> Value:
+    return b.const(np.array(value, dtype=like.dtype))
+
+
+def activate(b: Emitter, act: Activation, x: Value) -> Value:
+    """``act`` applied to ``x``, with the core ops that compute it."""
+    name = act.name
+    if name in ("relu", "tanh", "sigmoid", "softsign", "softplus"):
+        return b.emit(name, x)
+    if name == "leakyrelu":
+        return b.emit("leaky_relu", x, alpha=act.alpha)
+    if name == "thresholdedrelu":
+        return b.emit("thresholded_relu", x, alpha=act.alpha)
+    if name == "elu":
+        return b.emit("elu", x, alpha=act.alpha)
+    if name == "hardsigmoid":
+        return b.emit("hard_sigmoid", x, alpha=act.alpha, beta=act.beta)
+    assert act.alpha is not None and act.beta is not None
+    if name == "affine":
+        scaled = b.emit("mul", x, _scalar(b, act.alpha, x))
+        return b.emit("add", scaled, _scalar(b, act.beta, x))
+    if name == "scaledtanh":
+        inner = b.emit("tanh", b.emit("mul", x, _scalar(b, act.beta, x)))
+        return b.emit("mul", inner, _scalar(b, act.alpha, x))
+    raise ValueError(f"unknown activation function {name!r}")
+
+
+def _clipped_act(b: Emitter, act: Activation, x: Value, clip: float | None) -> Value:
+    """The activation of a gate; ``clip`` bounds its input to [-clip, clip] first."""
+    if clip is not None:
+        x = b.emit("clip", x, min=-clip, max=clip)
+    return activate(b, act, x)
+
+
+def _gate(b: Emitter, x: Value, index: int, hidden: int) -> Value:
+    """Gate ``index`` of a ``[..., gates * hidden]`` tensor."""
+    start = index * hidden
+    return b.emit("slice", x, axes=[-1], starts=[start], ends=[start + hidden], steps=[1])
+
+
+# -- cells ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RNNWeights:
+    """``r_t``: R transposed, ``[..., hidden, hidden]``; ``f`` the activation."""
+
+    r_t: Value
+    f: Activation
+    clip: float | None = None
+
+
+def rnn_cell(b: Emitter, x_t: Value, state: tuple[Value], w: RNNWeights) -> tuple[Value]:
+    """``H = f(x_t + H @ R^T)``."""
+    (h,) = state
+    pre = b.emit("add", x_t, b.emit("matmul", h, w.r_t))
+    return (_clipped_act(b, w.f, pre, w.clip),)
+
+
+@dataclass(frozen=True)
+class GRUWeights:
+    """``r_t``: the transposed recurrence weights multiplied with ``H``: ``[..., hidden,
+    2 * hidden]`` (z, r) when not ``linear_before_reset``, else ``[..., hidden, 3 * hidden]``
+    (z, r, h). ``r_h_t``: ``Rh^T`` ``[..., hidden, hidden]``, only without
+    ``linear_before_reset`` (it multiplies ``r (.) H``). ``rb_h``: ``Rbh`` ``[..., 1, hidden]``,
+    only with ``linear_before_reset`` (where it is scaled by ``r``; otherwise it belongs in
+    ``x_t``)."""
+
+    r_t: Value
+    f: Activation
+    g: Activation
+    hidden: int
+    linear_before_reset: bool = False
+    r_h_t: Value | None = None
+    rb_h: Value | None = None
+    clip: float | None = None
+
+
+def gru_cell(b: Emitter, x_t: Value, state: tuple[Value], w: GRUWeights) -> tuple[Value]:
+    """``z = f(..), r = f(..), h~ = g(..), H' = h~ + z (.) (H - h~)``, i.e.
+    ``(1 - z) (.) h~ + z (.) H``."""
+    (h,) = state
+    n = w.hidden
+    rec = b.emit("matmul", h, w.r_t)
+    z = _clipped_act(b, w.f, b.emit("add", _gate(b, x_t, 0, n), _gate(b, rec, 0, n)), w.clip)
+    r = _clipped_act(b, w.f, b.emit("add", _gate(b, x_t, 1, n), _gate(b, rec, 1, n)), w.clip)
+    if w.linear_before_reset:
+        h_rec = _gate(b, rec, 2, n)
+        if w.rb_h is not None:
+            h_rec = b.emit("add", h_rec, w.rb_h)
+        h_rec = b.emit("mul", r, h_rec)
+    else:
+        if w.r_h_t is None:
+            raise ValueError("gru_cell: r_h_t is needed without linear_before_reset")
+        h_rec = b.emit("matmul", b.emit("mul", r, h), w.r_h_t)
+    cand = _clipped_act(b, w.g, b.emit("add", _gate(b, x_t, 2, n), h_rec), w.clip)
+    return (b.emit("add", cand, b.emit("mul", z, b.emit("sub", h, cand))),)
+
+
+@dataclass(frozen=True)
+class LSTMWeights:
+    """``r_t``: R transposed, ``[..., hidden, 4 * hidden]``; ``p_i, p_o, p_f``: peepholes
+    ``[..., 1, hidden]`` (or None); ``f, g, h``: the gate, cell and output activations."""
+
+    r_t: Value
+    f: Activation
+    g: Activation
+    h: Activation
+    hidden: int
+    p_i: Value | None = None
+    p_o: Value | None = None
+    p_f: Value | None = None
+    input_forget: bool = False
+    clip: float | None = None
+
+
+def lstm_cell(
+    b: Emitter, x_t: Value, state: tuple[Value, Value], w: LSTMWeights
+) -> tuple[Value, Value]:
+    """``i = f(.. + Pi (.) C), f = f(.. + Pf (.) C)`` (or ``1 - i`` with ``input_forget``),
+    ``c = g(..)``, ``C' = f (.) C + i (.) c``, ``o = f(.. + Po (.) C')``, ``H' = o (.) h(C')``."""
+    h, c = state
+    n = w.hidden
+    rec = b.emit("matmul", h, w.r_t)
+
+    def pre(index: int, peephole: Value | None, cell: Value) -> Value:
+        x = b.emit("add", _gate(b, x_t, index, n), _gate(b, rec, index, n))
+        return x if peephole is None else b.emit("add", x, b.emit("mul", peephole, cell))
+
+    i = _clipped_act(b, w.f, pre(0, w.p_i, c), w.clip)
+    if w.input_forget:
+        f = b.emit("sub", _scalar(b, 1.0, i), i)
+    else:
+        f = _clipped_act(b, w.f, pre(2, w.p_f, c), w.clip)
+    cand = _clipped_act(b, w.g, pre(3, None, c), w.clip)
+    c_new = b.emit("add", b.emit("mul", f, c), b.emit("mul", i, cand))
+    o = _clipped_act(b, w.f, pre(1, w.p_o, c_new), w.clip)
+    return b.emit("mul", o, activate(b, w.h, c_new)), c_new
+
+
+def masked(
+    b: Emitter, keep: Value | None, new: Sequence[Value], old: Sequence[Value]
+) -> tuple[Value, ...]:
+    """The new state where ``keep`` (bool, broadcasting to the state) holds, else the old one:
+    how steps past a sequence's length leave its state unchanged."""
+    if keep is None:
+        return tuple(new)
+    return tuple(b.emit("where", keep, n, o) for n, o in zip(new, old, strict=True))
