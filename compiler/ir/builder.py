@@ -70,6 +70,42 @@ class Builder:
         return self.graph.constant(np.asarray(array, dtype=dtype), name)
 
 
+class CapturingBuilder(Builder):
+    """Builds a region from code that reads outer values freely (a recurrent cell written
+    for any block): each outer value it reads becomes a new block argument of the region,
+    and ``captures`` lists those values, in order, for the owning node's operands."""
+
+    def __init__(self, graph: Graph, region: Region, fold: bool = True) -> None:
+        super().__init__(graph, fold, region)
+        self.captures: list[Value] = []
+        self._args: dict[int, Value] = {}
+        self._inside = {id(a) for a in region.inputs}
+
+    def op(
+        self,
+        name: str,
+        inputs: Sequence[Value | None],
+        attrs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Value]:
+        outs = super().op(name, [self.read(v) for v in inputs], attrs, **kwargs)
+        self._inside.update(id(v) for v in outs)
+        return outs
+
+    def read(self, v: Value | None) -> Value | None:
+        """``v`` as the region sees it: itself, or the argument capturing it."""
+        if v is None or v.const is not None or id(v) in self._inside:
+            return v
+        arg = self._args.get(id(v))
+        if arg is None:
+            (arg,) = self.graph.region([v.type], [v.name]).inputs
+            self.block.inputs.append(arg)
+            self.captures.append(v)
+            self._args[id(v)] = arg
+            self._inside.add(id(arg))
+        return arg
+
+
 def infer_node_types(
     opdef: OpDef,
     in_types: Sequence[Type | None],

@@ -231,10 +231,49 @@ def _model(op, x_shape, **attrs):
     return model
 
 
-def test_symbolic_sequence_length_needs_loops():
-    with pytest.raises(ConversionError, match=r"LSTM node .*symbolic.*loop support"):
-        import_onnx(_model("LSTM", ["seq", 1, 3]))
-    import_onnx(_model("LSTM", ["seq", 1, 3]), input_shapes={"X": [2, 1, 3]})
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("with_lens", [False, True])
+def test_symbolic_sequence_length_runs_as_a_loop(op, with_lens, tmp_path):
+    """X: [seq, 2, 3] with seq symbolic becomes a ``loop`` over one cell step; one artifact
+    then runs any length and matches onnxruntime (bidirectional, sequence_lens fed)."""
+    import onnxruntime as ort
+
+    import compiler
+    from compiler.ir.graph import walk
+
+    h, g, batch = 4, GATES[op], 2
+    names = ["X", "W", "R", "B", "sequence_lens" if with_lens else ""]
+    outs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
+    node = helper.make_node(op, names, outs, hidden_size=h, direction="bidirectional")
+    inputs = [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, ["seq", batch, 3])]
+    if with_lens:
+        inputs.append(helper.make_tensor_value_info("sequence_lens", onnx.TensorProto.INT32, [2]))
+    graph = helper.make_graph(
+        [node],
+        "g",
+        inputs,
+        [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outs],
+        initializer=[
+            onnx.numpy_helper.from_array(randn(2, g * h, 3, scale=0.5), "W"),
+            onnx.numpy_helper.from_array(randn(2, g * h, h, scale=0.5), "R"),
+            onnx.numpy_helper.from_array(randn(2, 2 * g * h, scale=0.5), "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    compiled = compiler.compile(model)
+    assert "loop" in {n.op for n in walk(compiled.graph)}
+    path = str(tmp_path / "rnn.so")
+    compiled.export(path)
+    rt = compiler.load(path)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for steps in (1, 3, 7):
+        feeds = {"X": randn(steps, batch, 3)}
+        if with_lens:
+            feeds["sequence_lens"] = np.array([steps, max(steps - 2, 0)], "int32")
+        got = rt.run(feeds)
+        for name, want in zip(outs, sess.run(None, feeds), strict=True):
+            np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize(
