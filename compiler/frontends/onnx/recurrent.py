@@ -3,9 +3,10 @@
 A static sequence length is unrolled; a symbolic one becomes a ``loop`` whose body is one
 step of the same cell, so one compiled model runs any length. (Bidirectional LSTM, hidden
 128, 32 steps, 2 threads: unrolled 0.51 ms against 1.31 ms as a loop, compiled in 4.8 s
-against 1.2 s; the VM's calls per step cost more than the unrolled graph's size.) The input projection
-``X @ W^T`` (plus the biases that do not depend on the state) is one matmul over all steps
-and directions before the recurrence; each step then does ``H @ R^T`` and the gate math.
+against 1.2 s; the VM's calls per step cost more than the unrolled graph's size.)
+The input projection ``X @ W^T`` (plus the biases that do not depend on the state) is one
+matmul over all steps and directions before the recurrence; each step then does ``H @ R^T``
+and the gate math.
 The two directions of a bidirectional layer with the same activations run stacked on a
 leading axis (one batched matmul per step): unrolled, the reverse one reads the projection
 reversed in time and its outputs are reversed back at the end; in a loop it reads time
