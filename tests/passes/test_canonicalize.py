@@ -73,3 +73,52 @@ def test_canonicalize_reports_no_change_on_a_canonical_graph() -> None:
         }
         """
     check_pass(["canonicalize"], source, source, modified=False)
+
+
+def test_canonicalize_reaches_a_fixed_point_inside_and_across_regions() -> None:
+    """A known condition inlines its branch; what the branch computed from constants folds;
+    the loop body's duplicate nodes merge and its dead ones go; all in one canonicalize."""
+    check_pass(
+        ["canonicalize"],
+        """
+        graph main(%n: int64[], %x: float32[2]) {
+          %t = const bool[] dense<true>
+          %one = const float32[2] dense<1.0>
+          %r = if(%t, %x) : float32[2] {
+            then(%a: float32[2]) {
+              %b = add(%one, %one)
+              %c = mul(%a, %b)
+              yield %c
+            }
+            else(%a2: float32[2]) {
+              yield %a2
+            }
+          }
+          %l = loop(%n, _, %r) {num_carried = 1} : float32[2] {
+            body(%i: int64[], %go: bool[], %v: float32[2]) {
+              %e1 = exp(%v)
+              %e2 = exp(%v)
+              %dead = neg(%e1)
+              %s = add(%e1, %e2)
+              yield %go, %s
+            }
+          }
+          return %l
+        }
+        """,
+        """
+        graph main(%n: int64[], %x: float32[2]) {
+          %b = const float32[2] dense<[2.0, 2.0]>
+          %1 = mul(%x, %b)
+          %l = loop(%n, _, %1) {num_carried = 1} : float32[2] {
+            body(%i: int64[], %go: bool[], %v: float32[2]) {
+              %e1 = exp(%v)
+              %s = add(%e1, %e1)
+              yield %go, %s
+            }
+          }
+          return %l
+        }
+        """,
+        modified=True,
+    )

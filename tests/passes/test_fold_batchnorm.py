@@ -283,3 +283,40 @@ def test_mul_that_is_not_per_channel_stays() -> None:
         """
     consts = {"w": weights(20, 3, 3, 3), "s": weights(1, 1, 5, 5), "t": weights(2, 20, 1, 1)}
     check_pass(["fold_batchnorm"], source, source, constants=consts, modified=False)
+
+
+def test_batch_norm_inside_a_loop_body_folds_into_its_conv() -> None:
+    """The fold works block by block: a conv + batch_norm in a loop body becomes one conv
+    there (the weights are constants, so the body reads them without captures)."""
+    from backends.reference import run_graph
+    from compiler.ir.graph import walk
+    from compiler.ir.text import parse_graph
+    from passes import run_passes
+
+    c = 4
+    text = (
+        """
+        graph main(%n: int64[], %x: float32[1, 4, 5, 5]) {"""
+        + BN_CONSTS.format(c=c)
+        + """
+          %w = const float32[4, 4, 1, 1] @w
+          %r = loop(%n, _, %x) {num_carried = 1} : float32[1, 4, 5, 5] {
+            body(%i: int64[], %go: bool[], %v: float32[1, 4, 5, 5]) {
+              %1 = conv(%v, %w, _) : float32[1, 4, 5, 5]
+              %2 = batch_norm(%1, %scale, %bias, %mean, %var) : float32[1, 4, 5, 5]
+              %3 = tanh(%2) : float32[1, 4, 5, 5]
+              yield %go, %3
+            }
+          }
+          return %r
+        }
+        """
+    )
+    consts = {"w": weights(c, c, 1, 1) * 0.3, **stats(c)}
+    before, after = parse_graph(text, consts), parse_graph(text, consts)
+    run_passes(after, ["fold_batchnorm", "dce"], verify_each=True)
+    ops = [node.op for node in walk(after)]
+    assert "batch_norm" not in ops and ops.count("conv") == 1
+    feeds = {"n": np.array(3), "x": weights(1, c, 5, 5)}
+    want, got = run_graph(before, feeds)["r"], run_graph(after, feeds)["r"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
