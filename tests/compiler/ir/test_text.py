@@ -313,7 +313,7 @@ NESTED = """graph main(%n: int64[], %x: float32[3], %s: seq<float32>[float32[3],
       %even = equal(%m, %z_1) : bool[]
       %w = if(%even, %v, %i) : float32[3] {
         then(%v_1: float32[3], %i_1: int64[]) {
-          %f = cast(%i_1) {to = "float32"} : float32[]
+          %f = cast(%i_1) {round_mode = "up", saturate = true, to = "float32"} : float32[]
           %a = add(%v_1, %f) : float32[3]
           yield %a
         }
