@@ -19,20 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 
+from compiler.ir.builder import Emitter
 from compiler.ir.graph import Value
-
-
-class Emitter(Protocol):
-    """What a cell needs to emit ops: ``Builder`` and the ONNX ``NodeContext`` both fit."""
-
-    def emit(self, name: str, *inputs: Value | None, **attrs: Any) -> Value: ...
-
-    def const(self, array: Any, dtype: str | None = None) -> Value: ...
-
 
 # -- activations ---------------------------------------------------------------------------
 

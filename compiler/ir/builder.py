@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -12,6 +12,14 @@ from .graph import Block, Graph, Region, Value
 from .ops import get_op
 from .ops.registry import OpDef
 from .types import IRTypeError, Type
+
+
+class Emitter(Protocol):
+    """What code that emits ops needs: ``Builder`` and the ONNX ``NodeContext`` both fit."""
+
+    def emit(self, name: str, *inputs: Value | None, **attrs: Any) -> Value: ...
+
+    def const(self, array: Any, dtype: str | None = None) -> Value: ...
 
 
 class Builder:

@@ -9,11 +9,11 @@ looking outside it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .builder import Builder
+from .builder import Builder, Emitter
 from .graph import Graph, Node, Region, Value
 from .types import TensorType
 
@@ -61,15 +61,50 @@ def inline_region(builder: Builder, region: Region, args: Sequence[Value]) -> li
     return [mapping.get(id(v), v) for v in region.outputs]
 
 
-def _scalar(v: Value | None) -> np.ndarray | None:
+def known_scalar(v: Value | None) -> np.ndarray | None:
+    """The value of a one-element constant (a condition, a trip count), else None."""
     if v is None or v.const is None or v.const.size != 1:
         return None
     return v.const.reshape(())
 
 
+def stack_rows(b: Emitter, values: Sequence[Value]) -> Value:
+    """``values`` (at least one, all of one type) stacked on a new leading axis."""
+    rows = [b.emit("reshape", v, shape=[1, *v.type.shape]) for v in values]
+    return rows[0] if len(rows) == 1 else b.emit("concat", *rows, axis=0)
+
+
+Body = Callable[[Value, Value, list[Value]], list[Value]]
+"""(iteration index, condition, carried values) -> (condition, carried..., scans...)."""
+
+
+def unroll(
+    b: Emitter, trip: int, cond: bool | None, carried: list[Value], n_scans: int, body: Body
+) -> tuple[list[Value], list[list[Value]], int] | None:
+    """Run ``body`` up to ``trip`` times while the condition holds (``cond`` None: there is
+    none, the body's is ignored): the final carried values, each scan's values per
+    iteration, and the iteration count; None when the condition stops being a constant."""
+    go = True if cond is None else cond
+    k = len(carried)
+    scans: list[list[Value]] = [[] for _ in range(n_scans)]
+    steps = 0
+    while steps < trip and go:
+        out = body(b.const(np.array(steps, np.int64)), b.const(np.array(go)), carried)
+        if cond is not None:
+            flag = known_scalar(out[0])
+            if flag is None:
+                return None
+            go = bool(flag)
+        carried = out[1 : 1 + k]
+        for acc, y in zip(scans, out[1 + k :], strict=True):
+            acc.append(y)
+        steps += 1
+    return carried, scans, steps
+
+
 def inline_if(builder: Builder, node: Node) -> list[Value] | None:
     """The values replacing an ``if`` node's outputs when its condition is a constant."""
-    cond = _scalar(node.inputs[0])
+    cond = known_scalar(node.inputs[0])
     if cond is None:
         return None
     region = node.regions[0 if bool(cond) else 1]
@@ -81,48 +116,39 @@ def unroll_loop(builder: Builder, node: Node) -> list[Value] | None:
     count within ``UNROLL_MAX_TRIPS`` (and the node budget), a condition that stays known,
     and an iteration count that matches the stacked outputs' declared size. None leaves the
     loop as it is (whatever was emitted meanwhile is dead and goes with dce)."""
-    trip = _scalar(node.inputs[0])
+    trip = known_scalar(node.inputs[0])
     if trip is None or not 0 <= int(trip) <= UNROLL_MAX_TRIPS:
         return None
     (body,) = node.regions
     if int(trip) * max(1, len(body.nodes)) > UNROLL_MAX_NODES:
         return None
-    has_cond = node.inputs[1] is not None
-    go = True
-    if has_cond:
-        c = _scalar(node.inputs[1])
-        if c is None:
+    cond = None
+    if node.inputs[1] is not None:
+        cond = known_scalar(node.inputs[1])
+        if cond is None:
             return None
-        go = bool(c)
     k = node.attrs["num_carried"]
-    operands = list(node.inputs[2:])
-    carried, captures = operands[:k], operands[k:]
-    scans: list[list[Value]] = [[] for _ in node.outputs[k:]]
-    steps = 0
-    while steps < int(trip) and go:
-        index = builder.const(np.array(steps, np.int64))
-        flag = builder.const(np.array(go))
-        out = inline_region(builder, body, [index, flag, *carried, *captures])
-        if has_cond:
-            c = _scalar(out[0])
-            if c is None:
-                return None
-            go = bool(c)
-        carried = out[1 : 1 + k]
-        for acc, y in zip(scans, out[1 + k :]):
-            acc.append(y)
-        steps += 1
+    carried, captures = list(node.inputs[2 : 2 + k]), list(node.inputs[2 + k :])
+    result = unroll(
+        builder,
+        int(trip),
+        None if cond is None else bool(cond),
+        carried,
+        len(node.outputs) - k,
+        lambda i, go, state: inline_region(builder, body, [i, go, *state, *captures]),
+    )
+    if result is None:
+        return None
+    carried, scans, steps = result
     if scans and node.attrs["iterations"] != steps:
         return None
-    if steps == 0 and any(not v.type.is_static for v in node.outputs[k:]):
-        return None
-    stacked = [_stack(builder, acc, out.type) for acc, out in zip(scans, node.outputs[k:])]
+    stacked = []
+    for acc, out in zip(scans, node.outputs[k:]):
+        t = out.type
+        assert isinstance(t, TensorType)
+        if not acc and not t.is_static:
+            return None
+        stacked.append(
+            stack_rows(builder, acc) if acc else builder.const(np.zeros(t.shape, t.np_dtype))
+        )
     return [*carried, *stacked]
-
-
-def _stack(builder: Builder, values: list[Value], stacked: object) -> Value:
-    assert isinstance(stacked, TensorType)
-    if not values:
-        return builder.const(np.zeros(stacked.shape, stacked.np_dtype))
-    rows = [builder.emit("reshape", v, shape=[1, *v.type.shape]) for v in values]
-    return rows[0] if len(rows) == 1 else builder.emit("concat", *rows, axis=0)

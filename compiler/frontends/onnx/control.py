@@ -18,7 +18,13 @@ import onnx
 from compiler.errors import ConversionError, NeedsValueError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Value
-from compiler.ir.inline import UNROLL_MAX_NODES, UNROLL_MAX_TRIPS
+from compiler.ir.inline import (
+    UNROLL_MAX_NODES,
+    UNROLL_MAX_TRIPS,
+    known_scalar,
+    stack_rows,
+    unroll,
+)
 from compiler.ir.ops.control import BOOL, INDEX
 
 from .registry import NodeContext, SubgraphConverter, converter
@@ -27,10 +33,6 @@ from .registry import NodeContext, SubgraphConverter, converter
 def _subgraphs(ctx: NodeContext) -> SubgraphConverter:
     assert ctx.subgraphs is not None  # the importer always provides them
     return ctx.subgraphs
-
-
-def _scalar(v: Value | None) -> np.ndarray | None:
-    return None if v is None or v.const is None or v.const.size != 1 else v.const.reshape(())
 
 
 def _in_subgraph(ctx: NodeContext, e: ConversionError) -> ConversionError:
@@ -45,7 +47,7 @@ def _in_subgraph(ctx: NodeContext, e: ConversionError) -> ConversionError:
 @converter("If", since=1)
 def if_(ctx: NodeContext):
     then_g, else_g = ctx.attr("then_branch"), ctx.attr("else_branch")
-    known = _scalar(ctx.input(0))
+    known = known_scalar(ctx.input(0))
     if known is not None:
         return _subgraphs(ctx).inline(then_g if bool(known) else else_g, [])
     try:
@@ -107,7 +109,7 @@ def loop(ctx: NodeContext):
     unrolled = _unroll(ctx, body, carried, n_scan)
     if unrolled is not None:
         return unrolled
-    trip = _scalar(max_trip)
+    trip = known_scalar(max_trip)
     iterations = int(trip) if trip is not None and cond is None else _iteration_dim(ctx)
     leading = [INDEX, BOOL, *(v.type for v in carried)]
     try:
@@ -128,38 +130,32 @@ def _unroll(
 ) -> list[Value] | None:
     """The loop's results converted iteration by iteration, when its trip count is a known
     small constant and its condition stays known; None to build a real loop instead."""
-    trip = _scalar(ctx.input(0))
+    trip = known_scalar(ctx.input(0))
     if trip is None or not 0 <= int(trip) <= UNROLL_MAX_TRIPS:
         return None
     if int(trip) * max(1, len(body.node)) > UNROLL_MAX_NODES:
         return None
-    has_cond = ctx.input(1) is not None
-    go = True if not has_cond else _scalar(ctx.input(1))
-    if go is None:
-        return None
-    go = bool(go)
-    scans: list[list[Value]] = [[] for _ in range(n_scan)]
-    for i in range(int(trip)):
-        if not go:
-            break
-        outs = _subgraphs(ctx).inline(
-            body, [ctx.const(np.array(i, np.int64)), ctx.const(np.array(go)), *carried]
-        )
-        if has_cond:
-            flag = _scalar(outs[0])
-            if flag is None:
-                return None  # the condition depends on data: a real loop
-            go = bool(flag)
-        carried = outs[1 : 1 + len(carried)]
-        for acc, y in zip(scans, outs[1 + len(carried) :]):
-            acc.append(y)
-    stacked = []
+    cond = None
+    if ctx.input(1) is not None:
+        cond = known_scalar(ctx.input(1))
+        if cond is None:
+            return None
+    subgraphs = _subgraphs(ctx)
+    result = unroll(
+        ctx,
+        int(trip),
+        None if cond is None else bool(cond),
+        carried,
+        n_scan,
+        lambda i, go, state: subgraphs.inline(body, [i, go, *state]),
+    )
+    if result is None:
+        return None  # the condition depends on data: a real loop
+    carried, scans, _ = result
     for acc, out in zip(scans, body.output[1 + len(carried) :]):
         if not acc:
             raise ctx.error(f"scan output {out.name!r} of a loop that runs no iteration")
-        rows = [ctx.emit("reshape", y, shape=[1, *y.type.shape]) for y in acc]
-        stacked.append(rows[0] if len(rows) == 1 else ctx.emit("concat", *rows, axis=0))
-    return [*carried, *stacked]
+    return [*carried, *(stack_rows(ctx, acc) for acc in scans)]
 
 
 @converter("Scan", since=9)
@@ -272,8 +268,4 @@ def scan_8(ctx: NodeContext):
             ctx, body, pick[: len(states)], pick[len(states) :], [0] * n_in, dirs
         )
         per_batch.append([*finals, *stacked])
-    outs = []
-    for j in range(len(per_batch[0]) if per_batch else 0):
-        rows = [ctx.emit("reshape", r[j], shape=[1, *r[j].type.shape]) for r in per_batch]
-        outs.append(rows[0] if len(rows) == 1 else ctx.emit("concat", *rows, axis=0))
-    return outs
+    return [stack_rows(ctx, list(rows)) for rows in zip(*per_batch)]

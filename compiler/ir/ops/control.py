@@ -35,14 +35,6 @@ def _one_element(t: Type | None, dtype: str, what: str) -> None:
         raise IRTypeError(f"{what} must be a {dtype} scalar (or [1]), got {t}")
 
 
-def _same_types(what: str, got: Sequence[Type], want: Sequence[Type]) -> None:
-    if len(got) != len(want):
-        raise IRTypeError(f"{what}: {len(got)} values, expected {len(want)}")
-    for i, (g, w) in enumerate(zip(got, want)):
-        if g != w:
-            raise IRTypeError(f"{what}: value {i} is {g}, expected {w}")
-
-
 def _types(values: Sequence[Type]) -> str:
     return "(" + ", ".join(map(str, values)) + ")"
 
