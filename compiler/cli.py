@@ -73,10 +73,22 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- commands ---------------------------------------------------------------------------------
+def default_artifact(model: str) -> Path:
+    """MODEL's path with its format's suffix replaced by .so (a folder: beside it)."""
+    from compiler.frontends.base import frontend_for
+
+    path = Path(model)
+    try:
+        stem = frontend_for(model).stem(path)
+    except NnxcError:
+        stem = path.stem
+    return path.with_name(stem + ".so")
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from compiler.driver import compile as compile_model
 
-    out = Path(args.output) if args.output else Path(args.model).with_suffix(".so")
+    out = Path(args.output) if args.output else default_artifact(args.model)
     opts = options_from_args(args)
     target = opts.pop("target")
     shapes = opts.pop("input_shapes")
@@ -228,9 +240,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from compiler.frontends.base import formats_text
+
     parser = argparse.ArgumentParser(
         prog="nnxc",
-        description="Compile neural-network models (ONNX) to native code through Apache TVM.",
+        description="Compile neural-network models to native code through Apache TVM. "
+        f"Model formats: {formats_text()}.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=_version())
@@ -241,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile a model into a deployable shared library",
         description="Compile a model into one .so holding kernels, VM code, weights and metadata.",
     )
-    p.add_argument("model", help="the model file (.onnx)")
+    p.add_argument("model", help=f"the model ({formats_text()})")
     p.add_argument("-o", "--output", help="the artifact to write (default: MODEL with .so)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     add_compile_options(p)
@@ -258,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(costliest kernels first). Tuning again with the same folder runs only the trials "
         "still missing. Give compile the same options.",
     )
-    p.add_argument("model", help="the model file (.onnx)")
+    p.add_argument("model", help=f"the model ({formats_text()})")
     p.add_argument(
         "--trials",
         type=int,
@@ -297,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="For a model: the IR after the pass pipeline and "
         "an op histogram. For an artifact: its metadata.",
     )
-    p.add_argument("model", help="a model file (.onnx) or an artifact (.so)")
+    p.add_argument("model", help=f"a model ({formats_text()}) or an artifact (.so)")
     add_compile_options(p)
     p.set_defaults(fn=cmd_inspect)
     return parser

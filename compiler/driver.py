@@ -3,18 +3,17 @@ backend -> artifact."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compiler.artifact import Metadata, TensorInfo, write_artifact
-from compiler.errors import ModelLoadError, NnxcError
+from compiler.errors import NnxcError
+from compiler.frontends.base import Source, frontend_for
 from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType
 from compiler.options import CompileOptions
@@ -22,64 +21,11 @@ from compiler.options import CompileOptions
 Progress = Callable[[str], None]
 
 
-@dataclass
-class Source:
-    """Where a graph came from: format, a name to show, and the sha256 of the model bytes."""
-
-    format: str
-    name: str
-    sha256: str
-
-
-FORMATS = {".onnx": "onnx"}
-PLANNED = {".nnef": "NNEF", ".mlmodel": "Core ML", ".mlpackage": "Core ML"}
-
-
-def detect_format(model: Any) -> str:
-    try:
-        import onnx
-
-        if isinstance(model, onnx.ModelProto):
-            return "onnx"
-    except ImportError:
-        pass
-    if isinstance(model, str | os.PathLike):
-        suffix = Path(model).suffix.lower()
-        if suffix in FORMATS:
-            return FORMATS[suffix]
-        if suffix in PLANNED:
-            raise NnxcError(f"{model}: {PLANNED[suffix]} models are not supported yet")
-        if Path(model).is_dir():
-            raise NnxcError(f"{model}: a folder; give the model file (.onnx)")
-        return "onnx"  # no known suffix: try ONNX, whose loader says clearly if it is not one
-    raise NnxcError(
-        f"cannot compile an object of type {type(model).__name__}; "
-        "give a path or an onnx.ModelProto"
-    )
-
-
 def import_model(
     model: Any, input_shapes: dict | None = None, input_values: dict | None = None
 ) -> tuple[Graph, Source]:
-    """Model (path or in-memory) -> IR graph, before any pass."""
-    fmt = detect_format(model)
-    if fmt == "onnx":
-        import onnx
-
-        from compiler.frontends.onnx import import_onnx
-
-        if isinstance(model, onnx.ModelProto):
-            data = model.SerializeToString()
-            name = model.graph.name or "model"
-        else:
-            path = Path(model)
-            if not path.is_file():
-                raise ModelLoadError(f"{path}: no such file")
-            data = path.read_bytes()
-            name = path.name
-        graph = import_onnx(model, input_shapes=input_shapes, input_values=input_values)
-        return graph, Source("onnx", name, hashlib.sha256(data).hexdigest())
-    raise NnxcError(f"unknown model format {fmt}")
+    """Model (path or in-memory, of any registered format) -> IR graph, before any pass."""
+    return frontend_for(model).import_model(model, input_shapes, input_values)
 
 
 def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
@@ -167,7 +113,8 @@ def compile(  # noqa: A001 - the API name users expect
     progress: Progress | None = None,
     **options: Any,
 ) -> CompiledModel:
-    """Compile an ONNX model (path or ``onnx.ModelProto``) for ``target``.
+    """Compile a model (a path or an in-memory model of a registered format: see
+    ``compiler.frontends.base.frontends()``) for ``target``.
 
     Options are those of ``CompileOptions`` (``passes``, ``verify_each``, ``print_ir_after``,
     ``time_passes``, ``records``); ``progress`` receives one line per stage.

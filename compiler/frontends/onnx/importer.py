@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from compiler.errors import ConversionError, ModelLoadError, UnsupportedOpsError
+from compiler.errors import ConversionError, ModelLoadError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph, Region, Value
 from compiler.ir.types import Dim, OptionalType, SequenceType, TensorType, Type
 
+from ..converters import report_unsupported, run_converter
 from . import (  # noqa: F401  (registers the converters)
     attention,
     composite,
@@ -160,20 +160,12 @@ def _all_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
 def check_ops(g: onnx.GraphProto, opset: int) -> None:
     """One error listing every op type without a converter (subgraphs included): count and
     first node names."""
-    missing: Counter[str] = Counter()
-    examples: dict[str, list[str]] = {}
-    for node in _all_nodes(g):
-        if find_converter(node.domain, node.op_type, opset) is None:
-            key = f"{node.domain + '.' if node.domain else ''}{node.op_type}"
-            missing[key] += 1
-            examples.setdefault(key, []).append(node.name or node.output[0])
-    if missing:
-        parts = [
-            f"{op} x{n} (e.g. {', '.join(examples[op][:3])})" for op, n in missing.most_common()
-        ]
-        raise UnsupportedOpsError(
-            f"{len(missing)} unsupported op type(s) at opset {opset}: " + "; ".join(parts)
-        )
+    missing = [
+        (f"{node.domain}.{node.op_type}".lstrip("."), node.name or node.output[0])
+        for node in _all_nodes(g)
+        if find_converter(node.domain, node.op_type, opset) is None
+    ]
+    report_unsupported(missing, f"at opset {opset}")
 
 
 def _value_type(name: str, t: onnx.TypeProto, spec: Any) -> Type:
@@ -278,13 +270,7 @@ class _Scope:
         ctx = NodeContext(node, inputs, self.builder, self.opset, self)
         fn = find_converter(node.domain, node.op_type, self.opset)
         assert fn is not None  # check_ops ran first
-        try:
-            result = fn(ctx)
-        except ConversionError:
-            raise
-        except Exception as e:  # noqa: BLE001 - shape/attr errors become node-named errors
-            raise ctx.error(f"{type(e).__name__}: {e}") from e
-        results = [result] if isinstance(result, Value) else list(result)
+        results = run_converter(ctx, fn)
         for name, v in zip(node.output, results):
             if name and v is not None:
                 self.env[name] = v

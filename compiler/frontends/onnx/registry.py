@@ -1,4 +1,5 @@
-"""Converters from ONNX ops to core ops, chosen by the model's opset.
+"""ONNX's converter table and node context, on the shared machinery of
+``compiler.frontends.converters``: converters are chosen by the model's opset.
 
 ``@converter("Relu", since=6)`` registers a function for opsets >= 6; for a model of opset N
 the converter with the largest ``since`` <= N is used. A converter gets a ``NodeContext`` and
@@ -10,41 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler.errors import ConversionError, NeedsValueError
+from compiler.errors import ConversionError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Region, Value
 from compiler.ir.types import DType, Type, dtype_name
 
-ConverterFn = Callable[["NodeContext"], "Value | Sequence[Value | None]"]
+from ..converters import ConverterTable
+from ..converters import NodeContext as BaseNodeContext
 
-CONVERTERS: dict[tuple[str, str], list[tuple[int, ConverterFn]]] = {}
-
-
-def converter(
-    op_type: str, since: int = 1, domain: str = ""
-) -> Callable[[ConverterFn], ConverterFn]:
-    def register(fn: ConverterFn) -> ConverterFn:
-        versions = CONVERTERS.setdefault((domain, op_type), [])
-        if any(s == since for s, _ in versions):
-            raise ValueError(f"converter for {op_type} since {since} registered twice")
-        versions.append((since, fn))
-        versions.sort(key=lambda p: p[0])
-        return fn
-
-    return register
+CONVERTERS: ConverterTable[NodeContext] = ConverterTable("ONNX")
+converter = CONVERTERS.register
 
 
-def find_converter(domain: str, op_type: str, opset: int) -> ConverterFn | None:
-    domain = "" if domain == "ai.onnx" else domain
-    chosen = None
-    for since, fn in CONVERTERS.get((domain, op_type), []):
-        if since <= opset:
-            chosen = fn
-    return chosen
+def find_converter(domain: str, op_type: str, opset: int) -> Callable | None:
+    return CONVERTERS.find("" if domain == "ai.onnx" else domain, op_type, opset)
 
 
 def onnx_dtype(elem_type: int) -> DType:
@@ -80,7 +63,7 @@ class SubgraphConverter(Protocol):
         ...
 
 
-class NodeContext:
+class NodeContext(BaseNodeContext):
     """One ONNX node being converted: its inputs as IR values, its attributes, a builder."""
 
     def __init__(
@@ -91,48 +74,17 @@ class NodeContext:
         opset: int,
         subgraphs: SubgraphConverter | None = None,
     ) -> None:
+        name = node.name or (node.output[0] if node.output else node.op_type)
+        super().__init__(node.op_type, name, inputs, builder)
         self.node = node
-        self.inputs = inputs
-        self.builder = builder
         self.opset = opset
         self.subgraphs = subgraphs
         """How this node's graph attributes (If branches, Loop and Scan bodies) convert."""
         self._attrs = {a.name: a for a in node.attribute}
 
     @property
-    def name(self) -> str:
-        return self.node.name or (self.node.output[0] if self.node.output else self.node.op_type)
-
-    @property
     def num_outputs(self) -> int:
         return len(self.node.output)
-
-    def error(self, message: str) -> ConversionError:
-        return ConversionError(f"{self.node.op_type} node {self.name!r}: {message}")
-
-    # -- inputs ----------------------------------------------------------------------------
-    def input(self, i: int) -> Value | None:
-        """Input i, or None when it is absent (past the end, or an empty name)."""
-        return self.inputs[i] if i < len(self.inputs) else None
-
-    def value(self, i: int) -> np.ndarray | None:
-        """The data of input i when it is a constant (after folding), else None."""
-        v = self.input(i)
-        return None if v is None else v.const
-
-    def require_value(self, i: int, what: str) -> np.ndarray:
-        """The data of input i, which must be known at compile time (shapes, axes, pads)."""
-        v = self.input(i)
-        if v is None:
-            raise self.error(f"input {what} is missing")
-        if v.const is None:
-            raise NeedsValueError(
-                f"{self.node.op_type} node {self.name!r}: input {what} must be known at "
-                "compile time; it is computed from values that are not (bind symbolic dims "
-                "with --input-shape)",
-                v.name,
-            )
-        return v.const
 
     # -- attributes ------------------------------------------------------------------------
     def has_attr(self, name: str) -> bool:
@@ -151,14 +103,3 @@ class NodeContext:
         if isinstance(v, list) and v and isinstance(v[0], bytes):
             return [x.decode() for x in v]
         return v
-
-    # -- emitting --------------------------------------------------------------------------
-    def op(self, name: str, inputs: Sequence[Value | None], **attrs: Any) -> list[Value]:
-        return self.builder.op(name, inputs, attrs, node_name=self.name)
-
-    def emit(self, name: str, *inputs: Value | None, **attrs: Any) -> Value:
-        (out,) = self.builder.op(name, inputs, attrs, node_name=self.name)
-        return out
-
-    def const(self, array: Any, dtype: str | None = None) -> Value:
-        return self.builder.const(array, dtype)
