@@ -213,7 +213,8 @@ def _silu(ctx: NnefContext) -> Value:
 @converter("prelu")
 def _prelu(ctx: NnefContext) -> Value:
     x, alpha = aligned(ctx, *_operands(ctx, "x", "alpha"))
-    return ctx.emit("where", ctx.emit("less", x, _scalar(ctx, x, 0.0)), ctx.emit("mul", alpha, x), x)
+    negative = ctx.emit("less", x, _scalar(ctx, x, 0.0))
+    return ctx.emit("where", negative, ctx.emit("mul", alpha, x), x)
 
 
 @converter("leaky_relu")

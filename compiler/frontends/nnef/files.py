@@ -108,13 +108,14 @@ def unpack(archive: Path, dest: Path) -> Path:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             total = 0
+            bound = min(limit, MAX_EXPANSION * max(packed, 1 << 20))
             for m in members:
                 _check_member(archive, m)
                 total += m.size
-                if total > limit or total > MAX_EXPANSION * max(packed, 1 << 20):
+                if total > bound:
                     raise ModelLoadError(
-                        f"{archive}: unpacks to more than {min(limit, MAX_EXPANSION * max(packed, 1 << 20)) >> 20} MiB; "
-                        "refused (set NNXC_MAX_ARCHIVE_BYTES to allow more)"
+                        f"{archive}: unpacks to more than {bound >> 20} MiB; refused "
+                        "(set NNXC_MAX_ARCHIVE_BYTES to allow more)"
                     )
             tar.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as e:
@@ -196,14 +197,16 @@ def read_dat(path: Path, shape: list[int], what: str, mmap: bool = True) -> DatT
     if bytes(header["magic"]) != b"\x4e\xef":
         raise ModelLoadError(f"{what}: {path.name} is not an NNEF tensor file (bad magic)")
     if tuple(header["version"]) != (1, 0):
-        raise ModelLoadError(f"{what}: {path.name} has tensor file version {tuple(header['version'])}; nnxc reads 1.0")
+        version = ".".join(str(int(v)) for v in header["version"])
+        raise ModelLoadError(f"{what}: {path.name} has tensor file version {version}; nnxc reads 1.0")
     rank = int(header["rank"])
     if rank > 8:
         raise ModelLoadError(f"{what}: {path.name} declares rank {rank} (at most 8)")
     extents = [int(e) for e in header["extents"][:rank]]
     if list(extents) != list(shape) and not (np.prod(extents) == np.prod(shape) == 1):
         raise ModelLoadError(
-            f"{what}: {path.name} holds a tensor of shape {extents}, the graph declares {list(shape)}"
+            f"{what}: {path.name} holds a tensor of shape {extents}, the graph declares "
+            f"{list(shape)}"
         )
     length = int(header["data_length"])
     if size != _HEADER.itemsize + length:

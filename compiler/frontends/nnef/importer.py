@@ -82,7 +82,7 @@ def parse(files: ModelFiles) -> Any:
         except nnef.Error as e:
             raise ModelLoadError(_parse_message(files, e)) from None
         except UnicodeDecodeError:
-            raise ModelLoadError(f"{files.name}: graph.nnef is not text; not an NNEF model") from None
+            raise ModelLoadError(f"{files.name}: graph.nnef is not text; not an NNEF model")
         custom = {op.name for op in g.operations} - set(nnef.StandardOperations) - lowered
         if not custom:
             return g
@@ -175,7 +175,7 @@ class _Importer:
 
     def _variable(self, op: Any) -> None:
         name = op.outputs["output"]
-        tensor = self.g.tensors[name]
+        declared = self.g.tensors[name]
         shape = [int(d) for d in op.attribs["shape"]]
         label = op.attribs["label"]
         what = f"variable {name!r} (label {label!r})"
@@ -187,7 +187,7 @@ class _Importer:
         path = variable_path(self.files.folder, label)
         dat = read_dat(path, shape, what, mmap=self.files.archive is None)
         self.files.read.append(path)
-        quant = dict(tensor.quantization or {})
+        quant = dict(declared.quantization or {})
         if quant:
             data = dequantize_variable(dat.data, quant, what)
         elif dat.quantized:
