@@ -198,7 +198,9 @@ def read_dat(path: Path, shape: list[int], what: str, mmap: bool = True) -> DatT
         raise ModelLoadError(f"{what}: {path.name} is not an NNEF tensor file (bad magic)")
     if tuple(header["version"]) != (1, 0):
         version = ".".join(str(int(v)) for v in header["version"])
-        raise ModelLoadError(f"{what}: {path.name} has tensor file version {version}; nnxc reads 1.0")
+        raise ModelLoadError(
+            f"{what}: {path.name} has tensor file version {version}; nnxc reads 1.0"
+        )
     rank = int(header["rank"])
     if rank > 8:
         raise ModelLoadError(f"{what}: {path.name} declares rank {rank} (at most 8)")

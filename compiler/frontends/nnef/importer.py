@@ -82,7 +82,8 @@ def parse(files: ModelFiles) -> Any:
         except nnef.Error as e:
             raise ModelLoadError(_parse_message(files, e)) from None
         except UnicodeDecodeError:
-            raise ModelLoadError(f"{files.name}: graph.nnef is not text; not an NNEF model")
+            msg = f"{files.name}: graph.nnef is not text; not an NNEF model"
+            raise ModelLoadError(msg) from None
         custom = {op.name for op in g.operations} - set(nnef.StandardOperations) - lowered
         if not custom:
             return g

@@ -96,7 +96,6 @@ def _is_name(v: Any) -> bool:
     return isinstance(v, nnef.Identifier)
 
 
-
 def to_rank(ctx: NodeContext, v: Value, rank: int) -> Value:
     """``v`` with trailing size-1 dims added up to ``rank``: NNEF broadcasting aligns leading
     axes (``[1, C]`` against ``[N, C, H, W]`` is per channel), numpy's trailing ones."""
