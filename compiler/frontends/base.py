@@ -44,6 +44,8 @@ class Frontend(ABC):
     """Whether a model can be a folder."""
     accepts_text: str = ""
     """What to give, in words, for help and errors (``an .onnx file``)."""
+    objects: tuple[str, ...] = ()
+    """In-memory models the API accepts, by type name (``onnx.ModelProto``)."""
     fallback: bool = False
     """Whether this format reads files whose suffix no format claims (ONNX: ``model.pb``)."""
 
@@ -136,9 +138,10 @@ def frontend_for(model: Any) -> Frontend:
             f"{path}: not a model nnxc can read (a {what} of no known format); "
             f"nnxc reads {formats_text()}"
         )
+    objects = [name for f in frontends() for name in f.objects]
     raise NnxcError(
         f"cannot compile an object of type {type(model).__name__}; give a path "
-        f"({formats_text()}) or an in-memory model of a supported format"
+        f"({formats_text()}) or {' or '.join(objects) or 'a path'}"
     )
 
 

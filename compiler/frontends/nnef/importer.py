@@ -30,7 +30,7 @@ from . import (  # noqa: F401  (registers the converters)
 )
 from .files import ModelFiles, open_model, read_dat, variable_path
 from .quantize import dequantize_variable, fake_quantize
-from .registry import CONVERTERS, NNEF_DTYPES, NnefContext
+from .registry import CONVERTERS, NNEF_DTYPES, REFUSED, NnefContext
 
 LOWERED = (
     # compound fragments expanded by the parser into ops nnxc converts (the others have
@@ -153,9 +153,11 @@ class _Importer:
     def _check_ops(self) -> None:
         missing = []
         for op in self.g.operations:
-            if op.name not in _DECLARATIONS and CONVERTERS.find("", op.name, 1) is None:
+            if op.name in _DECLARATIONS:
+                continue
+            if op.name in REFUSED or CONVERTERS.find("", op.name, 1) is None:
                 missing.append((op.name, _first_output(op)))
-        report_unsupported(missing, f"in {self.files.name}")
+        report_unsupported(missing, f"in {self.files.name}", reasons=REFUSED)
 
     def _check_labels(self) -> None:
         if self.files.folder is None:

@@ -108,3 +108,7 @@ def aligned(ctx: NodeContext, *values: Value) -> list[Value]:
     """The operands of an elementwise op, brought to one rank the NNEF way (see ``to_rank``)."""
     rank = max(len(v.shape) for v in values)
     return [to_rank(ctx, v, rank) for v in values]
+
+
+REFUSED: dict[str, str] = {}
+"""Standard ops nnxc refuses whole, with the reason (listed in the unsupported-ops error)."""

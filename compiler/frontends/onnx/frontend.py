@@ -18,7 +18,8 @@ class OnnxFrontend(Frontend):
     name = "onnx"
     title = "ONNX"
     suffixes = (".onnx",)
-    accepts_text = "an .onnx file or an onnx.ModelProto"
+    accepts_text = "an .onnx file"
+    objects = ("onnx.ModelProto",)
     fallback = True
 
     def accepts(self, model: Any) -> bool:
