@@ -11,10 +11,13 @@ the graph text with ``nnef.parse_file``, opening every ``.dat`` file itself.
 from __future__ import annotations
 
 import contextlib
+import lzma
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +29,17 @@ from compiler.errors import ModelLoadError
 from ..base import file_sha256
 
 MAX_UNPACKED_BYTES = 16 << 30
-"""Archives unpacking to more than this are refused (the bound users can lower with
-``NNXC_MAX_ARCHIVE_BYTES``)."""
-MAX_EXPANSION = 2000
-"""Nor may an archive unpack to more than this many times its packed size (a gzip bomb)."""
+"""Archives unpacking to more than this are refused (``NNXC_MAX_ARCHIVE_BYTES`` sets another
+bound, which then replaces the expansion bound too)."""
+MAX_EXPANSION = 100
+"""Nor may an archive unpack to more than this many times its packed size (a compression
+bomb: gzip reaches about 1000, bzip2 and xz far more; real weights compress about 1.1)..."""
+MIN_EXPANSION_BOUND = 256 << 20
+"""... unless it stays under this size (small archives of tiny files compress very well)."""
+MAX_MEMBERS = 100_000
+"""Nor may an archive hold more members than this (a model has one file per variable)."""
+_TAR_BLOCK = 512
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
 @dataclass
@@ -50,16 +60,36 @@ class ModelFiles:
         """Of the archive's bytes; or of every file read from the folder, with its name."""
         if self.archive is not None:
             return file_sha256([self.archive])
-        return file_sha256(self.read, self.folder)
+        return file_sha256(dict.fromkeys(self.read), self.folder)
 
 
-def max_unpacked_bytes() -> int:
-    value = os.environ.get("NNXC_MAX_ARCHIVE_BYTES")
-    return int(value) if value else MAX_UNPACKED_BYTES
+def max_unpacked_bytes() -> int | None:
+    """The bound ``NNXC_MAX_ARCHIVE_BYTES`` sets, if any."""
+    value = os.environ.get("NNXC_MAX_ARCHIVE_BYTES", "").strip()
+    if not value:
+        return None
+    try:
+        bound = int(value)
+    except ValueError:
+        bound = -1
+    if bound < 0:
+        raise ModelLoadError(f"NNXC_MAX_ARCHIVE_BYTES={value!r}: give a number of bytes")
+    return bound
 
 
 def is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith((".tgz", ".tar.gz", ".tar"))
+    """A file named like an archive, or one starting like a compressed file (a ``.nnef`` that
+    is really a ``.tgz``)."""
+    if not path.is_file():
+        return False
+    if path.name.lower().endswith((".tgz", ".tar.gz", ".tar")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return False
+    return head.startswith(_COMPRESSED_MAGIC)
 
 
 @contextlib.contextmanager
@@ -75,7 +105,11 @@ def open_model(path: Path) -> Iterator[ModelFiles]:
         yield _folder_files(path, path.name)
         return
     if is_archive(path):
-        tmp = Path(tempfile.mkdtemp(prefix="nnxc-nnef-"))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix="nnxc-nnef-"))  # mode 0700: private
+        except OSError as e:
+            msg = f"{path}: cannot make a temporary folder to unpack into ({_one_line(e)})"
+            raise ModelLoadError(msg) from None
         try:
             root = unpack(path, tmp)
             files = _folder_files(root, path.name)
@@ -84,7 +118,7 @@ def open_model(path: Path) -> Iterator[ModelFiles]:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
-    yield ModelFiles(path.name, path, None, None)
+    yield ModelFiles(path.name, path, None, None, read=[path])
 
 
 def _folder_files(folder: Path, name: str) -> ModelFiles:
@@ -98,60 +132,153 @@ def _folder_files(folder: Path, name: str) -> ModelFiles:
 def unpack(archive: Path, dest: Path) -> Path:
     """Unpack ``archive`` into ``dest`` and return the folder holding ``graph.nnef``.
 
-    Members are checked before anything is written: only regular files and folders, no
-    absolute paths, no ``..``, no links or devices, and the total size bounded; then
-    ``tarfile``'s ``data`` filter extracts them (a second line of defence).
+    Members are checked as their headers are read, before their data is decompressed and
+    before anything is written: only regular files and folders, no absolute paths, no
+    ``..``, no links or devices, the count and total size bounded; then ``tarfile``'s
+    ``data`` filter extracts them (a second line of defence).
     """
-    limit = max_unpacked_bytes()
-    packed = archive.stat().st_size
+    bound, why = _unpack_bound(archive)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
+            members = []
             total = 0
-            bound = min(limit, MAX_EXPANSION * max(packed, 1 << 20))
-            for m in members:
+            for m in tar:  # lazily: a member's header is checked before its data is read
                 _check_member(archive, m)
-                total += m.size
-                if total > bound:
+                members.append(m)
+                if len(members) > MAX_MEMBERS:
                     raise ModelLoadError(
-                        f"{archive}: unpacks to more than {bound >> 20} MiB; refused "
-                        "(set NNXC_MAX_ARCHIVE_BYTES to allow more)"
+                        f"{archive}: holds more than {MAX_MEMBERS} files; not an NNEF model"
                     )
+                total += _TAR_BLOCK + m.size
+                if total > bound:
+                    raise ModelLoadError(f"{archive}: unpacks to more than {why}; refused")
             tar.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise ModelLoadError(f"{archive}: not a readable .tgz archive ({e})") from None
-    graphs = sorted(dest.rglob("graph.nnef"), key=lambda p: len(p.parts))
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
+        raise ModelLoadError(f"{archive}: not a readable .tgz archive ({_one_line(e)})") from None
+    graphs = [p for p in dest.rglob("graph.nnef") if p.is_file()]
     if not graphs:
         raise ModelLoadError(f"{archive}: the archive holds no graph.nnef; not an NNEF model")
-    return graphs[0].parent
+    top = min(len(p.parts) for p in graphs)
+    shallowest = sorted(p for p in graphs if len(p.parts) == top)
+    if len(shallowest) > 1:
+        where = ", ".join(p.relative_to(dest).as_posix() for p in shallowest)
+        raise ModelLoadError(f"{archive}: the archive holds several models ({where})")
+    return shallowest[0].parent
+
+
+def _unpack_bound(archive: Path) -> tuple[int, str]:
+    """The most bytes ``archive`` may unpack to, and that bound in words."""
+    explicit = max_unpacked_bytes()
+    if explicit is not None:
+        return explicit, f"NNXC_MAX_ARCHIVE_BYTES={explicit} bytes"
+    packed = archive.stat().st_size
+    by_ratio = max(MAX_EXPANSION * packed, MIN_EXPANSION_BOUND)
+    if by_ratio < MAX_UNPACKED_BYTES:
+        return by_ratio, (
+            f"{MAX_EXPANSION} times its size of {packed} bytes (a compression bomb?; set "
+            "NNXC_MAX_ARCHIVE_BYTES to the bytes to allow)"
+        )
+    return MAX_UNPACKED_BYTES, (
+        f"{MAX_UNPACKED_BYTES >> 30} GiB (set NNXC_MAX_ARCHIVE_BYTES to the bytes to allow)"
+    )
 
 
 def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
     name = m.name
-    if name.startswith(("/", "\\")) or Path(name).is_absolute() or ":" in Path(name).parts[0]:
+    parts = Path(name).parts
+    if not parts:
+        raise ModelLoadError(f"{archive}: a member has an empty name; refused")
+    if name.startswith(("/", "\\")) or Path(name).is_absolute() or ":" in parts[0]:
         raise ModelLoadError(f"{archive}: member {name!r} has an absolute path; refused")
-    if ".." in Path(name).parts:
+    if ".." in parts or ".." in name.split("\\"):
         raise ModelLoadError(f"{archive}: member {name!r} leaves the archive's folder; refused")
     if m.issym() or m.islnk():
         raise ModelLoadError(f"{archive}: member {name!r} is a link; refused")
     if not (m.isfile() or m.isdir()):
-        raise ModelLoadError(f"{archive}: member {name!r} is not a regular file; refused")
+        raise ModelLoadError(
+            f"{archive}: member {name!r} is not a regular file or folder (a device or fifo); "
+            "refused"
+        )
 
 
 def variable_path(folder: Path, label: str) -> Path:
     """The ``.dat`` file of a variable label, refused unless it stays inside ``folder``
-    (checked before the file is opened)."""
+    (checked before the file is opened).
+
+    As the Khronos loader does, ONE leading ``/`` is dropped (``'/w'`` is ``w.dat`` in the
+    folder); any other absolute form (``'//abs/w'``, ``'\\w'``) and any ``..`` is refused,
+    and so is a path that symbolic links lead out of the folder.
+    """
     if not label:
-        raise ModelLoadError("a variable has an empty label")
-    rel = label[1:] if label.startswith("/") and not label.startswith("//") else label
+        raise ModelLoadError("an empty variable label")
+    if "\0" in label:
+        raise ModelLoadError(f"variable label {label!r} holds a NUL character; refused")
+    rel = label[1:] if label.startswith("/") else label
     parts = Path(rel).parts
-    if not rel or rel.startswith(("/", "\\")) or Path(rel).is_absolute() or ".." in parts:
+    if (
+        not rel
+        or rel.startswith(("/", "\\"))
+        or Path(rel).is_absolute()
+        or ".." in parts
+        or ".." in rel.split("\\")
+    ):
         raise ModelLoadError(f"variable label {label!r} leaves the model's folder; refused")
-    root = folder.resolve()
-    target = (folder / (rel + ".dat")).resolve()
+    try:
+        root = folder.resolve()
+        target = (folder / (rel + ".dat")).resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise ModelLoadError(f"variable label {label!r}: {_one_line(e)}") from None
     if root not in target.parents:
         raise ModelLoadError(f"variable label {label!r} resolves outside the model's folder")
-    return target
+    return folder / target.relative_to(root)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+# -- custom fragments ----------------------------------------------------------------------------
+_COMMENT_OR_STRING = re.compile(r"#[^\n]*|'[^']*'|\"[^\"]*\"")
+_FRAGMENT = re.compile(r"\bfragment\s+([A-Za-z_]\w*)")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def fragment_calls(text: str) -> dict[str, set[str] | None]:
+    """The fragments a graph text defines, each with the fragments its body names (None for a
+    declaration without a body). A light scan, not a parse: any name in a body counts, so
+    it errs towards seeing calls (NNEF bodies hold no braces, comments run to the line's end)."""
+    clean = _COMMENT_OR_STRING.sub(" ", text)
+    found: dict[str, set[str] | None] = {}
+    for m in _FRAGMENT.finditer(clean):
+        ends = [i for i in (clean.find(";", m.end()), clean.find("{", m.end())) if i >= 0]
+        if not ends or clean[min(ends)] == ";":
+            found.setdefault(m.group(1), None)
+            continue
+        brace = min(ends)
+        close = clean.find("}", brace)
+        body = clean[brace + 1 : close if close >= 0 else len(clean)]
+        found[m.group(1)] = set(_NAME.findall(body))
+    for calls in found.values():
+        if calls is not None:
+            calls &= set(found)
+    return found
+
+
+def recursive_fragments(calls: dict[str, set[str] | None]) -> set[str]:
+    """The fragments that may call themselves, directly or through others."""
+    recursive = set()
+    for start in calls:
+        seen: set[str] = set()
+        todo = list(calls[start] or ())
+        while todo:
+            name = todo.pop()
+            if name == start:
+                recursive.add(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(calls.get(name) or ())
+    return recursive
 
 
 # -- .dat tensors ------------------------------------------------------------------------------
@@ -188,6 +315,13 @@ class DatTensor:
 def read_dat(path: Path, shape: list[int], what: str, mmap: bool = True) -> DatTensor:
     """Read a tensor file whose declared shape is ``shape``; every disagreement (magic,
     version, extents, size, item type) is an error naming ``what``."""
+    try:
+        return _read_dat(path, shape, what, mmap)
+    except OSError as e:
+        raise ModelLoadError(f"{what}: cannot read {path.name} ({_one_line(e)})") from None
+
+
+def _read_dat(path: Path, shape: list[int], what: str, mmap: bool) -> DatTensor:
     if not path.is_file():
         raise ModelLoadError(f"{what}: tensor file {path.name} is missing")
     size = path.stat().st_size
@@ -269,12 +403,24 @@ def _read(path: Path, dtype: np.dtype, count: int, shape: list[int], mmap: bool)
 
 def _unpack(packed: np.ndarray, bits: int, count: int, signed: bool) -> np.ndarray:
     """Sub-byte or odd-width integers packed MSB first, as the C++ writer packs them
-    (``nnef/common/binary.h``), one after another with no padding between items."""
-    stream = np.unpackbits(packed, bitorder="big")[: count * bits].reshape(count, bits)
+    (``nnef/common/binary.h``), one after another with no padding between items. Decoded a
+    chunk at a time (8 items end on a byte boundary), so that the bit stream of a large
+    tensor never exists whole."""
+    out = np.empty(count, np.int64 if signed else np.uint64)
     weights = np.left_shift(np.uint64(1), np.arange(bits - 1, -1, -1, dtype=np.uint64))
-    values = (stream.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    step = 8 << 14  # items per chunk, a multiple of 8
+    for start in range(0, count, step):
+        n = min(step, count - start)
+        first = start * bits // 8
+        chunk = packed[first : first + (n * bits + 7) // 8]
+        stream = np.unpackbits(chunk, bitorder="big")[: n * bits].reshape(n, bits)
+        values = (stream.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        if signed:
+            v = values.astype(np.int64)
+            v -= (v >> (bits - 1) & 1) << bits
+            out[start : start + n] = v
+        else:
+            out[start : start + n] = values
     if signed:
-        out = values.astype(np.int64)
-        out -= (out >> (bits - 1) & 1) << bits
-        return out.astype(np.int32 if bits <= 32 else np.int64)
-    return values.astype(np.uint32 if bits <= 32 else np.uint64)
+        return out.astype(np.int32) if bits <= 32 else out
+    return out.astype(np.uint32) if bits <= 32 else out

@@ -9,6 +9,8 @@ tensor's shape, which each converted op is checked against.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,14 @@ from . import (  # noqa: F401  (registers the converters)
     tensor,
     window,
 )
-from .files import ModelFiles, open_model, read_dat, variable_path
+from .files import (
+    ModelFiles,
+    fragment_calls,
+    open_model,
+    read_dat,
+    recursive_fragments,
+    variable_path,
+)
 from .quantize import dequantize_variable, fake_quantize
 from .registry import CONVERTERS, NNEF_DTYPES, REFUSED, NnefContext
 
@@ -62,48 +71,103 @@ def import_nnef(
     """Convert an NNEF model (a folder, a ``.tgz`` of one, or a bare graph text) into a graph
     of core ops; also return the model's display name and the sha256 of every file read."""
     with open_model(Path(path)) as files:
-        g = parse(files)
-        graph = _Importer(g, files).run(dict(input_shapes or {}), dict(input_values or {}))
+        g, unexpanded = parse(files)
+        importer = _Importer(g, files, unexpanded)
+        graph = importer.run(dict(input_shapes or {}), dict(input_values or {}))
         return graph, files.name, files.sha256()
 
 
-def parse(files: ModelFiles) -> Any:
-    """The parsed graph, with LOWERED and every custom fragment expanded."""
+def parse(files: ModelFiles) -> tuple[Any, dict[str, str]]:
+    """The parsed graph, with LOWERED and every custom fragment expanded; and the custom
+    fragments left as ops, with the reason (for the unsupported-ops error).
+
+    The Khronos parser expands a fragment that calls itself without end until its stack
+    overflows (a crash, not an error): recursive fragments are first expanded in a child
+    process, and left unexpanded where that fails.
+    """
     import nnef
 
+    calls = fragment_calls(_graph_text(files))
+    recursive = recursive_fragments(calls)
     lowered = set(LOWERED)
+    unexpanded: dict[str, str] = {}
     for _ in range(MAX_LOWERING_PASSES):
-        try:
-            g = nnef.parse_file(
-                str(files.graph),
-                quant_fn=str(files.quant) if files.quant else None,
-                lowered=sorted(lowered),
-            )
-        except nnef.Error as e:
-            raise ModelLoadError(_parse_message(files, e)) from None
-        except UnicodeDecodeError:
-            msg = f"{files.name}: graph.nnef is not text; not an NNEF model"
-            raise ModelLoadError(msg) from None
-        custom = {op.name for op in g.operations} - set(nnef.StandardOperations) - lowered
+        g = _parse(files, lowered)
+        ops = {op.name for op in g.operations}
+        custom = ops - set(nnef.StandardOperations) - lowered - set(unexpanded)
         if not custom:
-            return g
-        lowered |= custom
-    return g
+            break
+        for name in custom:
+            if calls.get(name, set()) is None:
+                unexpanded[name] = "a fragment declared without a body"
+        todo = custom - set(unexpanded)
+        safe = todo - recursive
+        for name in sorted(todo & recursive):
+            if _expands_in_child(files, lowered | safe | {name}):
+                safe.add(name)
+            else:
+                unexpanded[name] = "a recursive fragment the NNEF parser cannot expand"
+        lowered |= safe
+    return g, unexpanded
+
+
+def _graph_text(files: ModelFiles) -> str:
+    try:
+        return files.graph.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{files.name}: graph.nnef is not text; not an NNEF model") from None
+    except OSError as e:
+        raise ModelLoadError(f"{files.name}: cannot read graph.nnef ({e.strerror})") from None
+
+
+def _parse(files: ModelFiles, lowered: set[str]) -> Any:
+    import nnef
+
+    try:
+        return nnef.parse_file(
+            str(files.graph),
+            quant_fn=str(files.quant) if files.quant else None,
+            lowered=sorted(lowered),
+        )
+    except nnef.Error as e:
+        raise ModelLoadError(_parse_message(files, e)) from None
+    except UnicodeDecodeError:
+        what = "graph.quant" if files.quant else "graph.nnef"
+        raise ModelLoadError(f"{files.name}: {what} is not text; not an NNEF model") from None
+
+
+_EXPAND_TIMEOUT_S = 60
+_EXPAND = "import sys, nnef; nnef.parse_file(sys.argv[1], lowered=sys.argv[2:])"
+
+
+def _expands_in_child(files: ModelFiles, lowered: set[str]) -> bool:
+    """Whether the parser expands ``lowered`` in ``graph.nnef`` without crashing or hanging."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _EXPAND, str(files.graph), *sorted(lowered)],
+            capture_output=True,
+            timeout=_EXPAND_TIMEOUT_S,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    return done.returncode == 0
 
 
 def _parse_message(files: ModelFiles, e: Exception) -> str:
-    msg = str(e).strip().replace(str(files.graph), "graph.nnef")
-    if files.quant:
-        msg = msg.replace(str(files.quant), "graph.quant")
-    if "could not evaluate invocation" in msg or "recursi" in msg:
-        msg += " (a recursive or data-dependent custom fragment nnxc cannot expand)"
+    """The parser's message on one line, naming the file and the line and column."""
+    msg = " ".join(str(e).split())
+    for path in (files.graph, files.quant):
+        if path is not None:
+            msg = msg.replace(f"'{path}'", path.name).replace(str(path), path.name)
+    msg = re.sub(r"\[(\d+):(\d+)\]", r"line \1, column \2:", msg)
     return f"{files.name}: {msg}"
 
 
 class _Importer:
-    def __init__(self, g: Any, files: ModelFiles) -> None:
+    def __init__(self, g: Any, files: ModelFiles, unexpanded: dict[str, str]) -> None:
         self.g = g
         self.files = files
+        self.unexpanded = unexpanded
         self.graph = Graph(re.sub(r"\W", "_", g.name) or "main")
         self.graph.metadata["source_format"] = "nnef"
         self.builder = Builder(self.graph)
@@ -157,14 +221,19 @@ class _Importer:
                 continue
             if op.name in REFUSED or CONVERTERS.find("", op.name, 1) is None:
                 missing.append((op.name, _first_output(op)))
-        report_unsupported(missing, f"in {self.files.name}", reasons=REFUSED)
+        reasons = {**REFUSED, **self.unexpanded}
+        report_unsupported(missing, f"in {self.files.name}", reasons=reasons)
 
     def _check_labels(self) -> None:
         if self.files.folder is None:
             return
         for op in self.g.operations:
             if op.name == "variable":
-                variable_path(self.files.folder, op.attribs["label"])
+                try:
+                    variable_path(self.files.folder, op.attribs["label"])
+                except ModelLoadError as e:
+                    name = op.outputs["output"]
+                    raise ModelLoadError(f"{self.files.name}: variable {name!r}: {e}") from None
 
     # -- declarations ----------------------------------------------------------------------
     def _external(self, op: Any, values: dict[str, np.ndarray]) -> None:
@@ -181,11 +250,11 @@ class _Importer:
         declared = self.g.tensors[name]
         shape = [int(d) for d in op.attribs["shape"]]
         label = op.attribs["label"]
-        what = f"variable {name!r} (label {label!r})"
+        what = f"{self.files.name}: variable {name!r} (label {label!r})"
         if self.files.folder is None:
             raise ModelLoadError(
-                f"{self.files.name}: {what} needs its .dat file; give the model folder or "
-                ".tgz, not the bare graph.nnef"
+                f"{what} needs its .dat file; give the model folder or .tgz, not the bare "
+                "graph.nnef"
             )
         path = variable_path(self.files.folder, label)
         dat = read_dat(path, shape, what, mmap=self.files.archive is None)
@@ -196,6 +265,11 @@ class _Importer:
         elif dat.quantized:
             raise ModelLoadError(
                 f"{what}: its .dat holds quantized codes but graph.quant has no entry for it"
+            )
+        elif op.dtype != "scalar" and dat.item_type == "float":
+            raise ModelLoadError(
+                f"{what}: its .dat holds {dat.bits}-bit floats; a {op.dtype} variable needs "
+                f"{'bools' if op.dtype == 'logical' else 'integers'}"
             )
         else:
             data = np.asarray(dat.data, dtype=NNEF_DTYPES[op.dtype].np)  # no copy when equal
