@@ -132,7 +132,7 @@ def frontend_for(model: Any) -> Frontend:
                     return frontend
             for frontend in frontends():
                 if frontend.fallback:
-                    return frontend
+                    return _Guessed(frontend)
         what = "folder" if path.is_dir() else "file"
         raise NnxcError(
             f"{path}: not a model nnxc can read (a {what} of no known format); "
@@ -143,6 +143,37 @@ def frontend_for(model: Any) -> Frontend:
         f"cannot compile an object of type {type(model).__name__}; give a path "
         f"({formats_text()}) or {' or '.join(objects) or 'a path'}"
     )
+
+
+class _Guessed(Frontend):
+    """The fallback format, reading a file that neither its name nor its first bytes place: a
+    load error also says which formats nnxc reads (the file may be of none)."""
+
+    def __init__(self, inner: Frontend) -> None:
+        self.inner = inner
+        self.name, self.title = inner.name, inner.title
+        self.suffixes, self.folders = inner.suffixes, inner.folders
+        self.accepts_text, self.fallback = inner.accepts_text, inner.fallback
+
+    def accepts(self, model: Any) -> bool:
+        return self.inner.accepts(model)
+
+    def stem(self, path: Path) -> str:
+        return self.inner.stem(path)
+
+    def import_model(
+        self,
+        model: Any,
+        input_shapes: Mapping[str, Any] | None = None,
+        input_values: Mapping[str, np.ndarray] | None = None,
+    ) -> tuple[Graph, Source]:
+        try:
+            return self.inner.import_model(model, input_shapes, input_values)
+        except ModelLoadError as e:
+            raise ModelLoadError(
+                f"{e}; read as {self.title} since no format claims the file's name; nnxc reads "
+                f"{formats_text()}"
+            ) from None
 
 
 def file_sha256(paths: Iterable[Path], root: Path | None = None) -> str:

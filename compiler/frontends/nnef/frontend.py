@@ -17,7 +17,7 @@ from ..base import Frontend, Source, register
 class NnefFrontend(Frontend):
     name = "nnef"
     title = "NNEF"
-    suffixes = (".nnef.tgz", ".nnef.tar.gz", ".tgz", ".tar.gz", ".nnef")
+    suffixes = (".nnef.tgz", ".nnef.tar.gz", ".nnef.tar", ".tgz", ".tar.gz", ".tar", ".nnef")
     folders = True
     accepts_text = "a folder holding graph.nnef, a .tgz of one, or a graph.nnef text"
 

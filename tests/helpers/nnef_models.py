@@ -1,0 +1,173 @@
+"""The converted-model corpus: ONNX models (the light model-zoo architectures with random
+weights, the zoo models of benchmarks/zoo.py) converted to NNEF by nnef-tools, as a folder and
+as a ``.tgz``, made once per pytest session and kept as files under its base temp folder.
+
+nnef-tools needs every tensor's shape: the light models are ONNX IR version 3 files, whose
+initializers shape inference ignores unless they are also graph inputs, so each ONNX model is
+first cleaned (initializers no longer inputs, unused ones dropped, IR version 7, shapes
+inferred). The cleaned file is the ONNX original the tests compare with.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import pytest
+
+CONVERT_TIMEOUT_S = 1200
+
+
+class ConversionFailed(Exception):
+    """nnef-tools could not convert the model (the message is its last error line)."""
+
+
+@dataclass(frozen=True)
+class Converted:
+    onnx: Path
+    """The cleaned ONNX model both files were converted from."""
+    folder: Path
+    tgz: Path
+
+
+def clean_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as nnef-tools can read it: initializers are not graph inputs, unused ones
+    are dropped, IR version at least 7, every value's shape inferred."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input}
+    used |= {o.name for o in graph.output}
+    inits = [t for t in graph.initializer if t.name in used]
+    names = {t.name for t in inits}
+    inputs = [i for i in graph.input if i.name not in names]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    del graph.input[:]
+    graph.input.extend(inputs)
+    model.ir_version = max(model.ir_version, 7)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def convert(src: Path, out: Path) -> Converted:
+    """``src`` (an .onnx file) converted by nnef-tools into ``out``.nnef (a folder) and
+    ``out``.nnef.tgz; raises ConversionFailed with nnef-tools' error."""
+    folder = out.with_name(out.name + ".nnef")
+    tgz = out.with_name(out.name + ".nnef.tgz")
+    for target, extra in ((folder, []), (tgz, ["--compress", "1"])):
+        if target.exists():
+            continue
+        tmp = target.with_name("tmp-" + folder.name)  # --compress appends .tgz
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nnef_tools.convert",
+                "--input-format",
+                "onnx",
+                "--output-format",
+                "nnef",
+                "--keep-io-names",
+                "--input-model",
+                str(src),
+                "--output-model",
+                str(tmp),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=CONVERT_TIMEOUT_S,
+        )
+        written = tmp.with_name(tmp.name + ".tgz") if extra else tmp
+        if done.returncode != 0 or not written.exists():
+            lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+            raise ConversionFailed(lines[-1] if lines else f"exit status {done.returncode}")
+        written.replace(target)
+    return Converted(src, folder, tgz)
+
+
+def nnef_op_histogram(folder: Path, expanded: bool = True) -> Counter[str]:
+    """The ops of an NNEF model's graph: as nnxc sees them (LOWERED and custom fragments
+    expanded by the parser) or, with ``expanded=False``, as written."""
+    import nnef
+
+    from compiler.frontends.nnef.files import open_model
+    from compiler.frontends.nnef.importer import parse
+
+    with open_model(folder) as files:
+        if expanded:
+            g, _ = parse(files)
+        else:
+            g = nnef.parse_file(str(files.graph))
+    return Counter(op.name for op in g.operations)
+
+
+class NnefModels:
+    """Converted models, made on first use and kept for the whole session."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._failed: dict[str, str] = {}
+
+    def onnx(self, name: str) -> Path:
+        """The cleaned ONNX file of a light model (``squeezenet``) or zoo model (``zoo:unet``)."""
+        out = self.folder / f"{name.replace(':', '_')}.onnx"
+        if not out.exists():
+            model = clean_onnx(_source(name))
+            tmp = out.with_suffix(".tmp")
+            onnx.save(model, tmp)
+            tmp.replace(out)
+        return out
+
+    def get(self, name: str) -> Converted:
+        if name in self._failed:
+            raise ConversionFailed(self._failed[name])
+        src = self.onnx(name)
+        try:
+            return convert(src, src.with_suffix(""))
+        except ConversionFailed as e:
+            self._failed[name] = str(e)
+            raise
+
+
+def _source(name: str) -> onnx.ModelProto:
+    from benchmarks.models import light_path, randomized
+
+    if name.startswith("zoo:"):
+        from benchmarks.zoo import build
+
+        return build(name[4:])
+    return randomized(onnx.load(str(light_path(name))), seed=0)
+
+
+@pytest.fixture(scope="session")
+def nnef_models(tmp_path_factory: pytest.TempPathFactory) -> NnefModels:
+    folder = tmp_path_factory.getbasetemp() / "nnef_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return NnefModels(folder)
+
+
+if __name__ == "__main__":  # python tests/helpers/nnef_models.py DIR [NAMES...]: the op report
+    import time
+
+    from benchmarks.models import LIGHT_MODELS
+    from benchmarks.zoo import ZOO_MODELS
+
+    models = NnefModels(Path(sys.argv[1]))
+    models.folder.mkdir(parents=True, exist_ok=True)
+    for name in sys.argv[2:] or [*LIGHT_MODELS, *(f"zoo:{z}" for z in ZOO_MODELS)]:
+        t0 = time.perf_counter()
+        try:
+            c = models.get(name)
+        except (ConversionFailed, subprocess.TimeoutExpired) as e:
+            print(f"{name}: conversion FAILED: {e}", flush=True)
+            continue
+        took = time.perf_counter() - t0
+        written = nnef_op_histogram(c.folder, expanded=False)
+        seen = nnef_op_histogram(c.folder)
+        print(f"{name}: converted in {took:.0f} s", flush=True)
+        print("  as written: " + ", ".join(f"{op} {n}" for op, n in written.most_common()))
+        print("  nnxc sees:  " + ", ".join(f"{op} {n}" for op, n in seen.most_common()))
