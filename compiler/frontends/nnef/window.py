@@ -19,13 +19,14 @@ Conventions (NNEF 1.0.5 stdlib, ``nnef/shapes.py``, the Khronos C++ executor):
   the reading that makes sense of sample/desample taking the window parameters at all (a flat
   index into the input would need none); nnef-tools' interpreter instead returns PyTorch's
   flat offsets into the padded spatial plane, so tests do not compare indices with it.
-* multilinear_upsample with 'symmetric'/'asymmetric' is the depthwise deconvolution with the
-  fixed linear weights of the C++ executor (generalized from its factor-2 kernels, as
-  nnef-tools' interpreter does): 'symmetric' kernel 2f, ((m + 0.5) / f mirrored), front pad
-  f - 1; 'asymmetric' kernel 2f - 1 (1 - |m - f + 1| / f), front pad f - 1, so input k lands
-  on output k*f as in the C++ kernels. border 'replicate' (and the other padding modes) pads
-  the input by one first and crops, as the C++ executor does; 'constant' reads zeros. 'aligned'
-  is align-corners linear interpolation (the interpreter's reading; the C++ executor refuses).
+* multilinear_upsample: linear interpolation, input i centred on output i*f + (f-1)/2
+  ('symmetric': half-pixel, as PyTorch's align_corners=False) or on i*f ('asymmetric'),
+  built as the depthwise deconvolution with fixed weights of the C++ executor (whose kernels
+  are for factor 2 only). border 'replicate' (and the other padding modes) pads the input by
+  one and crops, as the C++ executor does; 'constant' reads zeros past the edge. nnef-tools'
+  interpreter pads its constant-border deconvolutions differently for factors other than 2
+  (symmetric f-1, asymmetric f//2), which shifts them against its own replicate path; nnxc
+  keeps the sample positions of the method's name. 'aligned' is align-corners interpolation.
 * avg_roi_pool, max_roi_pool and roi_resample are refused: neither reference implements them
   and their bin/coordinate conventions cannot be pinned down exactly (see ``_roi``).
 """
@@ -532,15 +533,25 @@ def _nearest_upsample(ctx: NnefContext) -> Value:
     )
 
 
-def _upsample_weights(f: int, symmetric: bool) -> np.ndarray:
+def _upsample_kernel(f: int, symmetric: bool) -> tuple[np.ndarray, int]:
+    """The 1-D linear kernel and its front padding: input i lands on output i*f + (f-1)/2
+    ('symmetric', half-pixel centres) or i*f ('asymmetric'); weight 1 - distance / f."""
     if symmetric:
-        half = [(i + 0.5) / f for i in range(f)]
-        return np.array(half + half[::-1])
-    return np.array([1.0 - abs(i) / f for i in range(-f + 1, f)])
+        length = 2 * f - f % 2
+        centre = (length - 1) / 2
+        front = int(centre - (f - 1) / 2)
+    else:
+        length, centre, front = 2 * f - 1, f - 1, f - 1
+    weights = np.array([1.0 - abs(m - centre) / f for m in range(length)])
+    return weights, front
 
 
 @converter("multilinear_upsample")
 def _multilinear_upsample(ctx: NnefContext) -> Value:
+    """'symmetric' / 'asymmetric': a depthwise deconvolution with fixed linear weights (the
+    C++ executor's factor-2 kernels; for other factors the kernel that keeps the method's
+    sample positions). Padding modes pad the input by one first, then crop; 'constant' reads
+    zeros past the edge. 'aligned': align-corners linear interpolation."""
     x = ctx.x("input")
     factor = _factor(ctx, x)
     method = ctx.attr("method")
@@ -548,42 +559,25 @@ def _multilinear_upsample(ctx: NnefContext) -> Value:
     sizes = [*x.shape[:2], *[int(d) * f for d, f in zip(x.shape[2:], factor)]]
     if method == "aligned":
         return ctx.emit(
-            "resize",
-            x,
-            sizes=sizes,
-            mode="linear",
-            coordinate_transformation_mode="align_corners",
+            "resize", x, sizes=sizes, mode="linear", coordinate_transformation_mode="align_corners"
         )
     if method not in ("symmetric", "asymmetric"):
         raise ctx.error(f"method {method!r} is not one of symmetric, asymmetric, aligned")
-    if border not in ("constant", "ignore", *_PADDED):
-        raise ctx.error(f"border {border!r} is not a border mode")
-    weights = _upsample_weights(factor[0], method == "symmetric")
-    for f in factor[1:]:
-        weights = np.multiply.outer(weights, _upsample_weights(f, method == "symmetric"))
+    border = _check_border(ctx, ("constant", "ignore", *_PADDED))
+    kernels = [_upsample_kernel(f, method == "symmetric") for f in factor]
+    weights = kernels[0][0]
+    for k, _ in kernels[1:]:
+        weights = np.multiply.outer(weights, k)
     c = int(x.shape[1])
     w = ctx.const(np.broadcast_to(weights, (c, 1, *weights.shape)).astype(np.float32), "float32")
     n = len(factor)
-    shift = [0] * n
+    front = [fr for _, fr in kernels]
     if border in _PADDED:  # pad by one, upsample, crop (the C++ executor's 'replicate')
         x = pad_border(ctx, x, [(0, 0), (0, 0), *[(1, 1)] * n], border)
-        shift = factor
-    spatial = [int(d) for d in x.shape[2:]]
-    full = [
-        (i - 1) * f + len(_upsample_weights(f, method == "symmetric"))
-        for i, f in zip(spatial, factor)
-    ]
-    front = [f - 1 + s for f, s in zip(factor, shift)]
+        front = [fr + f for fr, f in zip(front, factor)]
+    full = [(int(i) - 1) * f + len(k) for i, f, (k, _) in zip(x.shape[2:], factor, kernels)]
     back = [fl - fr - o for fl, fr, o in zip(full, front, sizes[2:])]
-    return ctx.emit(
-        "conv_transpose",
-        x,
-        w,
-        None,
-        strides=factor,
-        pads=front + back,
-        groups=c,
-    )
+    return ctx.emit("conv_transpose", x, w, None, strides=factor, pads=front + back, groups=c)
 
 
 # -- normalization ----------------------------------------------------------------------------
