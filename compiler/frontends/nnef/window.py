@@ -448,6 +448,7 @@ def _sampled(
 def _desample(ctx: NnefContext) -> Value:
     """sample's transpose: each value added where its index points; pads cropped."""
     x, index = ctx.x("input"), ctx.x("index")
+    _check_border(ctx, _POOL_BORDERS)  # the padded places are cropped whatever the border
     r = len(x.shape)
     size = _ints(ctx.attr("size"), r)
     stride, dilation = _ints(ctx.attr("stride"), r), _ints(ctx.attr("dilation"), r)
@@ -608,12 +609,13 @@ def _lrn(ctx: NnefContext) -> Value:
 # -- regions of interest ----------------------------------------------------------------------
 def _roi(ctx: NnefContext) -> Value:
     """Refused: neither the Khronos C++ executor nor nnef-tools' interpreter implements these
-    ops, and the spec's bin boundaries and sampling positions (how a box's float corners are
-    rounded, where 'symmetric'/'asymmetric' resampling samples) cannot be matched exactly to
-    the IR roi_align; an approximation would give silently different numbers."""
+    ops, and without one the bin boundaries and sampling positions (how a box's float corners
+    are rounded, where 'symmetric'/'asymmetric' resampling samples) cannot be pinned down to
+    match the IR roi_align exactly; an approximation would give silently different numbers."""
     raise ctx.error(
-        f"{ctx.operation.name} is not supported: no reference semantics nnxc can match exactly "
-        "(its bins and sampling positions differ from ONNX RoiAlign / MaxRoiPool); convert the "
+        f"{ctx.operation.name} is not supported: neither reference implementation (the "
+        "Khronos C++ executor, nnef-tools' interpreter) defines how its bins are rounded and "
+        "where it samples, so nnxc cannot match it exactly with the IR roi_align; convert the "
         "region-of-interest part outside the model"
     )
 
