@@ -27,6 +27,18 @@ Conventions (NNEF 1.0.5 stdlib, ``nnef/shapes.py``, the Khronos C++ executor):
   interpreter pads its constant-border deconvolutions differently for factors other than 2
   (symmetric f-1, asymmetric f//2), which shifts them against its own replicate path; nnxc
   keeps the sample positions of the method's name. 'aligned' is align-corners interpolation.
+* max_pool_with_index is converted whole (argmax_pool, then sample) rather than expanded: the
+  parser's shape function for ``sample`` requires index and input of one shape, so the
+  expanded body fails NNEF's own shape inference (a standalone ``sample`` passes it only when
+  the windows keep the input's shape, e.g. stride 1 with automatic padding).
+* deconv adds its bias everywhere, also on the rows ``output_shape`` adds past the last
+  window (the C++ executor fills the output with the bias first; nnef-tools' interpreter
+  zero-pads after the bias). debox ``normalize`` divides by the window volume ('constant') or
+  is the exact transpose of box's 'ignore' average; the C++ executor's debox normalization
+  divides its input after the fact and is not followed.
+* local_response_normalization over channels only is the IR lrn (its alpha / size * window
+  sum is NNEF's alpha * box mean with zero padding, (n-1)//2 channels before); any other
+  window is built from the box.
 * avg_roi_pool, max_roi_pool and roi_resample are refused: neither reference implements them
   and their bin/coordinate conventions cannot be pinned down exactly (see ``_roi``).
 """
@@ -53,11 +65,14 @@ def _ints(values: Any, n: int, fill: int = 1) -> list[int]:
     return [int(v) for v in values] if values else [fill] * n
 
 
-def _same(size: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int], out=None):
-    """NNEF's automatic padding: the extra pixel goes to the end."""
-    out = out or [-(-i // st) for i, st in zip(size, s)]
+def _same(
+    shape: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int], out=None
+) -> Pairs:
+    """NNEF's automatic padding of a window op from ``shape`` to ``out`` (default
+    ceil(shape / stride)): the extra pixel goes to the end."""
+    out = out or [-(-i // st) for i, st in zip(shape, s)]
     pairs = []
-    for i, o, kk, st, dd in zip(size, out, k, s, d):
+    for i, o, kk, st, dd in zip(shape, out, k, s, d):
         total = max(0, (o - 1) * st + (kk - 1) * dd + 1 - i)
         pairs.append((total // 2, total - total // 2))
     return pairs
