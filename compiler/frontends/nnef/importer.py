@@ -37,7 +37,6 @@ LOWERED = (
     # converters of their own: see the table in docs/nnef.md)
     "softabs",
     "rms_pool",
-    "max_pool_with_index",
     "local_mean_normalization",
     "local_variance_normalization",
     "local_contrast_normalization",
