@@ -43,8 +43,6 @@ LOWERED = (
     "l1_normalization",
     "separable_conv",
     "separable_deconv",
-    "avg_roi_align",
-    "max_roi_align",
     "linear_quantize",
     "copy_n",
     "add_n",

@@ -40,7 +40,8 @@ Conventions (NNEF 1.0.5 stdlib, ``nnef/shapes.py``, the Khronos C++ executor):
   sum is NNEF's alpha * box mean with zero padding, (n-1)//2 channels before); any other
   window is built from the box.
 * avg_roi_pool, max_roi_pool and roi_resample are refused: neither reference implements them
-  and their bin/coordinate conventions cannot be pinned down exactly (see ``_roi``).
+  and their bin/coordinate conventions cannot be pinned down exactly (``REFUSED``, listed in
+  the unsupported-ops report); so are avg_roi_align and max_roi_align, built on roi_resample.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import numpy as np
 
 from compiler.ir.graph import Value
 
-from .registry import NnefContext, converter
+from .registry import REFUSED, NnefContext, converter
 from .tensor import pad_border
 
 Pairs = list[tuple[int, int]]
@@ -622,18 +623,18 @@ def _lrn(ctx: NnefContext) -> Value:
 
 
 # -- regions of interest ----------------------------------------------------------------------
-def _roi(ctx: NnefContext) -> Value:
-    """Refused: neither the Khronos C++ executor nor nnef-tools' interpreter implements these
-    ops, and without one the bin boundaries and sampling positions (how a box's float corners
-    are rounded, where 'symmetric'/'asymmetric' resampling samples) cannot be pinned down to
-    match the IR roi_align exactly; an approximation would give silently different numbers."""
-    raise ctx.error(
-        f"{ctx.operation.name} is not supported: neither reference implementation (the "
-        "Khronos C++ executor, nnef-tools' interpreter) defines how its bins are rounded and "
-        "where it samples, so nnxc cannot match it exactly with the IR roi_align; convert the "
-        "region-of-interest part outside the model"
-    )
-
-
-for _name in ("avg_roi_pool", "max_roi_pool", "roi_resample"):
-    converter(_name)(_roi)
+_ROI_UNDEFINED = (
+    "neither reference implementation (the Khronos C++ executor, nnef-tools' interpreter) "
+    "defines how its bins are rounded and where it samples, so nnxc cannot match it exactly"
+)
+REFUSED.update(
+    {
+        "avg_roi_pool": _ROI_UNDEFINED,
+        "max_roi_pool": _ROI_UNDEFINED,
+        "roi_resample": _ROI_UNDEFINED,
+        # their standard bodies pool a rank-4 tensor with the 2-entry sampling_rate as size,
+        # which NNEF's own shape inference rejects; and they resample with roi_resample
+        "avg_roi_align": "its standard body fails NNEF's shape inference; " + _ROI_UNDEFINED,
+        "max_roi_align": "its standard body fails NNEF's shape inference; " + _ROI_UNDEFINED,
+    }
+)
