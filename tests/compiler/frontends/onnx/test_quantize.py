@@ -247,7 +247,11 @@ def test_qlinear_matmul(dtype):
 
 
 def test_qlinear_conv_per_channel_scale_and_bias():
-    x, w = ints("uint8", 1, 2, 6, 6), ints("int8", 4, 1, 3, 3)
+    """Weights in [-64, 63]: onnxruntime's AVX2 u8s8 kernels add pairs of uint8 * int8 products
+    in saturating int16 (vpmaddubsw), so with full-range weights its results are wrong on
+    machines without AVX-512 VNNI (seen here: 95 where the exact value is 34)."""
+    x = ints("uint8", 1, 2, 6, 6)
+    w = rng.integers(-64, 63, (4, 1, 3, 3), endpoint=True).astype("int8")
     inits = [
         ("sx", np.float32(0.01)),
         ("zx", np.uint8(120)),
