@@ -10,8 +10,10 @@ inferred). The cleaned file is the ONNX original the tests compare with.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tarfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +55,13 @@ def clean_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def convert(src: Path, out: Path) -> Converted:
-    """``src`` (an .onnx file) converted by nnef-tools into ``out``.nnef (a folder) and
-    ``out``.nnef.tgz; raises ConversionFailed with nnef-tools' error."""
+    """``src`` (an .onnx file) converted by nnef-tools (``--compress``) into ``out``.nnef.tgz,
+    and that unpacked into the folder ``out``.nnef (one conversion for both); raises
+    ConversionFailed with nnef-tools' error."""
     folder = out.with_name(out.name + ".nnef")
     tgz = out.with_name(out.name + ".nnef.tgz")
-    for target, extra in ((folder, []), (tgz, ["--compress", "1"])):
-        if target.exists():
-            continue
-        tmp = target.with_name("tmp-" + folder.name)  # --compress appends .tgz
+    if not tgz.exists():
+        tmp = out.with_name("tmp-" + folder.name)  # --compress writes tmp-....nnef.tgz
         done = subprocess.run(
             [
                 sys.executable,
@@ -71,21 +72,28 @@ def convert(src: Path, out: Path) -> Converted:
                 "--output-format",
                 "nnef",
                 "--keep-io-names",
+                "--compress",
+                "1",
                 "--input-model",
                 str(src),
                 "--output-model",
                 str(tmp),
-                *extra,
             ],
             capture_output=True,
             text=True,
             timeout=CONVERT_TIMEOUT_S,
         )
-        written = tmp.with_name(tmp.name + ".tgz") if extra else tmp
+        written = tmp.with_name(tmp.name + ".tgz")
         if done.returncode != 0 or not written.exists():
             lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
             raise ConversionFailed(lines[-1] if lines else f"exit status {done.returncode}")
-        written.replace(target)
+        written.replace(tgz)
+    if not folder.exists():
+        tmp_folder = out.with_name("tmp-" + folder.name)
+        shutil.rmtree(tmp_folder, ignore_errors=True)
+        with tarfile.open(tgz) as tar:
+            tar.extractall(tmp_folder, filter="data")
+        tmp_folder.replace(folder)
     return Converted(src, folder, tgz)
 
 
