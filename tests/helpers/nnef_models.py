@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -38,13 +39,14 @@ class Converted:
 
 def clean_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` as nnef-tools can read it: initializers are not graph inputs, unused ones
-    are dropped, IR version at least 7, every value's shape inferred."""
+    are dropped (the light models carry unused ``*__SHAPE`` ones), IR version at least 7,
+    every value's shape inferred."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     used = {name for node in graph.node for name in node.input}
     used |= {o.name for o in graph.output}
+    names = {t.name for t in graph.initializer}
     inits = [t for t in graph.initializer if t.name in used]
-    names = {t.name for t in inits}
     inputs = [i for i in graph.input if i.name not in names]
     del graph.initializer[:]
     graph.initializer.extend(inits)
@@ -85,8 +87,7 @@ def convert(src: Path, out: Path) -> Converted:
         )
         written = tmp.with_name(tmp.name + ".tgz")
         if done.returncode != 0 or not written.exists():
-            lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            raise ConversionFailed(lines[-1] if lines else f"exit status {done.returncode}")
+            raise ConversionFailed(_why(done))
         written.replace(tgz)
     if not folder.exists():
         tmp_folder = out.with_name("tmp-" + folder.name)
@@ -95,6 +96,49 @@ def convert(src: Path, out: Path) -> Converted:
             tar.extractall(tmp_folder, filter="data")
         tmp_folder.replace(folder)
     return Converted(src, folder, tgz)
+
+
+def _why(done: subprocess.CompletedProcess[str]) -> str:
+    """nnef-tools' reasons: its 'Conversion of operator ...' lines, else its last line."""
+    lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+    reasons = list(dict.fromkeys(ln for ln in lines if ln.startswith("Conversion of operator")))
+    return "; ".join(reasons) or (lines[-1] if lines else f"exit status {done.returncode}")
+
+
+def spell_out_layernorm(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with each LayerNormalization (which nnef-tools does not convert) written as
+    the ONNX ops of its definition: mean and variance over the normalized axis (ReduceMean
+    with ``axes``, before opset 18), then scale and bias. Only the last axis is normalized
+    here, as in the zoo transformer."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    nodes = []
+    for k, n in enumerate(graph.node):
+        if n.op_type != "LayerNormalization":
+            nodes.append(n)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs.get("axis", -1) == -1 and len(n.output) == 1, n
+        x, scale, bias = n.input
+        p = f"{n.name or 'ln'}.{k}."
+        eps = numpy_helper.from_array(np.array(attrs.get("epsilon", 1e-5), np.float32), p + "eps")
+        graph.initializer.append(eps)
+        nodes += [
+            helper.make_node("ReduceMean", [x], [p + "mean"], axes=[-1], keepdims=1),
+            helper.make_node("Sub", [x, p + "mean"], [p + "d"]),
+            helper.make_node("Mul", [p + "d", p + "d"], [p + "d2"]),
+            helper.make_node("ReduceMean", [p + "d2"], [p + "var"], axes=[-1], keepdims=1),
+            helper.make_node("Add", [p + "var", p + "eps"], [p + "ve"]),
+            helper.make_node("Sqrt", [p + "ve"], [p + "sd"]),
+            helper.make_node("Div", [p + "d", p + "sd"], [p + "n"]),
+            helper.make_node("Mul", [p + "n", scale], [p + "ns"]),
+            helper.make_node("Add", [p + "ns", bias], [n.output[0]]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return model
 
 
 def nnef_op_histogram(folder: Path, expanded: bool = True) -> Counter[str]:
@@ -121,7 +165,8 @@ class NnefModels:
         self._failed: dict[str, str] = {}
 
     def onnx(self, name: str) -> Path:
-        """The cleaned ONNX file of a light model (``squeezenet``) or zoo model (``zoo:unet``)."""
+        """The cleaned ONNX file of a light model (``squeezenet``) or zoo model (``zoo:unet``;
+        ``zoo:transformer-spelled-ln``: with LayerNormalization spelled out)."""
         out = self.folder / f"{name.replace(':', '_')}.onnx"
         if not out.exists():
             model = clean_onnx(_source(name))
@@ -147,7 +192,13 @@ def _source(name: str) -> onnx.ModelProto:
     if name.startswith("zoo:"):
         from benchmarks.zoo import build
 
-        return build(name[4:])
+        zoo, _, variant = name[4:].partition("-")
+        model = build(zoo)
+        if variant == "spelled-ln":
+            model = spell_out_layernorm(model)
+        elif variant:
+            raise ValueError(f"unknown variant {variant!r} of {zoo}")
+        return model
     return randomized(onnx.load(str(light_path(name))), seed=0)
 
 
@@ -166,7 +217,8 @@ if __name__ == "__main__":  # python tests/helpers/nnef_models.py DIR [NAMES...]
 
     models = NnefModels(Path(sys.argv[1]))
     models.folder.mkdir(parents=True, exist_ok=True)
-    for name in sys.argv[2:] or [*LIGHT_MODELS, *(f"zoo:{z}" for z in ZOO_MODELS)]:
+    everything = [*LIGHT_MODELS, *(f"zoo:{z}" for z in ZOO_MODELS), "zoo:transformer-spelled-ln"]
+    for name in sys.argv[2:] or everything:
         t0 = time.perf_counter()
         try:
             c = models.get(name)
