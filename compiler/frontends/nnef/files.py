@@ -78,18 +78,18 @@ def max_unpacked_bytes() -> int | None:
 
 
 def is_archive(path: Path) -> bool:
-    """A file named like an archive, or one starting like a compressed file (a ``.nnef`` that
-    is really a ``.tgz``)."""
+    """A file named like an archive, or one starting like a compressed file or a tar (a
+    ``.nnef`` that is really a ``.tgz``)."""
     if not path.is_file():
         return False
     if path.name.lower().endswith((".tgz", ".tar.gz", ".tar")):
         return True
     try:
         with open(path, "rb") as f:
-            head = f.read(6)
+            head = f.read(262)
     except OSError:
         return False
-    return head.startswith(_COMPRESSED_MAGIC)
+    return head.startswith(_COMPRESSED_MAGIC) or head[257:262] == b"ustar"
 
 
 @contextlib.contextmanager

@@ -30,11 +30,18 @@ class NnefFrontend(Frontend):
         return (path / "graph.nnef").is_file() or path.name.lower().endswith(".nnef")
 
     def sniff(self, path: Path) -> bool:
+        """An NNEF graph text (its first statement is ``version``), or a compressed file or
+        tar (no ONNX file starts so: a protobuf's first byte is a field tag, 0x08)."""
+        from .files import is_archive
+
         try:
             with open(path, "rb") as f:
-                head = f.read(4096).decode("utf-8", errors="replace")
+                raw = f.read(4096)
         except OSError:
             return False
+        if is_archive(path):
+            return True
+        head = raw.decode("utf-8", errors="replace")
         lines = [line.strip() for line in head.splitlines()]
         code = [line for line in lines if line and not line.startswith("#")]
         return bool(code) and code[0].startswith("version ")

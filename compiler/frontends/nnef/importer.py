@@ -191,10 +191,18 @@ class _Importer:
             bound[name] = [int(d) for d in shape]
         for name, data in values.items():
             bound[name] = list(np.shape(data))
+        for name, shape in bound.items():
+            declared = list(externals[name].attribs["shape"])
+            where = f"{self.files.name}: input {name!r} bound to shape {shape}"
+            if len(shape) != len(declared):
+                raise ModelLoadError(f"{where}, another rank than the declared {declared}")
+            if any(d < 0 for d in shape):
+                raise ModelLoadError(f"{where}: a negative size")
         try:
             nnef.infer_shapes(self.g, external_shapes=bound)
-        except nnef.Error as e:
-            raise ConversionError(f"{self.files.name}: NNEF shape inference: {e}") from None
+        except (nnef.Error, AssertionError, ValueError, IndexError, TypeError) as e:
+            msg = " ".join(str(e).split()) or type(e).__name__
+            raise ConversionError(f"{self.files.name}: NNEF shape inference: {msg}") from None
         shapes_of = {name: t.shape for name, t in self.g.tensors.items()}
         for op in self.g.operations:
             if op.name == "external":

@@ -4,6 +4,7 @@ text of help and errors, model stems for default artifact names, and the source 
 from __future__ import annotations
 
 import hashlib
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from compiler.frontends.base import (
     register,
 )
 
-GRAPH = "version 1.0;\ngraph G( x ) -> ( x )\n{\n  x = external(shape = [1]);\n}\n"
+GRAPH = "version 1.0;\ngraph G( x ) -> ( y )\n{\n  x = external(shape = [1]);\n  y = copy(x);\n}\n"
 
 
 def test_registry_order_and_formats_text() -> None:
@@ -73,6 +74,20 @@ def test_unclaimed_suffix_sniffed_as_nnef_text(tmp_path: Path) -> None:
     path = tmp_path / "model.txt"
     path.write_text("# a comment\n\n" + GRAPH)
     assert frontend_for(path).name == "nnef"
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w"])
+def test_unclaimed_suffix_sniffed_as_nnef_archive(tmp_path: Path, mode: str) -> None:
+    """A gzipped or plain tar under another name is NNEF's (no ONNX file starts so)."""
+    (tmp_path / "graph.nnef").write_text(GRAPH)
+    path = tmp_path / "model.bin"
+    with tarfile.open(path, mode) as tar:
+        tar.add(tmp_path / "graph.nnef", "graph.nnef")
+    frontend = frontend_for(path)
+    assert frontend.name == "nnef"
+    graph, source = frontend.import_model(path)
+    assert source.name == "model.bin" and [v.name for v in graph.inputs] == ["x"]
+    assert source.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_unclaimed_suffix_falls_back_to_onnx(tmp_path: Path) -> None:
