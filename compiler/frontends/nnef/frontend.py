@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ class NnefFrontend(Frontend):
     accepts_text = "a folder holding graph.nnef, a .tgz of one, or a graph.nnef text"
 
     def accepts(self, model: Any) -> bool:
-        if isinstance(model, str | Path) and Path(model).name == "graph.nnef":
+        if isinstance(model, str | os.PathLike) and Path(model).name == "graph.nnef":
             return True
         return super().accepts(model)
 
