@@ -188,9 +188,15 @@ def dequantize_variable(codes: np.ndarray, quant: dict, what: str) -> np.ndarray
             f"{str(symmetric).lower()}"
         )
     try:
-        return _dequantized(q, scheme, quant, signed, symmetric, what)
+        data = _dequantized(q, scheme, quant, signed, symmetric, what)
     except ValueError as e:  # parameters that do not broadcast against the codes
         raise ModelLoadError(f"{what}: graph.quant {scheme}: {e}") from None
+    if data.shape != q.shape:
+        raise ModelLoadError(
+            f"{what}: graph.quant {scheme} parameters broadcast its shape {list(q.shape)} to "
+            f"{list(data.shape)}"
+        )
+    return data
 
 
 def _dequantized(
