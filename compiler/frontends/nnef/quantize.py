@@ -47,9 +47,13 @@ def _bin(ctx: NodeContext, op: str, a: Value, b: Value) -> Value:
 
 
 def _clamp(ctx: NodeContext, x: Value, a: Value, b: Value) -> Value:
-    """NNEF's ``clamp(x, a, b) = max(min(x, b), a)`` with min/max as ``select``."""
-    low = ctx.emit("where", *aligned(ctx, _bin(ctx, "less", x, b), x, b))
-    return ctx.emit("where", *aligned(ctx, _bin(ctx, "greater", low, a), low, a))
+    """NNEF's ``clamp(x, a, b) = max(min(x, b), a)``: a clip for constant scalar bounds, else
+    the IR minimum/maximum. Not NNEF's select-based min/max (elementwise.py's): that chain uses
+    each operand twice, and fused over two fragments in a row it makes TVM's kernel build take
+    minutes. They differ on NaN only (NNEF's clamp maps NaN to b, these keep it)."""
+    if a.const is not None and b.const is not None and a.const.size == b.const.size == 1:
+        return ctx.emit("clip", x, min=float(a.const.reshape(())), max=float(b.const.reshape(())))
+    return _bin(ctx, "maximum", _bin(ctx, "minimum", x, b), a)
 
 
 def _zero_point_linear(
