@@ -144,11 +144,21 @@ def _scheme_of(quant: dict, what: str) -> str:
     return str(scheme)
 
 
+class _EntryContext(NodeContext):
+    """Emits a graph.quant entry's ops; its errors name the tensor and the entry."""
+
+    def __init__(self, scheme: str, what: str, builder: Builder) -> None:
+        super().__init__(scheme, what, [], builder)
+
+    def error(self, message: str) -> ConversionError:
+        return ConversionError(f"{self.name}: graph.quant {self.op_type}: {message}")
+
+
 def fake_quantize(builder: Builder, value: Value, quant: dict, what: str) -> Value:
     """An activation's graph.quant entry: ``value`` quantized and dequantized where it is
     computed, by the fragment the entry names."""
     scheme = _scheme_of(quant, what)
-    ctx = NodeContext(scheme, what, [], builder)
+    ctx = _EntryContext(scheme, what, builder)
     params = {
         p: builder.const(np.asarray(quant[p], np.int64 if p == "zero_point" else np.float32))
         for p in TENSOR_PARAMS[scheme]

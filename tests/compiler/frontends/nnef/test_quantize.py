@@ -70,8 +70,9 @@ def test_fragments_as_ops_with_ties(tmp_path: Path) -> None:
             "symmetric = true)",
             "c = linear_quantize(x, min = -1.0, max = 3.0, bits = 3)",
             "d = logarithmic_quantize(x, max = 4.0, bits = 2)",
+            "e = logarithmic_quantize(x, max = abs(x) + 1.0, bits = 2)",  # max not constant
         ],
-        ["a", "b", "c", "d"],
+        ["a", "b", "c", "d", "e"],
     )
     check_nnef(
         folder,
@@ -81,6 +82,7 @@ def test_fragments_as_ops_with_ties(tmp_path: Path) -> None:
             _min_max(x, -1.0, 2.0, 3, True, True),
             _min_max(x, -1.0, 3.0, 3, False, False),
             _log(x, 4.0, 2),
+            _log(x, np.abs(x) + 1, 2),
         ],
         oracle=False,
     )
