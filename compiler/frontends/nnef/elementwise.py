@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from compiler.ir.graph import Value
 
+from ..converters import NodeContext
 from .registry import NnefContext, aligned, converter
 
 _UNARY = {
@@ -79,7 +80,7 @@ def _operands(ctx: NnefContext, *params: str) -> list[Value]:
     return [ctx.x(p, None if ctx.literal(p) is None else dtype) for p in params]
 
 
-def _scalar(ctx: NnefContext, like: Value, value: float) -> Value:
+def _scalar(ctx: NodeContext, like: Value, value: float) -> Value:
     return ctx.const(value, like.dtype)
 
 
@@ -95,9 +96,13 @@ def _copy(ctx: NnefContext) -> Value:
 
 @converter("round")
 def _round(ctx: NnefContext) -> Value:
+    return round_half_away(ctx, ctx.x("x"))
+
+
+def round_half_away(ctx: NodeContext, x: Value) -> Value:
     """Half away from zero, as the Khronos reference (``std::round``) rounds; numpy and the IR
-    round half to even. Exact: the fraction of |x| is compared, not |x| + 0.5 rounded."""
-    x = ctx.x("x")
+    round half to even. Exact: the fraction of |x| is compared, not |x| + 0.5 rounded. (Also
+    the rounding of the quantization fragments, see quantize.py.)"""
     mag = ctx.emit("abs", x)
     low = ctx.emit("floor", mag)
     up = ctx.emit("greater_equal", ctx.emit("sub", mag, low), _scalar(ctx, x, 0.5))

@@ -265,6 +265,12 @@ class _Importer:
         dat = read_dat(path, shape, what, mmap=self.files.archive is None)
         self.files.read.append(path)
         quant = dict(declared.quantization or {})
+        if quant and dat.data.dtype.kind == "f":
+            # float values with a graph.quant entry: they go through its fragment, as IR ops
+            # (one implementation of the fragments; constant folding evaluates them)
+            value = self.graph.constant(np.asarray(dat.data, dtype=np.float32), name)
+            self.env[name] = fake_quantize(self.builder, value, quant, what)
+            return
         if quant:
             data = dequantize_variable(dat.data, quant, what)
         elif dat.quantized:
