@@ -162,15 +162,16 @@ def _log2(ctx: NnefContext) -> Value:
 
 @converter("min")
 def _min(ctx: NnefContext) -> Value:
-    """``select(x < y, x, y)``: with a NaN operand the result is y, as the fragment says."""
-    x, y = aligned(ctx, *_operands(ctx, "x", "y"))
-    return ctx.emit("where", ctx.emit("less", x, y), x, y)
+    """The fragment is ``select(x < y, x, y)``; nnxc's ``minimum`` differs only for a NaN x
+    (NaN, not y). A select reads each operand twice, and chains of them grow TVM's fused
+    expressions exponentially (seen: over 100 s to build two chained clamps)."""
+    return ctx.emit("minimum", *aligned(ctx, *_operands(ctx, "x", "y")))
 
 
 @converter("max")
 def _max(ctx: NnefContext) -> Value:
-    x, y = aligned(ctx, *_operands(ctx, "x", "y"))
-    return ctx.emit("where", ctx.emit("greater", x, y), x, y)
+    """``select(x > y, x, y)``, as ``maximum`` (see ``_min``)."""
+    return ctx.emit("maximum", *aligned(ctx, *_operands(ctx, "x", "y")))
 
 
 @converter("clamp")
@@ -180,8 +181,7 @@ def _clamp(ctx: NnefContext) -> Value:
     if a.const is not None and b.const is not None and a.const.size == 1 and b.const.size == 1:
         return ctx.emit("clip", x, min=float(a.const.reshape(())), max=float(b.const.reshape(())))
     x, a, b = aligned(ctx, x, a, b)
-    low = ctx.emit("where", ctx.emit("less", x, b), x, b)
-    return ctx.emit("where", ctx.emit("greater", low, a), low, a)
+    return ctx.emit("maximum", ctx.emit("minimum", x, b), a)
 
 
 # -- activation fragments ----------------------------------------------------------------------
@@ -218,8 +218,7 @@ def _silu(ctx: NnefContext) -> Value:
 @converter("prelu")
 def _prelu(ctx: NnefContext) -> Value:
     x, alpha = aligned(ctx, *_operands(ctx, "x", "alpha"))
-    negative = ctx.emit("less", x, _scalar(ctx, x, 0.0))
-    return ctx.emit("where", negative, ctx.emit("mul", alpha, x), x)
+    return ctx.emit("prelu", x, alpha)
 
 
 @converter("leaky_relu")

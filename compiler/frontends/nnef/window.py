@@ -22,8 +22,9 @@ Conventions (NNEF 1.0.5 stdlib, ``nnef/shapes.py``, the Khronos C++ executor):
 * multilinear_upsample: linear interpolation, input i centred on output i*f + (f-1)/2
   ('symmetric': half-pixel, as PyTorch's align_corners=False) or on i*f ('asymmetric'),
   built as the depthwise deconvolution with fixed weights of the C++ executor (whose kernels
-  are for factor 2 only). border 'replicate' (and the other padding modes) pads the input by
-  one and crops, as the C++ executor does; 'constant' reads zeros past the edge. nnef-tools'
+  are for factor 2 only); with border 'replicate' (interpolation clamped at the edge) it is
+  the IR's linear resize. The other padding modes pad the input by one and crop, as the C++
+  executor does; 'constant' reads zeros past the edge. nnef-tools'
   interpreter pads its constant-border deconvolutions differently for factors other than 2
   (symmetric f-1, asymmetric f//2), which shifts them against its own replicate path; nnxc
   keeps the sample positions of the method's name. 'aligned' is align-corners interpolation.
@@ -581,6 +582,14 @@ def _multilinear_upsample(ctx: NnefContext) -> Value:
     if method not in ("symmetric", "asymmetric"):
         raise ctx.error(f"method {method!r} is not one of symmetric, asymmetric, aligned")
     border = _check_border(ctx, ("constant", "ignore", *_PADDED))
+    if border == "replicate":
+        # Linear interpolation clamped at the edge: the IR's resize, as ONNX models write it
+        # (half-pixel for 'symmetric', input i at output i*f for 'asymmetric'), which the
+        # backends schedule better than a deconvolution.
+        mode = "half_pixel" if method == "symmetric" else "asymmetric"
+        return ctx.emit(
+            "resize", x, sizes=sizes, mode="linear", coordinate_transformation_mode=mode
+        )
     kernels = [_upsample_kernel(f, method == "symmetric") for f in factor]
     weights = kernels[0][0]
     for k, _ in kernels[1:]:

@@ -3,7 +3,7 @@ converted from ONNX to NNEF by nnef-tools, gives nnxc the same IR after the pass
 the ONNX original (op histograms); a fast subset, compiled by TVM from the ``.nnef.tgz``, gives
 onnxruntime's outputs on the ONNX original.
 
-The models are made once per session (tests/helpers/nnef_models.py). Slow
+The models are made once per session (benchmarks/nnef_models.py). Slow
 (``@pytest.mark.slow``): the models whose randomizing, conversion and two imports take 20-75 s
 on 2 cores (AlexNet, VGG-19 and ZFNet-512 carry 240-550 MB of weights); the rest take about a
 minute together.
@@ -21,9 +21,9 @@ import pytest
 pytest.register_assert_rewrite("models_fixture", "nnef_models")
 
 from models_fixture import ort_run  # noqa: E402
-from nnef_models import ConversionFailed  # noqa: E402
 
 from benchmarks.models import LIGHT_MODELS, example_input  # noqa: E402
+from benchmarks.nnef_models import ConversionFailed  # noqa: E402
 from benchmarks.zoo import ZOO_MODELS  # noqa: E402
 
 pytest_plugins = ["nnef_models"]  # fixture: nnef_models
@@ -35,8 +35,8 @@ spelled out in ONNX ops (which nnef-tools converts)."""
 SLOW = {"bvlc_alexnet", "densenet121", "resnet50", "vgg19", "zfnet512"}
 
 FAST_OUTPUTS = ("squeezenet", "zoo:mobilenet", "zoo:transformer-spelled-ln", "zoo:unet")
-"""Compiled from the .nnef.tgz and run, against onnxruntime on the ONNX original (the U-Net
-for its upsampling, whose IR differs: see IR_DIFFERENCES)."""
+"""Compiled from the .nnef.tgz and run, against onnxruntime on the ONNX original."""
+
 
 CONVERSION_FAILURES: dict[str, str] = {
     "zoo:transformer": "nnef-tools has no converter for ONNX LayerNormalization (opset 17); "
@@ -52,11 +52,6 @@ IR_DIFFERENCES: dict[str, dict[str, int]] = {
     # [1, 1000, 1, 1] GlobalAveragePool output nnxc reshapes to [1, 1000] and back; nnef-tools
     # writes softmax(axes = [1]) on the 4-D tensor, no reshape (the same numbers).
     "squeezenet": {"reshape": -2},
-    # nnef-tools writes ONNX Resize (linear, pytorch_half_pixel, scale 2) as
-    # multilinear_upsample(method = 'symmetric', border = 'replicate'), which nnxc builds as
-    # the C++ executor does: pad the edge by one, a depthwise deconvolution with the linear
-    # kernel, crop. The same numbers as the half-pixel resize for factor 2.
-    "zoo:unet": {"resize": -1, "pad": 1, "conv_transpose": 1},
     # NNEF has no erf: nnef-tools writes a fragment of Abramowitz-Stegun's polynomial (error
     # under 1.5e-7), per erf: abs, div, neg, exp, sign, sub, 5 add, 9 mul.
     "zoo:transformer-spelled-ln": {
