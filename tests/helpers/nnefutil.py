@@ -43,6 +43,20 @@ def write_model(
     return folder
 
 
+def one_input_model(
+    folder: Path, shape: list[int], lines: list[str], outs: list[str], **kw: Any
+) -> Path:
+    """A model of one float input ``x`` of ``shape``, the statements ``lines`` and the
+    outputs ``outs`` (the other arguments as for ``write_model``)."""
+    body = "\n".join(f"  {line};" for line in lines)
+    return write_model(
+        folder,
+        f"graph G( x ) -> ( {', '.join(outs)} )\n{{\n"
+        f"  x = external<scalar>(shape = {shape});\n{body}\n}}",
+        **kw,
+    )
+
+
 def run_nnxc(folder: Path, feeds: dict[str, np.ndarray], **kwargs: Any) -> list[np.ndarray]:
     """The model's outputs from nnxc's reference interpreter and from TVM, checked equal."""
     graph, _, _ = import_nnef(folder, **kwargs)

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -315,20 +315,27 @@ def _max_pool(ctx: NnefContext) -> Value:
     return _pool(ctx, "max", x, *_window(ctx, x), _check_border(ctx, _POOL_BORDERS))
 
 
-@converter("debox")
-def _debox(ctx: NnefContext) -> Value:
-    """box's transpose: a depthwise deconvolution with a ones kernel (normalize: 1/volume with
-    'constant'; with 'ignore' each window's value is first divided by the number of input
-    cells it covers, the exact transpose of box's 'ignore' average). The C++ executor's
-    normalize here divides its input after the fact and is not followed."""
-    x = ctx.x("input")
-    border = _check_border(ctx, ("constant", "ignore"))
+class _InverseWindow(NamedTuple):
+    size: list[int]
+    stride: list[int]
+    dilation: list[int]
+    out: list[int]
+    pairs: Pairs
+    full: list[int]
+    """What the windows span, padding included."""
+
+
+def _inverse_window(ctx: NnefContext, x: Value) -> _InverseWindow:
+    """Window size, stride, dilation, output shape and padding of a transposed window op
+    (debox, desample) on ``x``: the output is ``output_shape`` when given, else what the
+    windows span less the padding; automatic padding is computed on that output."""
     r = len(x.shape)
     size = _ints(ctx.attr("size"), r)
     stride, dilation = _ints(ctx.attr("stride"), r), _ints(ctx.attr("dilation"), r)
     output_shape = _ints(ctx.attr("output_shape"), 0)
     pairs = _pairs(ctx, r)
-    full = [(i - 1) * s + (k - 1) * d + 1 for i, k, s, d in zip(x.shape, size, stride, dilation)]
+    spans = zip(x.shape, size, stride, dilation)
+    full = [(int(i) - 1) * s + (k - 1) * d + 1 for i, k, s, d in spans]
     if output_shape:
         out = output_shape
     elif pairs:
@@ -337,6 +344,19 @@ def _debox(ctx: NnefContext) -> Value:
         out = [int(i) * s for i, s in zip(x.shape, stride)]
     if pairs is None:
         pairs = _same(out, size, stride, dilation, out=[int(i) for i in x.shape])
+    return _InverseWindow(size, stride, dilation, out, pairs, full)
+
+
+@converter("debox")
+def _debox(ctx: NnefContext) -> Value:
+    """box's transpose: a depthwise deconvolution with a ones kernel (normalize: 1/volume with
+    'constant'; with 'ignore' each window's value is first divided by the number of input
+    cells it covers, the exact transpose of box's 'ignore' average). The C++ executor's
+    normalize here divides its input after the fact and is not followed."""
+    x = ctx.x("input")
+    border = _check_border(ctx, ("constant", "ignore"))
+    size, stride, dilation, out, pairs, full = _inverse_window(ctx, x)
+    r = len(x.shape)
     normalize = bool(ctx.attr("normalize"))
     if normalize and border == "ignore":
         counts = _window_counts(out, size, pairs, stride, dilation)
@@ -466,22 +486,8 @@ def _desample(ctx: NnefContext) -> Value:
     """sample's transpose: each value added where its index points; pads cropped."""
     x, index = ctx.x("input"), ctx.x("index")
     _check_border(ctx, _POOL_BORDERS)  # the padded places are cropped whatever the border
+    size, stride, dilation, out, pairs, full = _inverse_window(ctx, x)
     r = len(x.shape)
-    size = _ints(ctx.attr("size"), r)
-    stride, dilation = _ints(ctx.attr("stride"), r), _ints(ctx.attr("dilation"), r)
-    output_shape = _ints(ctx.attr("output_shape"), 0)
-    pairs = _pairs(ctx, r)
-    full = [
-        (int(i) - 1) * s + (k - 1) * d + 1 for i, k, s, d in zip(x.shape, size, stride, dilation)
-    ]
-    if output_shape:
-        out = output_shape
-    elif pairs:
-        out = [f - p - q for f, (p, q) in zip(full, pairs)]
-    else:
-        out = [int(i) * s for i, s in zip(x.shape, stride)]
-    if pairs is None:
-        pairs = _same(out, size, stride, dilation, out=[int(i) for i in x.shape])
     if list(index.shape) != list(x.shape):
         raise ctx.error(f"index of shape {list(index.shape)} for input {list(x.shape)}")
     padded = [o + p + q for o, (p, q) in zip(out, pairs)]

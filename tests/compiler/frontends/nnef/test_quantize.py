@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnefutil import check_nnef, write_model
+from nnefutil import check_nnef, one_input_model, write_model
 
 from compiler.errors import ConversionError, ModelLoadError
 from compiler.frontends.nnef import import_nnef
@@ -46,21 +46,11 @@ def _log(x, hi, bits):
     return (np.sign(x) * 2.0**q).astype(np.float32)
 
 
-def _model(tmp_path: Path, shape: list[int], lines: list[str], outs: list[str], **kw) -> Path:
-    body = "\n".join(f"  {line};" for line in lines)
-    return write_model(
-        tmp_path,
-        f"graph G( x ) -> ( {', '.join(outs)} )\n{{\n"
-        f"  x = external<scalar>(shape = {shape});\n{body}\n}}",
-        **kw,
-    )
-
-
 # -- the fragments as ops ---------------------------------------------------------------------
 def test_fragments_as_ops_with_ties(tmp_path: Path) -> None:
     """Halfway cases round away from zero (0.5 -> 1, -2.5 -> -3, 1.5 -> 2)."""
     x = np.array([[0.25, -1.25, 0.75, 3.0, -9.0, 0.1, -0.0, 2.1]], np.float32)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [1, 8],
         [
@@ -100,7 +90,7 @@ def test_fragments_vs_oracle(tmp_path: Path, signed: bool, symmetric: bool) -> N
     zp = np.array([[0, 2, -3]] if signed else [[0, 7, 128]], np.int64)
     lo, hi = np.array([[-1.0, -2.0, 0.0]], np.float32), np.array([[1.0, 0.5, 3.0]], np.float32)
     flag = f"signed = {str(signed).lower()}, symmetric = {str(symmetric).lower()}"
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [4, 3],
         [
@@ -130,7 +120,7 @@ def test_fragments_vs_oracle(tmp_path: Path, signed: bool, symmetric: bool) -> N
 def test_activation_entries(tmp_path: Path) -> None:
     """An input and an op's result pass through their entries' fragments where computed."""
     x = np.array([[0.3, -0.7, 1.26, 5.0, -5.0, 0.0]], np.float32)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [1, 6],
         ["y = x * 2.0", "w = y + 0.0"],
@@ -145,7 +135,7 @@ def test_activation_entries(tmp_path: Path) -> None:
 
 
 def test_unknown_scheme_refused(tmp_path: Path) -> None:
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2],
         ["y = x + 1.0"],

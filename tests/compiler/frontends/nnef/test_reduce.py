@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnefutil import check_nnef, write_model
+from nnefutil import check_nnef, one_input_model, write_model
 
 RNG = np.random.default_rng(2)
 
@@ -17,19 +17,9 @@ def _x(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-def _model(tmp_path: Path, shape: list[int], lines: list[str], outs: list[str], **kw) -> Path:
-    body = "\n".join(f"  {line};" for line in lines)
-    return write_model(
-        tmp_path,
-        f"graph G( x ) -> ( {', '.join(outs)} )\n{{\n"
-        f"  x = external<scalar>(shape = {shape});\n{body}\n}}",
-        **kw,
-    )
-
-
 def test_reductions_keep_dims(tmp_path: Path) -> None:
     x = _x(2, 3, 4)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 4],
         [
@@ -76,7 +66,7 @@ def _arg_over(x: np.ndarray, axes: list[int], fn) -> np.ndarray:
 def test_argmax_argmin_reduce(tmp_path: Path) -> None:
     """Over several axes: the row-major index into the reduced axes; ties: the first."""
     x = np.round(_x(2, 3, 4, 2) * 2).astype(np.float32)  # many ties
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 4, 2],
         [
@@ -98,13 +88,13 @@ def test_argmax_argmin_reduce(tmp_path: Path) -> None:
 
 def test_argmax_reduce_oracle(tmp_path: Path) -> None:
     x = _x(2, 3, 4)
-    folder = _model(tmp_path, [2, 3, 4], ["a = argmax_reduce(x, axes = [1, 2])"], ["a"])
+    folder = one_input_model(tmp_path, [2, 3, 4], ["a = argmax_reduce(x, axes = [1, 2])"], ["a"])
     check_nnef(folder, {"x": x}, [_arg_over(x, [1, 2], np.argmax)])
 
 
 def test_any_all_reduce(tmp_path: Path) -> None:
     x = _x(3, 4)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [3, 4],
         ["p = x > 0.5", "a = any_reduce(p, axes = [1])", "b = all_reduce(x > -1.0, axes = [0, 1])"],
@@ -119,7 +109,7 @@ def test_any_all_reduce(tmp_path: Path) -> None:
 
 def test_moments_and_softmax(tmp_path: Path) -> None:
     x = _x(2, 3, 4)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 4],
         ["m, v = moments(x, axes = [0, 2])", "s = softmax(x)", "t = softmax(x, axes = [2])"],
@@ -143,7 +133,7 @@ def test_softmax_several_axes(tmp_path: Path) -> None:
     """The fragment's body; the interpreter divides by the sum of x there (a bug), and with no
     axes returns x where the fragment gives 1: no oracle."""
     x = _x(2, 3, 4)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 4],
         ["s = softmax(x, axes = [0, 2])", "o = softmax(x, axes = [])"],
@@ -215,7 +205,7 @@ def test_batch_normalization_oracle(tmp_path: Path) -> None:
 def test_l2_normalization(tmp_path: Path, bias: float, eps: float) -> None:
     """``x / max(sqrt(sum(x^2)) + bias, epsilon)``; a large epsilon wins the max."""
     x = _x(2, 3, 4)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 4],
         [f"y = l2_normalization(x, axes = [1, 2], bias = {bias}, epsilon = {eps})"],
@@ -227,7 +217,7 @@ def test_l2_normalization(tmp_path: Path, bias: float, eps: float) -> None:
 
 def test_l1_normalization_lowered(tmp_path: Path) -> None:
     x = _x(2, 3)
-    folder = _model(
+    folder = one_input_model(
         tmp_path, [2, 3], ["y = l1_normalization(x, axes = [1], bias = 0.25, epsilon = 0.1)"], ["y"]
     )
     check_nnef(folder, {"x": x}, [x / np.maximum(np.abs(x).sum(axis=1, keepdims=True) + 0.25, 0.1)])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnefutil import check_nnef, write_model
+from nnefutil import check_nnef, one_input_model, write_model
 
 from compiler.errors import ConversionError
 from compiler.frontends.nnef import import_nnef
@@ -19,21 +19,11 @@ def _x(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-def _model(tmp_path: Path, shape: list[int], lines: list[str], outs: list[str], **kw) -> Path:
-    body = "\n".join(f"  {line};" for line in lines)
-    return write_model(
-        tmp_path,
-        f"graph G( x ) -> ( {', '.join(outs)} )\n{{\n"
-        f"  x = external<scalar>(shape = {shape});\n{body}\n}}",
-        **kw,
-    )
-
-
 def test_reshape(tmp_path: Path) -> None:
     """0 copies the dim at its position, -1 is inferred, axis_start/axis_count reshape a
     sub-range only."""
     x = _x(2, 3, 4, 5)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 4, 5],
         [
@@ -62,7 +52,7 @@ def test_transpose_concat_split(tmp_path: Path) -> None:
     """transpose's axes may be shorter than the rank; split's ratios cut the axis into
     ``sum(ratios)`` equal units."""
     x = _x(2, 3, 6)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 3, 6],
         [
@@ -103,13 +93,13 @@ def test_slice(tmp_path: Path, args: str, index) -> None:
     """Negative indices count from the end and clamp to [-1, dim]; with a negative stride an
     end of -1 (after clamping) takes index 0 too."""
     x = _x(3, 5)
-    folder = _model(tmp_path, [3, 5], [f"y = slice(x, {args})"], ["y"])
+    folder = one_input_model(tmp_path, [3, 5], [f"y = slice(x, {args})"], ["y"])
     check_nnef(folder, {"x": x}, [x[index]])
 
 
 def test_squeeze_unsqueeze_stack_unstack_tile(tmp_path: Path) -> None:
     x = _x(2, 1, 3)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [2, 1, 3],
         [
@@ -166,7 +156,7 @@ def test_pad_borders(tmp_path: Path, border: str, mode: str) -> None:
     symmetric) with it."""
     x = _x(1, 2, 4, 3)
     pads = [(0, 0), (0, 0), (2, 3), (2, 1)]
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [1, 2, 4, 3],
         [f"y = pad(x, padding = {pads}, border = '{border}')".replace("[(", "[(")],
@@ -181,7 +171,7 @@ def test_pad_value_and_negative(tmp_path: Path) -> None:
     """``value`` fills constant padding; negative entries crop (after padding, as nnef-tools'
     interpreter does)."""
     x = _x(1, 2, 5, 4)
-    folder = _model(
+    folder = one_input_model(
         tmp_path,
         [1, 2, 5, 4],
         [
@@ -199,7 +189,7 @@ def test_pad_reflect_even_in_all_dims(tmp_path: Path) -> None:
     """reflect-even in a leading dim and up to the full size (the interpreter pads only the
     spatial dims)."""
     x = _x(2, 3)
-    folder = _model(
+    folder = one_input_model(
         tmp_path, [2, 3], ["y = pad(x, padding = [(2, 1), (3, 3)], border = 'reflect-even')"], ["y"]
     )
     check_nnef(folder, {"x": x}, [np.pad(x, [(2, 1), (3, 3)], mode="symmetric")], oracle=False)
@@ -207,15 +197,15 @@ def test_pad_reflect_even_in_all_dims(tmp_path: Path) -> None:
 
 def test_errors(tmp_path: Path) -> None:
     """What NNEF's shape inference lets through and nnxc refuses, naming the node."""
-    folder = _model(tmp_path / "a", [2, 3], ["y = squeeze(x, axes = [1])"], ["y"])
+    folder = one_input_model(tmp_path / "a", [2, 3], ["y = squeeze(x, axes = [1])"], ["y"])
     with pytest.raises(ConversionError, match="size 1"):
         import_nnef(folder)
-    folder = _model(
+    folder = one_input_model(
         tmp_path / "b", [2, 3], ["y = pad(x, padding = [(0, 0), (1, 1)], border = 'ignore')"], ["y"]
     )
     with pytest.raises(ConversionError, match="ignore"):
         import_nnef(folder)
-    folder = _model(
+    folder = one_input_model(
         tmp_path / "c",
         [2, 3],
         ["y = pad(x, padding = [(0, 0), (4, 0)], border = 'reflect-even')"],
