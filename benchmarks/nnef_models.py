@@ -1,7 +1,7 @@
 """The converted-model corpus: ONNX models (the light model-zoo architectures with random
 weights, the zoo models of benchmarks/zoo.py) converted to NNEF by nnef-tools, as a folder and
 as a ``.tgz``, made on first use and kept as files (tests keep them for one pytest session,
-``benchmarks/nnef.py`` under its work folder).
+``benchmarks/nnef_vs_onnx.py`` under its work folder).
 
 nnef-tools needs every tensor's shape: the light models are ONNX IR version 3 files, whose
 initializers shape inference ignores unless they are also graph inputs, so each ONNX model is

@@ -8,8 +8,8 @@ NNEF/ONNX ratios should be within noise of 1: the two imports give the same IR a
 passes (``tests/compiler/frontends/nnef/test_models.py``). onnxruntime on the ONNX file is
 timed in the same blocks for scale.
 
-    python benchmarks/nnef.py                          # resnet50 and squeezenet
-    python benchmarks/nnef.py --models squeezenet --blocks 12 --json out/nnef.json
+    python benchmarks/nnef_vs_onnx.py                          # resnet50 and squeezenet
+    python benchmarks/nnef_vs_onnx.py --models squeezenet --blocks 12 --json out/nnef.json
 """
 
 from __future__ import annotations
