@@ -39,7 +39,7 @@ from .files import (
     variable_path,
 )
 from .quantize import dequantize_variable, fake_quantize
-from .registry import CONVERTERS, NNEF_DTYPES, REFUSED, NnefContext
+from .registry import CONVERTERS, NNEF_DTYPES, REFUSED, NnefContext, first_output
 
 LOWERED = (
     # compound fragments expanded by the parser into ops nnxc converts (the others have
@@ -225,7 +225,7 @@ class _Importer:
             if op.name in _DECLARATIONS:
                 continue
             if op.name in REFUSED or CONVERTERS.find("", op.name, 1) is None:
-                missing.append((op.name, _first_output(op)))
+                missing.append((op.name, first_output(op)))
         reasons = {**REFUSED, **self.unexpanded}
         report_unsupported(missing, f"in {self.files.name}", reasons=reasons)
 
@@ -330,7 +330,7 @@ class _Importer:
     def _quantize_outputs(self, op: Any) -> None:
         """Activation entries of graph.quant: the tensor goes through the quantization
         fragment (quantize, then dequantize) where it is computed."""
-        if op.name in ("variable",):
+        if op.name == "variable":
             return
         for name in op.outputs.values():
             for n in name if isinstance(name, list) else [name]:
@@ -339,9 +339,3 @@ class _Importer:
                     self.env[str(n)] = fake_quantize(
                         self.builder, self.env[str(n)], dict(quant), f"tensor {str(n)!r}"
                     )
-
-
-def _first_output(op: Any) -> str:
-    outs = list(op.outputs.values())
-    first = outs[0] if outs else op.name
-    return str(first[0] if isinstance(first, list) and first else first)

@@ -37,10 +37,7 @@ class NnefContext(NodeContext):
         builder: Builder,
         shapes: dict[str, list[int] | None],
     ) -> None:
-        outs = list(op.outputs.values())
-        first = outs[0] if outs else op.name
-        name = first[0] if isinstance(first, list) and first else first
-        super().__init__(op.name, str(name), [], builder)
+        super().__init__(op.name, first_output(op), [], builder)
         self.operation = op
         self._env = env
         self._shapes = shapes
@@ -88,6 +85,14 @@ class NnefContext(NodeContext):
     @property
     def num_outputs(self) -> int:
         return len(self.operation.outputs)
+
+
+def first_output(op: Any) -> str:
+    """The name an NNEF operation goes by in messages (NNEF ops have no names of their own):
+    its first result tensor."""
+    outs = list(op.outputs.values())
+    first = outs[0] if outs else op.name
+    return str(first[0] if isinstance(first, list) and first else first)
 
 
 def _is_name(v: Any) -> bool:
