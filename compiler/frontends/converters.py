@@ -80,18 +80,24 @@ class NodeContext:
         v = self.input(i)
         return None if v is None else v.const
 
-    def require_value(self, i: int, what: str) -> np.ndarray:
-        """The data of input i, which must be known at compile time (shapes, axes, pads)."""
+    def require_value(self, i: int, what: str, why: str | None = None) -> np.ndarray:
+        """The data of input i, which must be known at compile time: shapes, axes, pads; or,
+        with ``why`` (what of the output it decides), inputs deciding an output's shape."""
         v = self.input(i)
         if v is None:
             raise self.error(f"input {what} is missing")
         if v.const is None:
-            raise NeedsValueError(
-                f"{self.op_type} node {self.name!r}: input {what} must be known at "
-                "compile time; it is computed from values that are not (bind symbolic dims "
-                "with --input-shape)",
-                v.name,
-            )
+            if why is None:
+                because = (
+                    f"input {what} must be known at compile time; it is computed from values "
+                    "that are not (bind symbolic dims with --input-shape)"
+                )
+            else:
+                because = (
+                    f"{why}, so input {what} must be known at compile time; nnxc compiles "
+                    "static output shapes only"
+                )
+            raise NeedsValueError(f"{self.op_type} node {self.name!r}: {because}", v.name)
         return v.const
 
     # -- emitting --------------------------------------------------------------------------

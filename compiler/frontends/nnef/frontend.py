@@ -35,13 +35,13 @@ class NnefFrontend(Frontend):
         tar (no ONNX file starts so: a protobuf's first byte is a field tag, 0x08)."""
         from .files import is_archive
 
+        if is_archive(path):
+            return True
         try:
             with open(path, "rb") as f:
                 raw = f.read(4096)
         except OSError:
             return False
-        if is_archive(path):
-            return True
         head = raw.decode("utf-8", errors="replace")
         lines = [line.strip() for line in head.splitlines()]
         code = [line for line in lines if line and not line.startswith("#")]

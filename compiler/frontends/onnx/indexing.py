@@ -6,26 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.errors import NeedsValueError
-
 from .registry import NodeContext, converter
-
-
-def _data_dependent(ctx: NodeContext, i: int, what: str, why: str) -> np.ndarray:
-    """The constant data of input i; else an error saying why it must be known.
-
-    NeedsValueError lets a caller that owns the producing graph input bind it to data.
-    """
-    v = ctx.input(i)
-    if v is None:
-        raise ctx.error(f"input {what} is missing")
-    if v.const is None:
-        raise NeedsValueError(
-            f"{ctx.node.op_type} node {ctx.name!r}: {why}, so input {what} must be known at "
-            "compile time; nnxc compiles static output shapes only",
-            v.name,
-        )
-    return v.const
 
 
 def _static_shape(ctx: NodeContext, i: int) -> tuple[int, ...]:
@@ -92,7 +73,7 @@ def one_hot(ctx: NodeContext):
 @converter("Compress", since=9)
 def compress(ctx: NodeContext):
     x = ctx.input(0)
-    cond = _data_dependent(ctx, 1, "condition", "its output size is the number of true values")
+    cond = ctx.require_value(1, "condition", "its output size is the number of true values")
     cond = cond.reshape(-1).astype(bool)
     axis = ctx.attr("axis")
     if axis is None:  # over the flattened input: pick whole index tuples with gather_nd
@@ -114,7 +95,7 @@ def compress(ctx: NodeContext):
 
 @converter("NonZero", since=9)
 def nonzero(ctx: NodeContext):
-    x = _data_dependent(ctx, 0, "X", "its output shape [rank, number of non-zeros]")
+    x = ctx.require_value(0, "X", "its output shape [rank, number of non-zeros]")
     if x.ndim == 0:
         return ctx.const(np.zeros((0, int(x != 0)), np.int64))
     return ctx.const(np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1))
@@ -122,7 +103,7 @@ def nonzero(ctx: NodeContext):
 
 @converter("Unique", since=11)
 def unique(ctx: NodeContext):
-    x = _data_dependent(ctx, 0, "X", "its output sizes are the number of distinct values")
+    x = ctx.require_value(0, "X", "its output sizes are the number of distinct values")
     axis = ctx.attr("axis")
     if axis is not None:
         axis = axis + x.ndim if axis < 0 else axis

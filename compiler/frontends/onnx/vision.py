@@ -12,7 +12,6 @@ import numpy as np
 
 from compiler.ir.graph import Value
 
-from .indexing import _data_dependent
 from .registry import NodeContext, converter
 
 
@@ -336,7 +335,7 @@ def non_max_suppression(
 def _scalar(ctx: NodeContext, i: int, what: str) -> float | None:
     if ctx.input(i) is None:
         return None
-    v = _data_dependent(ctx, i, what, "it decides which boxes are kept")
+    v = ctx.require_value(i, what, "it decides which boxes are kept")
     return None if v.size == 0 else float(v.reshape(-1)[0])
 
 
@@ -344,8 +343,8 @@ def _scalar(ctx: NodeContext, i: int, what: str) -> float | None:
 @converter("NonMaxSuppression", since=11)
 def non_max_suppression_op(ctx: NodeContext):
     why = "its output size is the number of boxes kept"
-    boxes = _data_dependent(ctx, 0, "boxes", why)
-    scores = _data_dependent(ctx, 1, "scores", why)
+    boxes = ctx.require_value(0, "boxes", why)
+    scores = ctx.require_value(1, "scores", why)
     if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3:
         raise ctx.error(f"boxes {boxes.shape} and scores {scores.shape} need (B, N, 4), (B, C, N)")
     if scores.shape[0] != boxes.shape[0] or scores.shape[2] != boxes.shape[1]:
