@@ -3,6 +3,7 @@ backend -> artifact."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -22,10 +23,32 @@ Progress = Callable[[str], None]
 
 
 def import_model(
-    model: Any, input_shapes: dict | None = None, input_values: dict | None = None
+    model: Any,
+    input_shapes: dict | None = None,
+    input_values: dict | None = None,
+    function: str | None = None,
 ) -> tuple[Graph, Source]:
-    """Model (path or in-memory, of any registered format) -> IR graph, before any pass."""
-    return frontend_for(model).import_model(model, input_shapes, input_values)
+    """Model (path or in-memory, of any registered format) -> IR graph, before any pass;
+    ``function`` picks one function of a multi-function model (Core ML ML Programs)."""
+    frontend = frontend_for(model)
+    if function is None:
+        return frontend.import_model(model, input_shapes, input_values)
+    if not frontend.functions:
+        raise NnxcError(f"--function: {frontend.title} models have no functions to choose from")
+    return frontend.import_model(model, input_shapes, input_values, function=function)
+
+
+EXTRA_METADATA = ("labels", "dim_bounds", "input_shape_choices", "precision", "mil_function")
+"""Graph metadata the artifact keeps (``Metadata.extra``); JSON text where structured."""
+
+
+def _extra(graph: Graph) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for key in EXTRA_METADATA:
+        if key in graph.metadata:
+            text = graph.metadata[key]
+            extra[key] = json.loads(text) if text[:1] in "[{" else text
+    return extra
 
 
 def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
@@ -88,6 +111,7 @@ class CompiledModel:
             source_name=self.source.name,
             nnxc_version=__version__,
             tvm_version=tvm.__version__,
+            extra=_extra(self.graph),
         )
 
     def export(self, path: str | os.PathLike) -> None:
@@ -188,7 +212,9 @@ def _import_and_lower(
 ) -> tuple[Graph, Source, Any]:
     from backends.tvm import check_supported, lower_graph
 
-    graph, source = stage("import", lambda: import_model(model, opts.input_shapes or None))
+    graph, source = stage(
+        "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
+    )
     stage("optimize", lambda: optimize(graph, opts))
     check_supported(graph)
     mod = stage("lower", lambda: lower_graph(graph))

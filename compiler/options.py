@@ -28,6 +28,14 @@ class CompileOptions:
             "parse": "shape",
         },
     )
+    function: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "NAME",
+            "help": "the function of a multi-function Core ML ML Program to compile (default: "
+            "its default function, main)",
+        },
+    )
     passes: list[str] | None = field(
         default=None,
         metadata={

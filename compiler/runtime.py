@@ -59,6 +59,11 @@ class Runtime:
     def outputs(self) -> list[TensorInfo]:
         return self.metadata.outputs
 
+    @property
+    def labels(self) -> list[str | int] | None:
+        """A classifier's class labels, in the order of its probability output (else None)."""
+        return self.metadata.extra.get("labels")
+
     def check_inputs(self, feeds: Mapping[str, Any]) -> list[np.ndarray]:
         """The inputs in signature order, or an InputError naming what is wrong and what the
         model expects."""
@@ -85,7 +90,26 @@ class Runtime:
                     f"input {info.name!r} has shape {list(x.shape)}; the model expects {info}"
                 )
             arrays.append(np.require(x, requirements="C"))
+        self._check_flexible(feeds, dims)
         return arrays
+
+    def _check_flexible(self, feeds: Mapping[str, Any], dims: dict[str, int]) -> None:
+        """Sizes of symbolic dims inside the bounds the model declares (Core ML's flexible
+        shapes), and inputs of enumerated shapes one of the shapes listed."""
+        for dim, (lo, hi) in self.metadata.extra.get("dim_bounds", {}).items():
+            size = dims.get(dim)
+            if size is not None and (size < (lo or 0) or (hi is not None and size > hi)):
+                raise InputError(
+                    f"dim {dim} is {size}; the model allows {lo} to "
+                    f"{'any size' if hi is None else hi}"
+                )
+        for name, shapes in self.metadata.extra.get("input_shape_choices", {}).items():
+            shape = list(np.shape(feeds[name]))
+            if shape not in shapes:
+                raise InputError(
+                    f"input {name!r} has shape {shape}; the model allows "
+                    + ", ".join(str(s) for s in shapes)
+                )
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Output name -> numpy array."""

@@ -48,6 +48,9 @@ class Frontend(ABC):
     """In-memory models the API accepts, by type name (``onnx.ModelProto``)."""
     fallback: bool = False
     """Whether this format reads files whose suffix no format claims (ONNX: ``model.pb``)."""
+    functions: bool = False
+    """Whether a model may hold several functions, one chosen by ``import_model(...,
+    function=NAME)`` (Core ML ML Programs)."""
 
     def accepts(self, model: Any) -> bool:
         """Whether ``model`` (a path or an in-memory object) is in this format."""
@@ -88,7 +91,11 @@ class Frontend(ABC):
         """
 
 
-_MODULES = ("compiler.frontends.onnx.frontend", "compiler.frontends.nnef.frontend")
+_MODULES = (
+    "compiler.frontends.onnx.frontend",
+    "compiler.frontends.nnef.frontend",
+    "compiler.frontends.coreml.frontend",
+)
 """The frontends nnxc ships, in the order they are asked whether they accept a model."""
 
 _FRONTENDS: dict[str, Frontend] = {}

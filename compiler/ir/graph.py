@@ -210,6 +210,8 @@ class Graph(Block):
         self._names: set[str] = set()
         self._counter = 0
         self.metadata: dict[str, str] = {}
+        """Facts about the model for the artifact, as strings (structured ones as JSON text):
+        source format, class labels, bounds of symbolic dims, precision."""
 
     # -- naming ----------------------------------------------------------------------------
     def unique_name(self, hint: str = "") -> str:

@@ -1,0 +1,1 @@
+"""ML Programs: MIL operations converted one by one (``registry.OPS``), by family."""

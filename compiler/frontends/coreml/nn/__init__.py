@@ -1,0 +1,1 @@
+"""NeuralNetwork models: layers converted one by one (``registry.LAYERS``), by family."""
