@@ -192,12 +192,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         times.append(time.perf_counter() - t)
     for name, x in outs.items():
         print(f"{name}: {_summary(x)}")
+    if rt.labels:
+        _print_top_classes(rt.labels, outs)
     if times:
         print(f"latency: median {np.median(times) * 1e3:.2f} ms over {len(times)} runs")
     if args.outputs:
         _write_npz(args.outputs, outs)
         print(f"wrote {args.outputs}")
     return 0
+
+
+def _print_top_classes(labels: list, outs: dict[str, np.ndarray], top: int = 5) -> None:
+    """A classifier's best classes: each output holding one score per label."""
+    for name, x in outs.items():
+        if x.ndim == 0 or x.shape[-1] != len(labels):
+            continue
+        scores = x.reshape(-1, len(labels))[0]
+        best = np.argsort(-scores, kind="stable")[:top]
+        ranked = ", ".join(f"{labels[i]} ({scores[i]:.4g})" for i in best)
+        print(f"top classes of {name}: {ranked}")
 
 
 def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -219,13 +232,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"  input      {t}")
         for t in meta.outputs:
             print(f"  output     {t}")
+        for key, value in meta.extra.items():
+            text = f"{len(value)} labels" if key == "labels" else value
+            print(f"  {key + ':':<10} {text}")
         return 0
 
     from compiler.driver import import_model, optimize
     from compiler.ir.text import print_graph
 
     opts = CompileOptions.from_kwargs(**options_from_args(args))
-    graph, source = import_model(args.model, opts.input_shapes or None)
+    graph, source = import_model(args.model, opts.input_shapes or None, None, opts.function)
     optimize(graph, opts, out=sys.stdout)
     print(print_graph(graph, large_constants="elide"))
     nodes = list(walk(graph))
@@ -296,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a compiled artifact",
         description="Run an artifact on inputs from an .npz file (keyed by the "
-        "model's input names), or on random inputs.",
+        "model's input names), or on random inputs. A classifier's best classes are printed "
+        "with their labels.",
     )
     p.add_argument("artifact", help="the .so written by nnxc compile")
     p.add_argument("--inputs", help=".npz with one array per model input")

@@ -30,12 +30,14 @@ def nn_builder(
     inputs: Sequence[tuple[str, Sequence[int]]],
     outputs: Sequence[tuple[str, Sequence[int] | None]],
     exact: bool = True,
+    mode: str | None = None,
 ) -> NeuralNetworkBuilder:
     """A builder for a float32 network; ``exact`` gives true ranks (EXACT mapping, spec 4),
-    else the rank-5 mapping of pre-2019 models (shapes then are [C], [C, H, W] or rank 5)."""
+    else the rank-5 mapping of pre-2019 models (shapes then are [C], [C, H, W] or rank 5);
+    ``mode`` "classifier" or "regressor" for those model types."""
     ins = [(n, datatypes.Array(*s)) for n, s in inputs]
     outs = [(n, None if s is None else datatypes.Array(*s)) for n, s in outputs]
-    return NeuralNetworkBuilder(ins, outs, disable_rank5_shape_mapping=exact)
+    return NeuralNetworkBuilder(ins, outs, mode=mode, disable_rank5_shape_mapping=exact)
 
 
 def save_nn(builder: NeuralNetworkBuilder | Any, folder: Path, name: str = "model") -> Path:

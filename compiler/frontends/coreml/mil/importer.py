@@ -87,6 +87,8 @@ def load_program(files: CoreMLFiles) -> Any:
         )
     except (RuntimeError, ValueError, KeyError, TypeError, NotImplementedError, IndexError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
+        if msg == "index out of bounds":  # coremltools' blob reader, for data past the end
+            msg = "a weight's data lies past the end of its weight file (a truncated file?)"
         raise ModelLoadError(f"{files.name}: the ML Program does not load: {msg}") from None
 
 

@@ -81,7 +81,9 @@ def _stages(spec: Any, where: str) -> list[Any]:
     if kind in NEURAL_NETWORKS:
         return [spec]
     stages = []
-    for i, stage in enumerate(getattr(spec, kind).pipeline.models):
+    container = getattr(spec, kind)  # pipelineClassifier/Regressor wrap a Pipeline
+    models = container.models if kind == "pipeline" else container.pipeline.models
+    for i, stage in enumerate(models):
         stage_kind = stage.WhichOneof("Type")
         if stage_kind in NEURAL_NETWORKS or stage_kind in (
             "pipeline",
