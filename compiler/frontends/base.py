@@ -161,6 +161,7 @@ class _Guessed(Frontend):
         self.name, self.title = inner.name, inner.title
         self.suffixes, self.folders = inner.suffixes, inner.folders
         self.accepts_text, self.fallback = inner.accepts_text, inner.fallback
+        self.functions = False
 
     def accepts(self, model: Any) -> bool:
         return self.inner.accepts(model)

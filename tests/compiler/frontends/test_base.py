@@ -26,9 +26,9 @@ GRAPH = "version 1.0;\ngraph G( x ) -> ( y )\n{\n  x = external(shape = [1]);\n 
 
 
 def test_registry_order_and_formats_text() -> None:
-    assert [f.name for f in frontends()] == ["onnx", "nnef"]
+    assert [f.name for f in frontends()] == ["onnx", "nnef", "coreml"]
     text = formats_text()
-    assert text.startswith("ONNX: ") and "; NNEF: " in text
+    assert text.startswith("ONNX: ") and "; NNEF: " in text and "; Core ML: " in text
     for f in frontends():
         assert f.accepts_text in text
 
@@ -49,6 +49,8 @@ def test_registering_a_name_twice_is_refused() -> None:
         ("m.tgz", "nnef"),
         ("m.tar.gz", "nnef"),
         ("m.tar", "nnef"),
+        ("m.mlmodel", "coreml"),
+        ("m.mlpackage", "coreml"),
     ],
 )
 def test_by_suffix(tmp_path: Path, name: str, fmt: str) -> None:
@@ -64,6 +66,8 @@ def test_folders(tmp_path: Path) -> None:
     assert frontend_for(model).name == "nnef"
     (tmp_path / "empty.nnef").mkdir()  # named as NNEF: NNEF's loader says what is missing
     assert frontend_for(tmp_path / "empty.nnef").name == "nnef"
+    (tmp_path / "m.mlpackage").mkdir()
+    assert frontend_for(tmp_path / "m.mlpackage").name == "coreml"
     (tmp_path / "plain").mkdir()
     with pytest.raises(NnxcError, match=r"plain: not a model nnxc can read \(a folder") as e:
         frontend_for(tmp_path / "plain")
@@ -116,6 +120,9 @@ def test_missing_path_of_no_format(tmp_path: Path) -> None:
 
 def test_objects() -> None:
     assert frontend_for(tiny_model()).name == "onnx"
+    from coremltools.proto import Model_pb2
+
+    assert frontend_for(Model_pb2.Model()).name == "coreml"
     with pytest.raises(NnxcError, match="cannot compile an object of type int") as e:
         frontend_for(42)
     assert formats_text() in str(e.value)
@@ -131,6 +138,8 @@ def test_objects() -> None:
         ("x.nnef", "x.so"),
         ("graph.nnef", "graph.so"),
         ("m.pb", "m.so"),
+        ("m.mlmodel", "m.so"),
+        ("m.mlpackage", "m.so"),
     ],
 )
 def test_default_artifact(tmp_path: Path, name: str, artifact: str) -> None:
@@ -152,3 +161,10 @@ def test_file_sha256(tmp_path: Path) -> None:
     assert file_sha256(files) == hashlib.sha256(b"123").hexdigest()
     named = hashlib.sha256(b"a\x0012b\x003").hexdigest()
     assert file_sha256(files, tmp_path) == named
+
+
+def test_function_only_for_formats_with_functions() -> None:
+    from compiler.driver import import_model
+
+    with pytest.raises(NnxcError, match="--function: ONNX models have no functions"):
+        import_model(tiny_model(), function="main")
