@@ -24,7 +24,14 @@ from ...converters import report_unsupported, run_converter
 from ..features import declare_inputs
 from ..files import CoreMLFiles, weight_file
 from . import (  # noqa: F401  (registers the converters)
+    attention,
+    compression,
+    control,
     elementwise,
+    nn,
+    recurrent,
+    reduce,
+    tensor,
 )
 from .registry import OPS, REFUSED, MilContext, ir_dtype, static_dims
 

@@ -24,7 +24,14 @@ from ...converters import report_unsupported, run_converter
 from ..features import Feature, classifier_labels, declare_inputs, preprocess
 from ..files import CoreMLFiles
 from . import (  # noqa: F401  (registers the converters)
+    control,
     elementwise,
+    nd_math,
+    nd_tensor,
+    normalize,
+    recurrent,
+    tensor,
+    window,
 )
 from .registry import LAYERS, REFUSED, NnContext, nested_layers
 

@@ -1,0 +1,3 @@
+"""MIL scaled_dot_product_attention."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""MIL recurrent ops: lstm, gru, rnn."""
+
+from __future__ import annotations
