@@ -1,3 +1,4 @@
-"""MIL ops of networks: convolution, linear algebra (linear, matmul, einsum), normalizations, pooling, up- and re-sampling, pixel shuffles."""
+"""MIL ops of networks: convolution, linear algebra (linear, matmul, einsum), normalizations,
+pooling, up- and re-sampling, pixel shuffles."""
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-"""NeuralNetwork control flow through IR regions: branch, loop (with loopBreak/loopContinue), copy."""
+"""NeuralNetwork control flow through IR regions: branch, loop (loopBreak, loopContinue), copy."""
 
 from __future__ import annotations
