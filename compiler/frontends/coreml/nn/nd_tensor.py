@@ -96,21 +96,22 @@ def _resolve_shape(
 
 # -- gather / scatter ---------------------------------------------------------------------------
 
-_REDUCTIONS = {"SCATTER_UPDATE": "none", "SCATTER_ADD": "add", "SCATTER_MUL": "mul"}
-_REDUCTIONS |= {"SCATTER_MAX": "max", "SCATTER_MIN": "min"}
+_SCATTER_MODES = ("none", "add", "sub", "mul", "div", "max", "min")
+"""``ScatterMode`` by number (SCATTER_UPDATE = 0, ...) as IR reductions, and sub and div."""
 
 
 def _scatter(ctx: NnContext, op: str, data: Value, idx: Value, upd: Value, **attrs) -> Value:
     """``op`` (scatter_elements or scatter_nd) in the layer's mode. SUB adds the negated
     updates; DIV divides by the product of the updates scattered into ones."""
-    mode = type(ctx.params).DESCRIPTOR.fields_by_name["mode"].enum_type
-    name = mode.values_by_number[ctx.params.mode].name
-    if name == "SCATTER_SUB":
+    if not 0 <= ctx.params.mode < len(_SCATTER_MODES):
+        raise ctx.error(f"scatter mode {ctx.params.mode} is not one Core ML defines")
+    mode = _SCATTER_MODES[ctx.params.mode]
+    if mode == "sub":
         return ctx.emit(op, data, idx, ctx.emit("neg", upd), reduction="add", **attrs)
-    if name == "SCATTER_DIV":
+    if mode == "div":
         ones = _full_like(ctx, data, 1, data.dtype)
         return ctx.emit("div", data, ctx.emit(op, ones, idx, upd, reduction="mul", **attrs))
-    return ctx.emit(op, data, idx, upd, reduction=_REDUCTIONS[name], **attrs)
+    return ctx.emit(op, data, idx, upd, reduction=mode, **attrs)
 
 
 @layer("gather")
@@ -287,12 +288,16 @@ def _slice(
     axis takes the one element at its begin and goes away. ``begin`` may be a run-time
     vector, read only at squeezed axes; ``end`` None: read at no axis."""
     r = x.type.rank
-    for what, vals in [("strides", strides), ("beginMasks", begin_masks), ("endMasks", end_masks)]:
+    strides = strides or [1] * r  # an empty list: the proto3 default of every entry
+    begin_masks, end_masks, squeeze = (m or [False] * r for m in (begin_masks, end_masks, squeeze))
+    for what, vals in [
+        ("strides", strides),
+        ("beginMasks", begin_masks),
+        ("endMasks", end_masks),
+        ("squeezeMasks", squeeze),
+    ]:
         if len(vals) != r:
             raise ctx.error(f"{what} has {len(vals)} entries for an input of rank {r}")
-    squeeze = squeeze or [False] * r
-    if len(squeeze) != r:
-        raise ctx.error(f"squeezeMasks has {len(squeeze)} entries for an input of rank {r}")
     runtime_begin = isinstance(begin, Value)
     entries: list[tuple[int, int, int, int]] = []  # (axis, start, end, step)
     picks: list[tuple[int, Value]] = []
@@ -550,9 +555,10 @@ def _range(ctx: NnContext, start: float, end: float, step: float) -> Value:
 
 @layer("squeeze")
 def squeeze(ctx: NnContext) -> Value:
-    """Axes (or with squeezeAll every axis of size 1) removed; rank 1 stays rank 1."""
+    """Axes (with squeezeAll, or no axes as coremltools' builder writes it, every axis of
+    size 1) removed; rank 1 stays rank 1."""
     x = ctx.x()
-    if ctx.params.squeezeAll:
+    if ctx.params.squeezeAll or not ctx.params.axes:
         if not x.type.is_static:
             raise ctx.error(f"squeezeAll needs static dims, got {x.type}")
         axes = [i for i, d in enumerate(x.shape) if d == 1]

@@ -272,3 +272,49 @@ def test_errors_name_the_layer(tmp_path: Path) -> None:
     for i, (builder, error, message) in enumerate(cases):
         with pytest.raises(error, match=message):
             import_coreml(save_nn(builder, tmp_path, f"m{i}"))
+
+
+def test_int32_index_inputs(tmp_path: Path) -> None:
+    """Integer index blobs (an INT32 model input) are used without a cast."""
+    b = nn_builder([("x", (4, 6)), ("i", (3,)), ("at", (1,))], [("g", None), ("s", None)])
+    for desc in b.spec.description.input[1:]:
+        desc.type.multiArrayType.dataType = 0x20020  # INT32
+    b.add_gather("g", ["x", "i"], "g", axis=0)
+    b.add_slice_by_size("s", ["x", "at"], "s", axis=-1, size=2)
+    x = _rand(4, 6)
+    feeds = {"x": x, "i": np.array([3, -4, 1], np.int32), "at": np.array([-3], np.int32)}
+    check(save_nn(b, tmp_path), feeds, [x[[3, 0, 1]], x[:, 3:5]])
+
+
+def test_slice_dynamic_with_every_operand_an_input(tmp_path: Path) -> None:
+    names = ["begin", "end", "strides", "bmask", "emask", "smask"]
+    values = [[0, 5, 1], [2, 0, 3], [1, -2, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    b = nn_builder([("x", (3, 6, 4))], [("y", None), ("sq", None)])
+    for name, v in zip(names, values):
+        b.add_load_constant_nd(name, name, np.array(v, np.float64), shape=[3])
+    b.add_slice_dynamic("y", ["x", *names], "y")
+    b.add_squeeze("sq", "y", "sq")
+    x = _rand(3, 6, 4)
+    y = x[:2, 5::-2, 1]
+    check(save_nn(b, tmp_path), {"x": x}, [y, y], tvm=False)
+
+
+def test_more_errors_name_the_layer(tmp_path: Path) -> None:
+    cases = []
+    b = nn_builder([("x", (2, 3))], [("y", None)])
+    b.add_tile("tile_layer", "x", "y", reps=[1, 2, 3])
+    cases.append((b, r"tile node 'tile_layer': reps \[1, 2, 3\] must have 1 to 2 entries"))
+    b = nn_builder([("x", (2, 3))], [("y", None)])
+    b.add_constant_pad(
+        "pad_layer", ["x"], "y", pad_amounts=[1, 4, 0, 0], pad_to_given_output_size_mode=True
+    )
+    cases.append((b, r"pad_layer': axis 0 gives an output size on both sides"))
+    b = nn_builder([("x", (2, 3)), ("z", (2, 2))], [("y", None)])
+    b.add_concat_nd("cat_layer", ["x", "z"], "y", axis=1, interleave=True)
+    cases.append((b, r"cat_layer': interleave needs inputs of one shape"))
+    b = nn_builder([("x", (2, 3))], [("a", None), ("b", None)])
+    b.add_split_nd("split_layer", "x", ["a", "b"], axis=1, num_splits=2)
+    cases.append((b, r"split_layer': dim 1 of float32\[2, 3\] does not split into 2 equal"))
+    for i, (builder, message) in enumerate(cases):
+        with pytest.raises(ConversionError, match=message):
+            import_coreml(save_nn(builder, tmp_path, f"m{i}"))
