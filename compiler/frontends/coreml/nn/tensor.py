@@ -109,12 +109,8 @@ def unary(ctx: NnContext) -> Value:
 
 def _fold(ctx: NnContext, op: str, xs: list[Value]) -> Value:
     """``xs[0] op xs[1] op ...`` with numpy broadcasting, which aligns the trailing
-    [C, H, W] axes; blobs of rank < 3 and different ranks are refused (which axes they
-    mean is not defined)."""
-    ranks = {len(v.shape) for v in xs}
-    if len(ranks) > 1 and min(ranks) < 3:
-        shapes = ", ".join(str(list(v.shape)) for v in xs)
-        raise ctx.error(f"cannot broadcast blobs of different ranks below 3: {shapes}")
+    [C, H, W] axes (coremltools lowers MIL's numpy-broadcasting add/mul onto these layers
+    for inputs of different ranks the same way)."""
     out = xs[0]
     for v in xs[1:]:
         out = ctx.emit(op, out, v)

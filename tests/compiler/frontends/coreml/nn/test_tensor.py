@@ -112,10 +112,20 @@ def test_arithmetic_layers_exact(tmp_path: Path) -> None:
     check(save_nn(b, tmp_path), {"x": x, "s": s}, [y, np.maximum(x, s)], tvm=False)
 
 
-def test_add_of_low_ranks_is_refused(tmp_path: Path) -> None:
-    b = nn_builder([("x", (3,)), ("v", (3, 4))], [("y", None)])
+def test_add_and_multiply_broadcast_like_numpy_exact(tmp_path: Path) -> None:
+    """Inputs of different ranks align their trailing axes (coremltools lowers MIL's
+    numpy-style add/mul of a [3, 4] and a [1] tensor onto these layers)."""
+    b = nn_builder([("x", (3, 4)), ("v", (1,)), ("w", (2, 1, 4))], [("y", None), ("z", None)])
     b.add_elementwise("add", ["x", "v"], "y", "ADD")
-    _refused(save_nn(b, tmp_path), r"add node 'add': cannot broadcast blobs of different ranks")
+    b.add_elementwise("mul", ["x", "w"], "z", "MULTIPLY")
+    x, v, w = _rand(3, 4), _rand(1), _rand(2, 1, 4)
+    check(save_nn(b, tmp_path), {"x": x, "v": v, "w": w}, [x + v, x * w], tvm=False)
+
+
+def test_add_of_incompatible_shapes_is_refused(tmp_path: Path) -> None:
+    b = nn_builder([("x", (3, 4)), ("v", (3,))], [("y", None)])
+    b.add_elementwise("add", ["x", "v"], "y", "ADD")
+    _refused(save_nn(b, tmp_path), r"add node 'add': .*broadcast")
 
 
 # -- dot ------------------------------------------------------------------------------------
@@ -397,3 +407,35 @@ def test_load_constant_rank5(tmp_path: Path) -> None:
     b.add_elementwise("m", ["x", "k"], "y", "MULTIPLY")
     x = _rand(2, 3, 1)
     check(save_nn(b, tmp_path), {"x": x}, [x * k], tvm=False)
+
+
+# -- flexible input shapes ------------------------------------------------------------------
+
+
+def _flexible_hw(b, tmp_path: Path, name: str) -> Path:
+    """The builder's [3, H, W] input ``x`` with H and W ranged 2..8 (symbolic dims)."""
+    array = b.spec.description.input[0].type.multiArrayType
+    for lo, hi in [(3, 3), (2, 8), (2, 8)]:
+        r = array.shapeRange.sizeRanges.add()
+        r.lowerBound, r.upperBound = lo, hi
+    b.spec.specificationVersion = max(b.spec.specificationVersion, 3)
+    return save_nn(b.spec, tmp_path, name)
+
+
+def test_flexible_sizes_pass_through_and_flatten_needs_them_bound(tmp_path: Path) -> None:
+    b = nn_builder([("x", (3, 4, 4))], [("y", None)], exact=False)
+    b.add_softmax("sm", "x", "s")
+    b.add_slice("sl", "s", "t", "channel", 1, 3, 1)
+    b.add_elementwise("c", ["t", "x"], "y", "CONCAT")
+    path = _flexible_hw(b, tmp_path, "flex")
+    x = _rand(3, 5, 7)
+    e = np.exp(x - x.max(axis=0))
+    sm = e / e.sum(axis=0)
+    check(path, {"x": x}, [np.concatenate([sm[1:3], x])], tvm=False)
+
+    b = nn_builder([("x", (3, 4, 4))], [("y", None)], exact=False)
+    b.add_flatten("f", 0, "x", "y")
+    path = _flexible_hw(b, tmp_path, "flat")
+    _refused(path, r"flatten node 'f': flatten needs static sizes, got \[1, 1, 3, 'x_1', 'x_2'\]")
+    x = _rand(3, 5, 7)
+    check(path, {"x": x}, [x.reshape(-1, 1, 1)], tvm=False, input_shapes={"x": [3, 5, 7]})
