@@ -276,6 +276,9 @@ def test_reshape_and_permute_need_rank5(tmp_path: Path) -> None:
     b = nn_builder([("x", (3, 4, 5))], [("y", None)], exact=False)
     b.add_reshape("r", "x", "y", [5, 4, 4], 0)
     _refused(save_nn(b, tmp_path), r"reshape node 'r': cannot reshape \[1, 1, 3, 4, 5\]")
+    b = nn_builder([("x", (1, 2, 3, 4, 5))], [("y", None)], exact=False)
+    b.add_reshape("r", "x", "y", [2, 3, 2, 5], 0)
+    _refused(save_nn(b, tmp_path), r"reshape node 'r': a 4-entry targetShape needs batch 1")
 
 
 # -- concat, split, sequenceRepeat ----------------------------------------------------------
