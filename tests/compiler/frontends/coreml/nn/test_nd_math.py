@@ -288,6 +288,29 @@ def test_batched_matmul_with_weights_and_bias(tmp_path: Path, shape: tuple) -> N
     check(save_nn(b, tmp_path), {"x": x}, [x @ w + bias], tvm=len(shape) == 3)
 
 
+def test_batched_matmul_with_quantized_weights_per_column(tmp_path: Path) -> None:
+    """The weights are stored transposed ([X2, X1]): a scale per output column."""
+    codes = RNG.integers(0, 256, (4, 3)).astype(np.uint8)
+    scale = np.array([0.5, 0.25, 2.0], np.float32)
+    bias = np.array([-1.0, 0.0, 3.0], np.float32)
+    b = nn_builder([("x", (2, 4))], [("y", None)])
+    b.add_batched_mat_mul(
+        "fc",
+        ["x"],
+        "y",
+        weight_matrix_rows=4,
+        weight_matrix_columns=3,
+        W=codes.tobytes(),
+        is_quantized_weight=True,
+        nbits=8,
+        quant_scale=scale,
+        quant_bias=bias,
+    )
+    x = _f32(2, 4)
+    w = codes.astype(np.float32) * scale + bias
+    check(save_nn(b, tmp_path), {"x": x}, [x @ w], rtol=1e-5, atol=1e-5, tvm=False)
+
+
 def test_batched_matmul_int8_dynamic_quantize_is_refused(tmp_path: Path) -> None:
     b = nn_builder([("x", (2, 4))], [("y", None)])
     b.add_batched_mat_mul(
