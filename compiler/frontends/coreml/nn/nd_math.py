@@ -1,6 +1,6 @@
 """The ND layers (spec >= 4) that compute: broadcastable binaries, unary math, comparisons and
 logic, reductions, softmaxND, batchedMatmul, topK/argMax/argMin/argSort, cumSum, oneHot, band
-ops, non-maximum suppression, random samples.
+ops, non-maximum suppression (a loop to a fixed point), random samples.
 
 A NeuralNetwork computes in floating point: every blob is a float tensor, comparisons and
 logic give 1.0/0.0 (NeuralNetwork.proto: "Output is 1.0f if the condition is true"), logic
@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from compiler.ir.builder import CapturingBuilder
 from compiler.ir.graph import Value
+from compiler.ir.ops.control import BOOL, INDEX
 
 from .registry import NnContext, layer
 
@@ -447,87 +449,156 @@ def upper_triangular(ctx: NnContext) -> Value:
 # -- NonMaximumSuppression -------------------------------------------------------------------
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one (x1, y1, x2, y2) box with rows of others; 0 where the union is empty."""
-    iw = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
-    ih = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def non_maximum_suppression(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    iou_threshold: float,
-    score_threshold: float,
-    max_boxes: int,
-    per_class: bool,
-) -> list[np.ndarray]:
-    """The four outputs of the layer (NeuralNetwork.proto): boxes (B, M, 4), scores
-    (B, M, C), indices (B, M) padded with -1, counts (B,). Boxes are (x, y, w, h) centres;
-    a box's score is its best class score; boxes below the score threshold are dropped,
-    the rest taken by falling score (lower index first on ties) unless their IoU with a
-    kept box (of the same best class, per class) exceeds the threshold. When nothing
-    survives, the best box is given and the count is 1."""
-    b_count, n, _ = boxes.shape
-    classes = scores.shape[2]
-    out_boxes = np.zeros((b_count, max_boxes, 4), np.float32)
-    out_scores = np.zeros((b_count, max_boxes, classes), np.float32)
-    out_idx = np.full((b_count, max_boxes), -1.0, np.float32)
-    counts = np.zeros(b_count, np.float32)
-    b64 = boxes.astype(np.float64)
-    cx, cy, w, h = b64[..., 0], b64[..., 1], b64[..., 2], b64[..., 3]
-    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-    for b in range(b_count):
-        best = scores[b].max(axis=1)
-        label = scores[b].argmax(axis=1)
-        order = np.argsort(-best.astype(np.float64), kind="stable")
-        kept: list[int] = []
-        for i in order:
-            if len(kept) >= max_boxes or best[i] < score_threshold:
-                break
-            rivals = [j for j in kept if not per_class or label[j] == label[i]]
-            if rivals and (_iou(corners[b, i], corners[b, rivals]) > iou_threshold).any():
-                continue
-            kept.append(int(i))
-        if not kept and n and max_boxes:
-            kept = [int(order[0])]
-        m = len(kept)
-        out_boxes[b, :m] = boxes[b, kept]
-        out_scores[b, :m] = scores[b, kept]
-        out_idx[b, :m] = kept
-        counts[b] = m
-    return [out_boxes, out_scores, out_idx, counts]
-
-
 @layer("NonMaximumSuppression")
 def nms(ctx: NnContext) -> list[Value]:
-    """Converted when its inputs are known at compile time (it then becomes constants):
-    the suppression's greedy loop over boxes has no composition in nnxc's core ops."""
+    """Boxes (x, y, w, h centres) by falling best-class score (the lower index first on
+    ties), those below the score threshold dropped, each kept unless its IoU with a kept
+    box (of the same best class, per class) exceeds the threshold; the first maxBoxes kept
+    are given, padded with 0 (index -1). With no survivor, the best box and count 1.
+
+    Greedy suppression is sequential; here it is the fixed point of ``keep[i] = valid[i]
+    and no earlier j with keep[j] overlaps i``, iterated in a ``loop`` until nothing changes
+    (at most N times: after r rounds the first r boxes are final)."""
     p = ctx.params
-    why = "NonMaximumSuppression is computed at compile time in nnxc (it has no core op)"
-    boxes = ctx.require_value(0, "boxes", why)
-    scores = ctx.require_value(1, "scores", why)
-    if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3:
-        raise ctx.error(f"boxes {boxes.shape} and scores {scores.shape} need (B, N, 4), (B, N, C)")
-    if scores.shape[:2] != boxes.shape[:2]:
-        raise ctx.error(f"scores {scores.shape} do not match boxes {boxes.shape}")
-    iou = float(p.iouThreshold)
-    score = float(p.scoreThreshold)
+    boxes = ctx.emit("cast", ctx.x(0), to="float32")
+    scores = ctx.emit("cast", ctx.x(1), to="float32")
+    shapes = [list(boxes.shape), list(scores.shape)]
+    if not all(isinstance(d, int) for s in shapes for d in s):
+        raise ctx.error(f"needs static box and score shapes, got {shapes}")
+    if len(shapes[0]) != 3 or shapes[0][2] != 4 or len(shapes[1]) != 3:
+        raise ctx.error(f"boxes {shapes[0]} and scores {shapes[1]} need (B, N, 4), (B, N, C)")
+    b, n, _ = shapes[0]
+    if shapes[1][:2] != [b, n] or n < 1:
+        raise ctx.error(f"scores {shapes[1]} do not match boxes {shapes[0]}")
+    iou_t = _threshold(ctx, 2, float(p.iouThreshold))
+    score_t = _threshold(ctx, 3, float(p.scoreThreshold))
     max_boxes = int(p.maxBoxes)
-    if len(ctx.inputs) > 2:
-        iou = float(ctx.require_value(2, "iouThreshold", why).reshape(-1)[0])
-    if len(ctx.inputs) > 3:
-        score = float(ctx.require_value(3, "scoreThreshold", why).reshape(-1)[0])
     if len(ctx.inputs) > 4:
-        max_boxes = _known_int(ctx, 4, "maxBoxes", why)
-    outs = non_maximum_suppression(
-        boxes, scores, iou, score, max_boxes, bool(p.perClassSuppression)
+        max_boxes = _known_int(ctx, 4, "maxBoxes", "it decides the output shape")
+    best = ctx.emit("reduce_max", scores, axes=[2], keepdims=False)
+    ranked, order = ctx.op("topk", [best], k=n, axis=1, largest=True)
+    over = _overlaps(ctx, _take(ctx, boxes, order), iou_t)
+    if p.perClassSuppression:
+        label = ctx.emit("argmax", scores, axis=2, keepdims=False)
+        label = ctx.emit("gather_elements", label, order, axis=1)
+        same = ctx.emit(
+            "equal",
+            ctx.emit("reshape", label, shape=[b, n, 1]),
+            ctx.emit("reshape", label, shape=[b, 1, n]),
+        )
+        over = ctx.emit("logical_and", over, same)
+    valid = ctx.emit("cast", ctx.emit("greater_equal", ranked, score_t), to="float32")
+    keep = _suppress(ctx, ctx.emit("cast", over, to="float32"), valid)
+    return _select(ctx, boxes, scores, order, keep, max_boxes)
+
+
+def _threshold(ctx: NnContext, i: int, param: float) -> Value:
+    """Input i (a one-element tensor, read at run time) or the parameter."""
+    if len(ctx.inputs) <= i:
+        return _scalar(ctx, param, "float32")
+    v = ctx.emit("cast", ctx.x(i), to="float32")
+    return ctx.emit("reshape", v, shape=[])
+
+
+def _take(ctx: NnContext, data: Value, idx: Value) -> Value:
+    """Rows ``idx`` [B, K] of ``data`` [B, N, W] per batch: [B, K, W]."""
+    b, k = idx.shape
+    width = data.shape[2]
+    rows = ctx.emit("reshape", idx, shape=[b, k, 1])
+    spread = ctx.emit("broadcast_to", rows, shape=[b, k, width])
+    return ctx.emit("gather_elements", data, spread, axis=1)
+
+
+def _overlaps(ctx: NnContext, boxes: Value, iou_t: Value) -> Value:
+    """[B, N, N] bool: box j comes before box i and their IoU exceeds the threshold."""
+    b, n, _ = boxes.shape
+    cx, cy, w, h = ctx.op("split", [boxes], axis=2, sizes=[1, 1, 1, 1])
+    half = _scalar(ctx, 0.5, "float32")
+    lo = [ctx.emit("sub", c, ctx.emit("mul", s, half)) for c, s in ((cx, w), (cy, h))]
+    hi = [ctx.emit("add", c, ctx.emit("mul", s, half)) for c, s in ((cx, w), (cy, h))]
+
+    def row(v: Value) -> Value:
+        return ctx.emit("reshape", v, shape=[b, 1, n])
+
+    sides = []
+    for low, high in zip(lo, hi):
+        side = ctx.emit(
+            "sub",
+            ctx.emit("minimum", high, row(high)),
+            ctx.emit("maximum", low, row(low)),
+        )
+        sides.append(ctx.emit("clip", side, min=0.0))
+    inter = ctx.emit("mul", *sides)
+    area = ctx.emit("mul", ctx.emit("sub", hi[0], lo[0]), ctx.emit("sub", hi[1], lo[1]))
+    union = ctx.emit("sub", ctx.emit("add", area, row(area)), inter)
+    zero, one = _scalar(ctx, 0.0, "float32"), _scalar(ctx, 1.0, "float32")
+    positive = ctx.emit("greater", union, zero)
+    iou = ctx.emit(
+        "where", positive, ctx.emit("div", inter, ctx.emit("where", positive, union, one)), zero
     )
-    return [ctx.const(o) for o in outs]
+    earlier = ctx.const(np.tril(np.ones((n, n), bool), -1))
+    return ctx.emit("logical_and", ctx.emit("greater", iou, iou_t), earlier)
+
+
+def _suppress(ctx: NnContext, over: Value, valid: Value) -> Value:
+    """The fixed point of ``keep = valid * (no kept earlier overlapping box)``, [B, N]."""
+    b, n = valid.shape
+    graph = ctx.builder.graph
+    region = graph.region([INDEX, BOOL, valid.type], ["i", "go", "keep"])
+    body = CapturingBuilder(graph, region)
+    _, _, keep = region.inputs
+    hits = body.emit("matmul", over, body.emit("reshape", keep, shape=[b, n, 1]))
+    free = body.emit("less", body.emit("reshape", hits, shape=[b, n]), body.const(np.float32(0.5)))
+    new = body.emit("mul", valid, body.emit("cast", free, to="float32"))
+    changed = body.emit("logical_not", body.emit("equal", new, keep))
+    go = body.emit("reduce_max", changed, axes=[0, 1], keepdims=False)
+    region.outputs = [go, new]
+    (out,) = ctx.builder.op(
+        "loop",
+        [ctx.const(np.array(n, np.int64)), ctx.const(np.array(True)), valid, *body.captures],
+        {"num_carried": 1},
+        node_name=ctx.name,
+        regions=[region],
+    )
+    return out
+
+
+def _select(
+    ctx: NnContext,
+    boxes: Value,
+    scores: Value,
+    order: Value,
+    keep: Value,
+    max_boxes: int,
+) -> list[Value]:
+    """The four outputs from the kept mask over the ranked boxes."""
+    b, n = keep.shape
+    k = min(max_boxes, n)
+    first = ctx.const(np.arange(n, 0, -1).astype(np.float32))  # earlier ranks weigh more
+    weight, pos = ctx.op("topk", [ctx.emit("mul", keep, first)], k=k, axis=1, largest=True)
+    picked = ctx.emit("gather_elements", order, pos, axis=1)  # [B, k] box indices
+    count = ctx.emit("reduce_sum", keep, axes=[1], keepdims=False)
+    count = ctx.emit("minimum", count, _scalar(ctx, float(max_boxes), "float32"))
+    filled = ctx.emit("greater", weight, _scalar(ctx, 0.0, "float32"))
+    if k:  # no survivor: the best box, counted once
+        none = ctx.emit("equal", count, _scalar(ctx, 0.0, "float32"))
+        slot0 = ctx.const(np.arange(k) == 0)
+        fallback = ctx.emit("logical_and", ctx.emit("reshape", none, shape=[b, 1]), slot0)
+        filled = ctx.emit("logical_or", filled, fallback)
+        count = ctx.emit("maximum", count, _scalar(ctx, 1.0, "float32"))
+    mask = ctx.emit("reshape", filled, shape=[b, k, 1])
+    zero = _scalar(ctx, 0.0, "float32")
+    out_boxes = ctx.emit("where", mask, _take(ctx, boxes, picked), zero)
+    out_scores = ctx.emit("where", mask, _take(ctx, scores, picked), zero)
+    indices = ctx.emit(
+        "where", filled, ctx.emit("cast", picked, to="float32"), _scalar(ctx, -1.0, "float32")
+    )
+    if max_boxes > k:
+        grow = max_boxes - k
+        out_boxes = ctx.emit("pad", out_boxes, pads=[0, 0, 0, 0, grow, 0])
+        out_scores = ctx.emit("pad", out_scores, pads=[0, 0, 0, 0, grow, 0])
+        indices = ctx.emit("pad", indices, pads=[0, 0, 0, grow], value=-1.0)
+    return [out_boxes, out_scores, indices, count]
 
 
 # -- random ----------------------------------------------------------------------------------

@@ -375,69 +375,106 @@ def test_cumsum_axis_from_an_input(tmp_path: Path) -> None:
 # -- NonMaximumSuppression -------------------------------------------------------------------
 
 
-def _nms_model(tmp_path: Path, per_class: bool) -> Path:
-    b = nn_builder([("boxes", (1, 4, 4)), ("scores", (1, 4, 2))], [(n, None) for n in "bsic"])
+def _nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    score_threshold: float,
+    max_boxes: int,
+    per_class: bool,
+) -> list[np.ndarray]:
+    """Greedy NMS as NeuralNetwork.proto describes it, box by box."""
+    batch, n, _ = boxes.shape
+    out = [
+        np.zeros((batch, max_boxes, 4), np.float32),
+        np.zeros((batch, max_boxes, scores.shape[2]), np.float32),
+        np.full((batch, max_boxes), -1.0, np.float32),
+        np.zeros(batch, np.float32),
+    ]
+    b64 = boxes.astype(np.float64)
+    lo = b64[..., :2] - b64[..., 2:] / 2
+    hi = b64[..., :2] + b64[..., 2:] / 2
+    for b in range(batch):
+        best, label = scores[b].max(axis=1), scores[b].argmax(axis=1)
+        order = np.argsort(-best.astype(np.float64), kind="stable")
+        kept: list[int] = []
+        for i in order:
+            if len(kept) == max_boxes or best[i] < score_threshold:
+                break
+            for j in kept:
+                side = np.clip(
+                    np.minimum(hi[b, i], hi[b, j]) - np.maximum(lo[b, i], lo[b, j]), 0, None
+                )
+                inter = side.prod()
+                union = np.prod(hi[b, i] - lo[b, i]) + np.prod(hi[b, j] - lo[b, j]) - inter
+                iou = inter / union if union > 0 else 0.0
+                if iou > iou_threshold and (not per_class or label[i] == label[j]):
+                    break
+            else:
+                kept.append(int(i))
+        kept = kept or [int(order[0])]
+        m = len(kept)
+        out[0][b, :m], out[1][b, :m], out[2][b, :m] = boxes[b, kept], scores[b, kept], kept
+        out[3][b] = m
+    return out
+
+
+def _nms_model(tmp_path: Path, per_class: bool, n: int = 12, max_boxes: int = 5) -> Path:
+    b = nn_builder([("boxes", (2, n, 4)), ("scores", (2, n, 3))], [(o, None) for o in "bsic"])
     b.add_nms(
         "nms",
         ["boxes", "scores"],
         ["b", "s", "i", "c"],
         iou_threshold=0.3,
         score_threshold=0.2,
-        max_boxes=3,
+        max_boxes=max_boxes,
         per_class_suppression=per_class,
     )
     return save_nn(b, tmp_path, f"nms{int(per_class)}")
 
 
-_BOXES = np.array(
-    [[[0, 0, 2, 2], [0.1, 0, 2, 2], [5, 5, 1, 1], [0.2, 0.1, 2, 2]]], np.float32
-)  # (x, y, w, h): boxes 0, 1, 3 overlap
-_SCORES = np.array([[[0.9, 0.1], [0.3, 0.8], [0.05, 0.1], [0.7, 0.2]]], np.float32)
+def _detections(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes crowded into a small field, so that many overlap."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 2, (2, n, 2))
+    sizes = rng.uniform(1, 3, (2, n, 2))
+    boxes = np.concatenate([centres, sizes], axis=-1).astype(np.float32)
+    return boxes, rng.uniform(0, 1, (2, n, 3)).astype(np.float32)
 
 
-@pytest.mark.parametrize(("per_class", "kept"), [(False, [0]), (True, [0, 1])])
-def test_nms_with_known_inputs(tmp_path: Path, per_class: bool, kept: list[int]) -> None:
-    # Box 2 scores below the threshold; box 3 (class 0) overlaps box 0; box 1 is class 1.
-    path = _nms_model(tmp_path, per_class)
-    m = len(kept)
-    boxes = np.zeros((1, 3, 4), np.float32)
-    boxes[0, :m] = _BOXES[0, kept]
-    scores = np.zeros((1, 3, 2), np.float32)
-    scores[0, :m] = _SCORES[0, kept]
-    idx = np.full((1, 3), -1.0, np.float32)
-    idx[0, :m] = kept
-    want = [boxes, scores, idx, np.array([m], np.float32)]
-    values = {"boxes": _BOXES, "scores": _SCORES}
-    check(path, {}, want, tvm=False, input_values=values)
+@pytest.mark.parametrize(("per_class", "tvm"), [(False, True), (True, False)])
+def test_nms(tmp_path: Path, per_class: bool, tvm: bool) -> None:
+    boxes, scores = _detections(12)
+    want = _nms(boxes, scores, 0.3, 0.2, 5, per_class)
+    ranked = np.argsort(-scores.max(axis=2), axis=1, kind="stable")[:, :5]
+    assert (want[2] != ranked).any(axis=1).all()  # suppression mattered in both batches
+    check(_nms_model(tmp_path, per_class), {"boxes": boxes, "scores": scores}, want, tvm=tvm)
+
+
+def test_nms_pads_past_the_box_count(tmp_path: Path) -> None:
+    boxes, scores = _detections(4)
+    want = _nms(boxes, scores, 0.3, 0.2, 6, False)
+    path = _nms_model(tmp_path, False, n=4, max_boxes=6)
+    check(path, {"boxes": boxes, "scores": scores}, want, tvm=False)
 
 
 def test_nms_threshold_inputs_and_no_survivor(tmp_path: Path) -> None:
-    """Inputs 3-5 override the parameters; when no box passes the score threshold the best
-    box is given, with count 1."""
+    """Inputs 3-5 override the parameters (the thresholds may be computed at run time); when
+    no box passes the score threshold the best box is given, with count 1."""
     names = ["boxes", "scores", "iou", "score", "max"]
-    b = nn_builder(
-        [(n, s) for n, s in zip(names, [(1, 4, 4), (1, 4, 2), (1,), (1,), (1,)])],
-        [(n, None) for n in "bsic"],
-    )
+    shapes = [(2, 6, 4), (2, 6, 3), (1,), (1,), (1,)]
+    b = nn_builder(list(zip(names, shapes)), [(o, None) for o in "bsic"])
     b.add_nms("nms", names, ["b", "s", "i", "c"], score_threshold=0.0, max_boxes=3)
-    values = {
-        "boxes": _BOXES,
-        "scores": _SCORES,
-        "iou": np.array([0.3]),
-        "score": np.array([0.95]),
-        "max": np.array([2.0]),
-    }
-    boxes = np.zeros((1, 2, 4), np.float32)
-    boxes[0, 0] = _BOXES[0, 0]
-    scores = np.zeros((1, 2, 2), np.float32)
-    scores[0, 0] = _SCORES[0, 0]
-    want = [boxes, scores, np.array([[0.0, -1.0]], np.float32), np.ones(1, np.float32)]
-    check(save_nn(b, tmp_path), {}, want, tvm=False, input_values=values)
-
-
-def test_nms_with_run_time_inputs_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(NeedsValueError, match="NonMaximumSuppression node 'nms'.*compile time"):
-        import_coreml(_nms_model(tmp_path, False))
+    path = save_nn(b, tmp_path)
+    boxes, scores = _detections(6)
+    scores[1] *= 0.5  # batch 1: nothing reaches 0.6
+    iou, score = np.array([0.4], np.float32), np.array([0.6], np.float32)
+    want = _nms(boxes, scores, 0.4, 0.6, 2, False)
+    assert want[3][1] == 1 and want[2][1, 1] == -1
+    feeds = {"boxes": boxes, "scores": scores, "iou": iou, "score": score}
+    check(path, feeds, want, tvm=False, input_values={"max": np.array([2.0])})
+    with pytest.raises(NeedsValueError, match="NonMaximumSuppression node 'nms'.*maxBoxes"):
+        import_coreml(path)
 
 
 # -- random ----------------------------------------------------------------------------------
