@@ -13,6 +13,7 @@ keepDims).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.control import BOOL, INDEX
 
 from .registry import NnContext, layer
+
+LayerFn = Callable[[NnContext], Value]
 
 INDEX_DTYPE = "float32"
 """Indices and counts are float blobs, exact up to 2**24."""
@@ -103,7 +106,7 @@ _UNARY = {
 }
 
 
-def _unary(op: str):
+def _unary(op: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         return ctx.emit(op, _float(ctx, ctx.x()))
 
@@ -169,7 +172,7 @@ _BINARY = {
 }
 
 
-def _binary(op: str):
+def _binary(op: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         return ctx.emit(op, *_pair(ctx, ctx.x(0), ctx.x(1)))
 
@@ -205,7 +208,7 @@ _COMPARE = {
 }
 
 
-def _compare(op: str, negate: bool):
+def _compare(op: str, negate: bool) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         """1.0 where the comparison holds, else 0.0; one input compares with ``alpha``."""
         if len(ctx.inputs) == 1:
@@ -226,7 +229,7 @@ for _kind, (_op, _negate) in _COMPARE.items():
     layer(_kind)(_compare(_op, _negate))
 
 
-def _logical(op: str):
+def _logical(op: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         """Nonzero inputs are true; 1.0 where the result is true, else 0.0."""
         a, b = _pair(ctx, ctx.x(0), ctx.x(1))
@@ -274,7 +277,7 @@ _REDUCE = {
 }
 
 
-def _reduce(op: str):
+def _reduce(op: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         """Over ``axes``, or every axis with ``reduceAll`` (or no axes, as coremltools'
         builder writes reduce-all); a rank-0 result becomes shape [1]."""
@@ -313,7 +316,7 @@ def top_k(ctx: NnContext) -> list[Value]:
     return [values, ctx.emit("cast", indices, to=INDEX_DTYPE)]
 
 
-def _arg(op: str):
+def _arg(op: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         """Float index of the extreme along ``axis`` (first on ties); ``removeDim`` drops
         the axis unless the input is a vector."""
@@ -626,7 +629,7 @@ def _sample(ctx: NnContext, op: str, kind: str, **attrs: Any) -> Value:
     return ctx.emit(op, *args, dtype="float32", seed=_seed(ctx.params), **src, **attrs)
 
 
-def _normal(kind: str):
+def _normal(kind: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         p = ctx.params
         return _sample(ctx, "random_normal", kind, mean=float(p.mean), scale=float(p.stdDev))
@@ -635,7 +638,7 @@ def _normal(kind: str):
     return convert
 
 
-def _uniform(kind: str):
+def _uniform(kind: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         p = ctx.params
         return _sample(ctx, "random_uniform", kind, low=float(p.minVal), high=float(p.maxVal))
@@ -644,7 +647,7 @@ def _uniform(kind: str):
     return convert
 
 
-def _bernoulli(kind: str):
+def _bernoulli(kind: str) -> LayerFn:
     def convert(ctx: NnContext) -> Value:
         """1.0 where a uniform in [0, 1) is below ``prob``: probability prob exactly."""
         u = _sample(ctx, "random_uniform", kind)
