@@ -62,7 +62,7 @@ def import_network(
     for desc in spec.description.output:
         kind = desc.type.WhichOneof("Type")
         if kind == "dictionaryType" and probabilities is not None:
-            outputs.append(builder.emit("reshape", probabilities, shape=[-1]))
+            outputs.append(_flat(builder, probabilities, files.name))
         elif kind == "multiArrayType":
             if desc.name not in blobs:
                 raise ConversionError(f"{files.name}: no layer computes output {desc.name!r}")
@@ -79,6 +79,15 @@ def import_network(
     if labels is not None:
         graph.metadata["labels"] = json.dumps(labels)
     return graph
+
+
+def _flat(builder: Builder, v: Value, where: str) -> Value:
+    """The classifier's probabilities as a vector (one score per class)."""
+    if len(v.shape) == 1:
+        return v
+    if not all(isinstance(d, int) for d in v.shape):
+        raise ConversionError(f"{where}: the probability blob {list(v.shape)} needs static dims")
+    return builder.emit("reshape", v, shape=[int(np.prod(v.shape))])
 
 
 def _stages(spec: Any, where: str) -> list[Any]:

@@ -1,5 +1,700 @@
 """The ND layers (spec >= 4) that compute: broadcastable binaries, unary math, comparisons and
 logic, reductions, softmaxND, batchedMatmul, topK/argMax/argMin/argSort, cumSum, oneHot, band
-ops, non-maximum suppression."""
+ops, non-maximum suppression (a loop to a fixed point), random samples.
+
+A NeuralNetwork computes in floating point: every blob is a float tensor, comparisons and
+logic give 1.0/0.0 (NeuralNetwork.proto: "Output is 1.0f if the condition is true"), logic
+and ``whereBroadcastable`` read a nonzero value as true, and indices (argMax, topK, argSort,
+oneHot inputs, categorical samples) are float values. Integer model inputs are cast to
+float32 where they enter these layers. A result that would have rank 0 has shape ``[1]``:
+Core ML has no rank-0 blobs (argMax of a vector, a reduction of everything without
+keepDims).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from compiler.ir.builder import CapturingBuilder
+from compiler.ir.graph import Value
+from compiler.ir.ops.control import BOOL, INDEX
+
+from .registry import NnContext, layer
+
+LayerFn = Callable[[NnContext], Value]
+
+INDEX_DTYPE = "float32"
+"""Indices and counts are float blobs, exact up to 2**24."""
+
+
+# -- dtypes and shapes -----------------------------------------------------------------------
+
+
+def _float(ctx: NnContext, v: Value) -> Value:
+    """``v`` as a float tensor (an int32 model input is float inside the network)."""
+    return v if v.dtype.is_float else ctx.emit("cast", v, to="float32")
+
+
+def _pair(ctx: NnContext, a: Value, b: Value) -> tuple[Value, Value]:
+    """Two operands as floats of one dtype (float32 when they differ)."""
+    a, b = _float(ctx, a), _float(ctx, b)
+    if a.dtype != b.dtype:
+        a, b = ctx.emit("cast", a, to="float32"), ctx.emit("cast", b, to="float32")
+    return a, b
+
+
+def _scalar(ctx: NnContext, value: float, dtype: str) -> Value:
+    return ctx.const(np.asarray(value, dtype=dtype), dtype)
+
+
+def _truth(ctx: NnContext, v: Value) -> Value:
+    """Nonzero as true, as bool."""
+    return ctx.emit("cast", v, to="bool") if v.dtype != "bool" else v
+
+
+def _as_dtype(ctx: NnContext, v: Value, dtype: str) -> Value:
+    return v if v.dtype == dtype else ctx.emit("cast", v, to=dtype)
+
+
+def _at_least_1d(ctx: NnContext, v: Value) -> Value:
+    return ctx.emit("reshape", v, shape=[1]) if len(v.shape) == 0 else v
+
+
+def _axis(ctx: NnContext, axis: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= axis < rank:
+        raise ctx.error(f"{what} {axis} is out of range for rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def _static_dim(ctx: NnContext, x: Value, axis: int) -> int:
+    d = x.shape[axis]
+    if not isinstance(d, int):
+        raise ctx.error(f"needs a static size along axis {axis}, got {d!r}")
+    return d
+
+
+def _known_int(ctx: NnContext, i: int, what: str, why: str | None = None) -> int:
+    data = ctx.require_value(i, what, why).reshape(-1)
+    if data.size != 1:
+        raise ctx.error(f"input {what} must hold one value, got {data.size}")
+    return int(data[0])
+
+
+# -- unary -----------------------------------------------------------------------------------
+
+_UNARY = {
+    "ceil": "ceil",
+    "floor": "floor",
+    "sign": "sign",
+    "round": "round",  # half to even, as MIL's round (np.round) says
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "asin": "asin",
+    "acos": "acos",
+    "atan": "atan",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "tanh": "tanh",
+    "asinh": "asinh",
+    "acosh": "acosh",
+    "atanh": "atanh",
+    "erf": "erf",
+}
+
+
+def _unary(op: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        return ctx.emit(op, _float(ctx, ctx.x()))
+
+    convert.__name__ = f"unary_{op}"
+    convert.__doc__ = f"Elementwise {op}."
+    return convert
+
+
+for _kind, _op in _UNARY.items():
+    layer(_kind)(_unary(_op))
+
+
+@layer("exp2")
+def exp2(ctx: NnContext) -> Value:
+    x = _float(ctx, ctx.x())
+    return ctx.emit("pow", _scalar(ctx, 2.0, x.dtype), x)
+
+
+@layer("clip")
+def clip(ctx: NnContext) -> Value:
+    p = ctx.params
+    return ctx.emit("clip", _float(ctx, ctx.x()), min=float(p.minVal), max=float(p.maxVal))
+
+
+@layer("clampedReLU")
+def clamped_relu(ctx: NnContext) -> Value:
+    """min(beta, x) for x >= 0, min(beta, alpha * x) below."""
+    p = ctx.params
+    y = ctx.emit("leaky_relu", _float(ctx, ctx.x()), alpha=float(p.alpha))
+    return ctx.emit("clip", y, max=float(p.beta))
+
+
+@layer("gelu")
+def gelu(ctx: NnContext) -> Value:
+    x = _float(ctx, ctx.x())
+    mode = ctx.params.mode  # EXACT 0, TANH_APPROXIMATION 1, SIGMOID_APPROXIMATION 2
+    if mode == 0:
+        return ctx.emit("gelu", x, approximate="none")
+    if mode == 1:
+        return ctx.emit("gelu", x, approximate="tanh")
+    if mode == 2:
+        scaled = ctx.emit("mul", x, _scalar(ctx, 1.702, x.dtype))
+        return ctx.emit("mul", x, ctx.emit("sigmoid", scaled))
+    raise ctx.error(f"gelu mode {mode} is not one Core ML defines")
+
+
+@layer("softmaxND")
+def softmax_nd(ctx: NnContext) -> Value:
+    x = _float(ctx, ctx.x())
+    return ctx.emit("softmax", x, axis=_axis(ctx, int(ctx.params.axis), len(x.shape)))
+
+
+# -- broadcasting binaries -------------------------------------------------------------------
+
+_BINARY = {
+    "addBroadcastable": "add",
+    "subtractBroadcastable": "sub",
+    "multiplyBroadcastable": "mul",
+    "divideBroadcastable": "div",
+    "maxBroadcastable": "maximum",
+    "minBroadcastable": "minimum",
+    "powBroadcastable": "pow",
+}
+
+
+def _binary(op: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        return ctx.emit(op, *_pair(ctx, ctx.x(0), ctx.x(1)))
+
+    convert.__name__ = f"binary_{op}"
+    convert.__doc__ = f"Elementwise {op} with numpy broadcasting."
+    return convert
+
+
+for _kind, _op in _BINARY.items():
+    layer(_kind)(_binary(_op))
+
+
+@layer("modBroadcastable")
+def mod_broadcastable(ctx: NnContext) -> Value:
+    """Floor mod (the divisor's sign): MIL's ``mod`` (Python ``%``) lowers to this layer."""
+    return ctx.emit("mod", *_pair(ctx, ctx.x(0), ctx.x(1)), fmod=False)
+
+
+@layer("floorDivBroadcastable")
+def floor_div_broadcastable(ctx: NnContext) -> Value:
+    return ctx.emit("floor", ctx.emit("div", *_pair(ctx, ctx.x(0), ctx.x(1))))
+
+
+# -- comparisons and logic -------------------------------------------------------------------
+
+_COMPARE = {
+    "equal": ("equal", False),
+    "notEqual": ("equal", True),
+    "lessThan": ("less", False),
+    "lessEqual": ("less_equal", False),
+    "greaterThan": ("greater", False),
+    "greaterEqual": ("greater_equal", False),
+}
+
+
+def _compare(op: str, negate: bool) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        """1.0 where the comparison holds, else 0.0; one input compares with ``alpha``."""
+        if len(ctx.inputs) == 1:
+            a = _float(ctx, ctx.x(0))
+            b = _scalar(ctx, float(ctx.params.alpha), a.dtype)
+        else:
+            a, b = _pair(ctx, ctx.x(0), ctx.x(1))
+        result = ctx.emit(op, a, b)
+        if negate:
+            result = ctx.emit("logical_not", result)
+        return ctx.emit("cast", result, to=a.dtype)
+
+    convert.__name__ = f"compare_{op}{'_not' if negate else ''}"
+    return convert
+
+
+for _kind, (_op, _negate) in _COMPARE.items():
+    layer(_kind)(_compare(_op, _negate))
+
+
+def _logical(op: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        """Nonzero inputs are true; 1.0 where the result is true, else 0.0."""
+        a, b = _pair(ctx, ctx.x(0), ctx.x(1))
+        return ctx.emit("cast", ctx.emit(op, _truth(ctx, a), _truth(ctx, b)), to=a.dtype)
+
+    convert.__name__ = op
+    return convert
+
+
+for _kind, _op in (
+    ("logicalAnd", "logical_and"),
+    ("logicalOr", "logical_or"),
+    ("logicalXor", "logical_xor"),
+):
+    layer(_kind)(_logical(_op))
+
+
+@layer("logicalNot")
+def logical_not(ctx: NnContext) -> Value:
+    x = _float(ctx, ctx.x())
+    return ctx.emit("cast", ctx.emit("logical_not", _truth(ctx, x)), to=x.dtype)
+
+
+@layer("whereBroadcastable")
+def where_broadcastable(ctx: NnContext) -> Value:
+    """Input 1 where the condition (input 0) is nonzero, else input 2; all broadcast."""
+    cond = _truth(ctx, _float(ctx, ctx.x(0)))
+    a, b = _pair(ctx, ctx.x(1), ctx.x(2))
+    return ctx.emit("where", cond, a, b)
+
+
+# -- reductions ------------------------------------------------------------------------------
+
+_REDUCE = {
+    "reduceL1": "reduce_l1",
+    "reduceL2": "reduce_l2",
+    "reduceMax": "reduce_max",
+    "reduceMin": "reduce_min",
+    "reduceSum": "reduce_sum",
+    "reduceProd": "reduce_prod",
+    "reduceMean": "reduce_mean",
+    "reduceLogSum": "reduce_log_sum",
+    "reduceSumSquare": "reduce_sum_square",
+    "reduceLogSumExp": "reduce_log_sum_exp",
+}
+
+
+def _reduce(op: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        """Over ``axes``, or every axis with ``reduceAll`` (or no axes, as coremltools'
+        builder writes reduce-all); a rank-0 result becomes shape [1]."""
+        p = ctx.params
+        x = _float(ctx, ctx.x())
+        rank = len(x.shape)
+        if p.reduceAll or not len(p.axes):
+            axes = list(range(rank))
+        else:
+            axes = sorted({_axis(ctx, int(a), rank, "reduction axis") for a in p.axes})
+        y = ctx.emit(op, x, axes=axes, keepdims=bool(p.keepDims))
+        return _at_least_1d(ctx, y)
+
+    convert.__name__ = op
+    return convert
+
+
+for _kind, _op in _REDUCE.items():
+    layer(_kind)(_reduce(_op))
+
+
+# -- indices: topK, argMax/argMin, argSort ---------------------------------------------------
+
+
+@layer("topK")
+def top_k(ctx: NnContext) -> list[Value]:
+    """Values and float indices of the K largest (or smallest, ``useBottomK``) along
+    ``axis``; K comes from the second input when there is one, which must be known."""
+    p = ctx.params
+    x = _float(ctx, ctx.x())
+    axis = _axis(ctx, int(p.axis), len(x.shape))
+    k = int(p.K)
+    if len(ctx.inputs) > 1:
+        k = _known_int(ctx, 1, "K", "it decides the output shape")
+    values, indices = ctx.op("topk", [x], k=k, axis=axis, largest=not p.useBottomK)
+    return [values, ctx.emit("cast", indices, to=INDEX_DTYPE)]
+
+
+def _arg(op: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        """Float index of the extreme along ``axis`` (first on ties); ``removeDim`` drops
+        the axis unless the input is a vector."""
+        p = ctx.params
+        x = _float(ctx, ctx.x())
+        axis = _axis(ctx, int(p.axis), len(x.shape))
+        keep = not p.removeDim or len(x.shape) == 1
+        idx = ctx.emit(op, x, axis=axis, keepdims=keep)
+        return ctx.emit("cast", idx, to=INDEX_DTYPE)
+
+    convert.__name__ = op
+    return convert
+
+
+layer("argMax")(_arg("argmax"))
+layer("argMin")(_arg("argmin"))
+
+
+@layer("argSort")
+def arg_sort(ctx: NnContext) -> Value:
+    """Float indices that sort ``axis`` ascending (or descending); ties keep index order."""
+    p = ctx.params
+    x = _float(ctx, ctx.x())
+    axis = _axis(ctx, int(p.axis), len(x.shape))
+    n = _static_dim(ctx, x, axis)
+    _, indices = ctx.op("topk", [x], k=n, axis=axis, largest=bool(p.descending))
+    return ctx.emit("cast", indices, to=INDEX_DTYPE)
+
+
+# -- batchedMatmul ---------------------------------------------------------------------------
+
+
+def _swap_last(ctx: NnContext, v: Value) -> Value:
+    perm = list(range(len(v.shape)))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return ctx.emit("transpose", v, perm=perm)
+
+
+@layer("batchedMatmul")
+def batched_matmul(ctx: NnContext) -> Value:
+    """Two inputs: numpy matmul whose rank-1 operands become [1, D] / [D, 1] and stay so
+    (the output rank is max(2, ranks)). One input: x @ W [X1, X2] (+ bias), W stored
+    column-major."""
+    p = ctx.params
+    if p.int8DynamicQuantize:
+        raise ctx.error(
+            "int8DynamicQuantize quantizes the input at run time by a rule Core ML does not "
+            "document; nnxc cannot compute it exactly"
+        )
+    if len(ctx.inputs) == 1:
+        return _fully_connected(ctx, p)
+    a, b = _pair(ctx, ctx.x(0), ctx.x(1))
+    for v, flag, what in ((a, p.transposeA, "transposeA"), (b, p.transposeB, "transposeB")):
+        if flag and len(v.shape) < 2:
+            raise ctx.error(f"{what} of a rank-1 operand is not defined")
+    if len(a.shape) == 1:
+        a = ctx.emit("reshape", a, shape=[1, a.shape[0]])
+    if len(b.shape) == 1:
+        b = ctx.emit("reshape", b, shape=[b.shape[0], 1])
+    if p.transposeA:
+        a = _swap_last(ctx, a)
+    if p.transposeB:
+        b = _swap_last(ctx, b)
+    return ctx.emit("matmul", a, b)
+
+
+def _fully_connected(ctx: NnContext, p: Any) -> Value:
+    x = _float(ctx, ctx.x())
+    rows, cols = int(p.weightMatrixFirstDimension), int(p.weightMatrixSecondDimension)
+    if x.shape[-1] != rows:
+        raise ctx.error(f"input {list(x.shape)} does not end in the weight rows {rows}")
+    w = ctx.weights(p.weights, [cols, rows], "weights").T  # stored [X2, X1] row-major
+    y = ctx.emit("matmul", x, ctx.const(np.ascontiguousarray(w), x.dtype))
+    if p.hasBias:
+        y = ctx.emit("add", y, ctx.weights_const(p.bias, [cols], "bias", dtype=x.dtype))
+    return y
+
+
+# -- cumSum, oneHot, band parts --------------------------------------------------------------
+
+
+@layer("cumSum")
+def cum_sum(ctx: NnContext) -> Value:
+    p = ctx.params
+    x = _float(ctx, ctx.x())
+    axis = int(p.axis)
+    if len(ctx.inputs) > 1:
+        axis = _known_int(ctx, 1, "axis")
+    axis = _axis(ctx, axis, len(x.shape))
+    return ctx.emit(
+        "cumsum", x, axis=axis, exclusive=bool(p.excludeFinalSum), reverse=bool(p.reverse)
+    )
+
+
+@layer("oneHot")
+def one_hot(ctx: NnContext) -> Value:
+    """onValue at the index, offValue elsewhere; an index outside [0, size), negative ones
+    included (NeuralNetwork.proto's example), gives a row of offValue."""
+    p = ctx.params
+    x = _float(ctx, ctx.x())
+    depth = int(p.oneHotVectorSize)
+    if len(ctx.inputs) > 1:
+        depth = _known_int(ctx, 1, "oneHotVectorSize", "it decides the output shape")
+    axis = _axis(ctx, int(p.axis), len(x.shape) + 1)
+    outside = _scalar(ctx, float(depth), x.dtype)
+    x = ctx.emit("where", ctx.emit("less", x, _scalar(ctx, 0.0, x.dtype)), outside, x)
+    values = ctx.const(np.array([p.offValue, p.onValue], np.float32), "float32")
+    return ctx.emit("one_hot", x, values, depth=depth, axis=axis)
+
+
+@layer("matrixBandPart")
+def matrix_band_part(ctx: NnContext) -> Value:
+    """Keeps i - j <= numLower and j - i <= numUpper; a negative bound keeps that side."""
+    p = ctx.params
+    x = _float(ctx, ctx.x())
+    if int(p.numLower) >= 0:
+        x = ctx.emit("trilu", x, upper=True, k=-int(p.numLower))
+    if int(p.numUpper) >= 0:
+        x = ctx.emit("trilu", x, upper=False, k=int(p.numUpper))
+    return x
+
+
+@layer("lowerTriangular")
+def lower_triangular(ctx: NnContext) -> Value:
+    return ctx.emit("trilu", _float(ctx, ctx.x()), upper=False, k=int(ctx.params.k))
+
+
+@layer("upperTriangular")
+def upper_triangular(ctx: NnContext) -> Value:
+    return ctx.emit("trilu", _float(ctx, ctx.x()), upper=True, k=int(ctx.params.k))
+
+
+# -- NonMaximumSuppression -------------------------------------------------------------------
+
+
+@layer("NonMaximumSuppression")
+def nms(ctx: NnContext) -> list[Value]:
+    """Boxes (x, y, w, h centres) by falling best-class score (the lower index first on
+    ties), those below the score threshold dropped, each kept unless its IoU with a kept
+    box (of the same best class, per class) exceeds the threshold; the first maxBoxes kept
+    are given, padded with 0 (index -1). With no survivor, the best box and count 1.
+
+    Greedy suppression is sequential; here it is the fixed point of ``keep[i] = valid[i]
+    and no earlier j with keep[j] overlaps i``, iterated in a ``loop`` until nothing changes
+    (at most N times: after r rounds the first r boxes are final)."""
+    p = ctx.params
+    boxes = ctx.emit("cast", ctx.x(0), to="float32")
+    scores = ctx.emit("cast", ctx.x(1), to="float32")
+    shapes = [list(boxes.shape), list(scores.shape)]
+    if not all(isinstance(d, int) for s in shapes for d in s):
+        raise ctx.error(f"needs static box and score shapes, got {shapes}")
+    if len(shapes[0]) != 3 or shapes[0][2] != 4 or len(shapes[1]) != 3:
+        raise ctx.error(f"boxes {shapes[0]} and scores {shapes[1]} need (B, N, 4), (B, N, C)")
+    b, n, _ = shapes[0]
+    if shapes[1][:2] != [b, n] or n < 1:
+        raise ctx.error(f"scores {shapes[1]} do not match boxes {shapes[0]}")
+    iou_t = _threshold(ctx, 2, float(p.iouThreshold))
+    score_t = _threshold(ctx, 3, float(p.scoreThreshold))
+    max_boxes = int(p.maxBoxes)
+    if len(ctx.inputs) > 4:
+        max_boxes = _known_int(ctx, 4, "maxBoxes", "it decides the output shape")
+    best = ctx.emit("reduce_max", scores, axes=[2], keepdims=False)
+    ranked, order = ctx.op("topk", [best], k=n, axis=1, largest=True)
+    over = _overlaps(ctx, _take(ctx, boxes, order), iou_t)
+    if p.perClassSuppression:
+        label = ctx.emit("argmax", scores, axis=2, keepdims=False)
+        label = ctx.emit("gather_elements", label, order, axis=1)
+        same = ctx.emit(
+            "equal",
+            ctx.emit("reshape", label, shape=[b, n, 1]),
+            ctx.emit("reshape", label, shape=[b, 1, n]),
+        )
+        over = ctx.emit("logical_and", over, same)
+    valid = ctx.emit("cast", ctx.emit("greater_equal", ranked, score_t), to="float32")
+    keep = _suppress(ctx, ctx.emit("cast", over, to="float32"), valid)
+    return _select(ctx, boxes, scores, order, keep, max_boxes)
+
+
+def _threshold(ctx: NnContext, i: int, param: float) -> Value:
+    """Input i (a one-element tensor, read at run time) or the parameter."""
+    if len(ctx.inputs) <= i:
+        return _scalar(ctx, param, "float32")
+    v = ctx.emit("cast", ctx.x(i), to="float32")
+    return ctx.emit("reshape", v, shape=[])
+
+
+def _take(ctx: NnContext, data: Value, idx: Value) -> Value:
+    """Rows ``idx`` [B, K] of ``data`` [B, N, W] per batch: [B, K, W]."""
+    b, k = idx.shape
+    width = data.shape[2]
+    rows = ctx.emit("reshape", idx, shape=[b, k, 1])
+    spread = ctx.emit("broadcast_to", rows, shape=[b, k, width])
+    return ctx.emit("gather_elements", data, spread, axis=1)
+
+
+def _overlaps(ctx: NnContext, boxes: Value, iou_t: Value) -> Value:
+    """[B, N, N] bool: box j comes before box i and their IoU exceeds the threshold."""
+    b, n, _ = boxes.shape
+    cx, cy, w, h = ctx.op("split", [boxes], axis=2, sizes=[1, 1, 1, 1])
+    half = _scalar(ctx, 0.5, "float32")
+    lo = [ctx.emit("sub", c, ctx.emit("mul", s, half)) for c, s in ((cx, w), (cy, h))]
+    hi = [ctx.emit("add", c, ctx.emit("mul", s, half)) for c, s in ((cx, w), (cy, h))]
+
+    def row(v: Value) -> Value:
+        return ctx.emit("reshape", v, shape=[b, 1, n])
+
+    sides = []
+    for low, high in zip(lo, hi):
+        side = ctx.emit(
+            "sub",
+            ctx.emit("minimum", high, row(high)),
+            ctx.emit("maximum", low, row(low)),
+        )
+        sides.append(ctx.emit("clip", side, min=0.0))
+    inter = ctx.emit("mul", *sides)
+    area = ctx.emit("mul", ctx.emit("sub", hi[0], lo[0]), ctx.emit("sub", hi[1], lo[1]))
+    union = ctx.emit("sub", ctx.emit("add", area, row(area)), inter)
+    zero, one = _scalar(ctx, 0.0, "float32"), _scalar(ctx, 1.0, "float32")
+    positive = ctx.emit("greater", union, zero)
+    iou = ctx.emit(
+        "where", positive, ctx.emit("div", inter, ctx.emit("where", positive, union, one)), zero
+    )
+    earlier = ctx.const(np.tril(np.ones((n, n), bool), -1))
+    return ctx.emit("logical_and", ctx.emit("greater", iou, iou_t), earlier)
+
+
+def _suppress(ctx: NnContext, over: Value, valid: Value) -> Value:
+    """The fixed point of ``keep = valid * (no kept earlier overlapping box)``, [B, N]."""
+    b, n = valid.shape
+    graph = ctx.builder.graph
+    region = graph.region([INDEX, BOOL, valid.type], ["i", "go", "keep"])
+    body = CapturingBuilder(graph, region)
+    _, _, keep = region.inputs
+    hits = body.emit("matmul", over, body.emit("reshape", keep, shape=[b, n, 1]))
+    free = body.emit("less", body.emit("reshape", hits, shape=[b, n]), body.const(np.float32(0.5)))
+    new = body.emit("mul", valid, body.emit("cast", free, to="float32"))
+    changed = body.emit("logical_not", body.emit("equal", new, keep))
+    go = body.emit("reduce_max", changed, axes=[0, 1], keepdims=False)
+    region.outputs = [go, new]
+    (out,) = ctx.builder.op(
+        "loop",
+        [ctx.const(np.array(n, np.int64)), ctx.const(np.array(True)), valid, *body.captures],
+        {"num_carried": 1},
+        node_name=ctx.name,
+        regions=[region],
+    )
+    return out
+
+
+def _select(
+    ctx: NnContext,
+    boxes: Value,
+    scores: Value,
+    order: Value,
+    keep: Value,
+    max_boxes: int,
+) -> list[Value]:
+    """The four outputs from the kept mask over the ranked boxes."""
+    b, n = keep.shape
+    k = min(max_boxes, n)
+    first = ctx.const(np.arange(n, 0, -1).astype(np.float32))  # earlier ranks weigh more
+    weight, pos = ctx.op("topk", [ctx.emit("mul", keep, first)], k=k, axis=1, largest=True)
+    picked = ctx.emit("gather_elements", order, pos, axis=1)  # [B, k] box indices
+    count = ctx.emit("reduce_sum", keep, axes=[1], keepdims=False)
+    count = ctx.emit("minimum", count, _scalar(ctx, float(max_boxes), "float32"))
+    filled = ctx.emit("greater", weight, _scalar(ctx, 0.0, "float32"))
+    if k:  # no survivor: the best box, counted once
+        none = ctx.emit("equal", count, _scalar(ctx, 0.0, "float32"))
+        slot0 = ctx.const(np.arange(k) == 0)
+        fallback = ctx.emit("logical_and", ctx.emit("reshape", none, shape=[b, 1]), slot0)
+        filled = ctx.emit("logical_or", filled, fallback)
+        count = ctx.emit("maximum", count, _scalar(ctx, 1.0, "float32"))
+    mask = ctx.emit("reshape", filled, shape=[b, k, 1])
+    zero = _scalar(ctx, 0.0, "float32")
+    out_boxes = ctx.emit("where", mask, _take(ctx, boxes, picked), zero)
+    out_scores = ctx.emit("where", mask, _take(ctx, scores, picked), zero)
+    indices = ctx.emit(
+        "where", filled, ctx.emit("cast", picked, to="float32"), _scalar(ctx, -1.0, "float32")
+    )
+    if max_boxes > k:
+        grow = max_boxes - k
+        out_boxes = ctx.emit("pad", out_boxes, pads=[0, 0, 0, 0, grow, 0])
+        out_scores = ctx.emit("pad", out_scores, pads=[0, 0, 0, 0, grow, 0])
+        indices = ctx.emit("pad", indices, pads=[0, 0, 0, grow], value=-1.0)
+    return [out_boxes, out_scores, indices, count]
+
+
+# -- random ----------------------------------------------------------------------------------
+
+
+def _seed(p: Any) -> float | None:
+    """-1 (coremltools' default) asks for fresh randomness; other seeds reproduce."""
+    return None if int(p.seed) == -1 else float(p.seed)
+
+
+def _random_shape(ctx: NnContext, kind: str) -> dict[str, Any]:
+    """The shape source of a random layer: ``like`` input, static shape, or a known input."""
+    if kind.endswith("Like"):
+        return {"like": ctx.x()}
+    if kind.endswith("Static"):
+        return {"shape": [int(d) for d in ctx.params.outputShape]}
+    data = ctx.require_value(0, "shape", "it decides the output shape").reshape(-1)
+    return {"shape": [int(d) for d in data]}
+
+
+def _sample(ctx: NnContext, op: str, kind: str, **attrs: Any) -> Value:
+    src = _random_shape(ctx, kind)
+    like = src.pop("like", None)
+    args = [like] if like is not None else []
+    return ctx.emit(op, *args, dtype="float32", seed=_seed(ctx.params), **src, **attrs)
+
+
+def _normal(kind: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        p = ctx.params
+        return _sample(ctx, "random_normal", kind, mean=float(p.mean), scale=float(p.stdDev))
+
+    convert.__name__ = kind
+    return convert
+
+
+def _uniform(kind: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        p = ctx.params
+        return _sample(ctx, "random_uniform", kind, low=float(p.minVal), high=float(p.maxVal))
+
+    convert.__name__ = kind
+    return convert
+
+
+def _bernoulli(kind: str) -> LayerFn:
+    def convert(ctx: NnContext) -> Value:
+        """1.0 where a uniform in [0, 1) is below ``prob``: probability prob exactly."""
+        u = _sample(ctx, "random_uniform", kind)
+        below = ctx.emit("less", u, _scalar(ctx, float(ctx.params.prob), "float32"))
+        return ctx.emit("cast", below, to="float32")
+
+    convert.__name__ = kind
+    return convert
+
+
+for _suffix in ("Like", "Static", "Dynamic"):
+    layer(f"randomNormal{_suffix}")(_normal(f"randomNormal{_suffix}"))
+    layer(f"randomUniform{_suffix}")(_uniform(f"randomUniform{_suffix}"))
+    layer(f"randomBernoulli{_suffix}")(_bernoulli(f"randomBernoulli{_suffix}"))
+
+
+@layer("categoricalDistribution")
+def categorical_distribution(ctx: NnContext) -> Value:
+    """numSamples class indices (float) per distribution of the last axis, drawn with
+    replacement: the count of cumulative probabilities at or below a uniform (inverse-CDF
+    sampling). Logits are softmaxed; probabilities are normalized by their sum."""
+    p = ctx.params
+    temperature = float(p.temperature) or 1.0
+    if temperature != 1.0:
+        raise ctx.error(
+            f"temperature {temperature}: Core ML does not document how it applies; nnxc "
+            "converts temperature 1"
+        )
+    x = ctx.emit("cast", _float(ctx, ctx.x()), to="float32")
+    shape = list(x.shape)
+    if not shape:
+        raise ctx.error("the input needs rank >= 1")
+    classes = shape[-1]
+    samples = int(p.numSamples)
+    if not isinstance(classes, int) or samples < 1:
+        raise ctx.error(f"needs a static class axis and numSamples >= 1, got {shape}, {samples}")
+    last = len(shape) - 1
+    if p.isLogits:
+        probs = ctx.emit("softmax", x, axis=last)
+    else:
+        total = ctx.emit("reduce_sum", x, axes=[last], keepdims=True)
+        probs = ctx.emit("div", x, total)
+    cdf = ctx.emit("cumsum", probs, axis=last)
+    cdf = ctx.emit("reshape", cdf, shape=[*shape[:-1], 1, classes])
+    corner = ctx.emit("slice", cdf, axes=[last + 1], starts=[0], ends=[1])
+    like = ctx.emit("broadcast_to", corner, shape=[*shape[:-1], samples, 1])
+    u = ctx.emit("random_uniform", like, dtype="float32", seed=_seed(p))
+    below = ctx.emit("cast", ctx.emit("less_equal", cdf, u), to="float32")
+    count = ctx.emit("reduce_sum", below, axes=[last + 1], keepdims=False)
+    return ctx.emit("minimum", count, _scalar(ctx, float(classes - 1), "float32"))
