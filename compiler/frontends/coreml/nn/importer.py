@@ -21,7 +21,7 @@ from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph, Value
 
 from ...converters import report_unsupported, run_converter
-from ..features import Feature, classifier_labels, declare_inputs, preprocess
+from ..features import ARRAY_DTYPES, Feature, classifier_labels, declare_inputs, preprocess
 from ..files import CoreMLFiles
 from . import (  # noqa: F401  (registers the converters)
     control,
@@ -223,9 +223,13 @@ class _Network:
 
     def _leave(self, desc: Any, v: Value) -> Value:
         """A blob as the declared output (or next stage's input): the declared shape when
-        one is given, else, under the rank-5 mapping, ``[C, H, W]``."""
+        one is given, else, under the rank-5 mapping, ``[C, H, W]``; in the declared data type
+        (blobs are float32 inside a network, an output may be declared INT32)."""
         if desc.type.WhichOneof("Type") != "multiArrayType":
             return v
+        want = ARRAY_DTYPES.get(desc.type.multiArrayType.dataType)
+        if want is not None and want != v.dtype:
+            v = self.builder.emit("cast", v, to=want)
         declared = [int(d) for d in desc.type.multiArrayType.shape]
         static = all(isinstance(d, int) for d in v.shape)
         if declared and static and int(np.prod(declared)) == int(np.prod(v.shape)):

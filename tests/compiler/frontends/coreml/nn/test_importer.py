@@ -53,3 +53,18 @@ def test_pipeline_with_another_stage_is_refused(tmp_path: Path) -> None:
     pipe.add_model(tree.spec)
     with pytest.raises(UnsupportedOpsError, match="pipeline stage 1 is a treeEnsembleRegressor"):
         import_coreml(save_nn(pipe.spec, tmp_path, "pipe"))
+
+
+def test_outputs_take_their_declared_data_type(tmp_path: Path) -> None:
+    """Blobs are float32 inside a network; an output declared INT32 (e.g. an argmax from
+    coremltools' NeuralNetwork backend) is given as int32."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    b = nn_builder([("x", (2, 5))], [("y", None)])
+    b.add_argmax("argmax", "x", "y", axis=-1, keepdims=False)
+    b.spec.description.output[0].type.multiArrayType.dataType = (
+        FeatureTypes_pb2.ArrayFeatureType.INT32
+    )
+    x = np.random.default_rng(2).standard_normal((2, 5)).astype(np.float32)
+    (got,) = check(save_nn(b, tmp_path), {"x": x}, [x.argmax(-1).astype(np.int32)])
+    assert got.dtype == np.int32
