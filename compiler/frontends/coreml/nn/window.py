@@ -560,3 +560,124 @@ def global_pooling3d(ctx: NnContext) -> Value:
     if kind not in (MAX, AVERAGE):
         raise ctx.error(f"pooling type {kind} is not one Core ML defines")
     return _global_pool(ctx, x, kind, [2, 3, 4])
+
+
+# -- cropResize ------------------------------------------------------------------------------
+
+CORNERS_HEIGHT_FIRST, CORNERS_WIDTH_FIRST = 0, 1
+CENTER_SIZE_HEIGHT_FIRST, CENTER_SIZE_WIDTH_FIRST = 2, 3
+
+
+@layer("cropResize")
+def crop_resize(ctx: NnContext) -> Value:
+    """Bilinear crops of ``[1, B, C, H, W]`` at the boxes ``[N, 1, 4 or 5, 1, 1]`` (a leading
+    batch index with 5). Each box is sampled on ``linspace(start, end, size)`` (the midpoint
+    for size 1 with ALIGN_ENDPOINTS_MODE), clamped to the input. UPSAMPLE_MODE and
+    ROI_ALIGN_MODE are written for a whole axis ``[0, X - 1]``; the proto does not say how
+    they apply to a box, so they are refused."""
+    p = ctx.params
+    x, rois = ctx.x(0), ctx.x(1)
+    method = int(p.mode.samplingMethod)
+    if method not in (STRICT_ALIGN_ENDPOINTS, ALIGN_ENDPOINTS):
+        raise ctx.error(
+            f"sampling mode {method}: only STRICT_ALIGN_ENDPOINTS_MODE and ALIGN_ENDPOINTS_MODE "
+            "have a grid NeuralNetwork.proto defines inside a box"
+        )
+    shape = _static_dims(ctx, x, "input")
+    if len(shape) != 5 or shape[0] != 1:
+        raise ctx.error(f"needs an input of shape [1, B, C, H, W], got {shape}")
+    _, nb, c, h, w = shape
+    rshape = _static_dims(ctx, rois, "box input")
+    if len(rshape) != 5 or rshape[1] != 1 or rshape[2] not in (4, 5) or rshape[3:] != [1, 1]:
+        raise ctx.error(f"needs boxes of shape [N, 1, 4 or 5, 1, 1], got {rshape}")
+    n, k = rshape[0], rshape[2]
+    target = _pair(p.targetSize, 1)
+    boxes = ctx.emit("reshape", rois, shape=[n, k])
+    cols = [ctx.emit("slice", boxes, axes=[1], starts=[i], ends=[i + 1]) for i in range(k)]
+    images = ctx.emit("reshape", x, shape=[nb, c, h, w])
+    if k == 5:
+        index = ctx.emit("reshape", ctx.emit("cast", cols[0], to="int32"), shape=[n])
+        images = ctx.emit("gather", images, index, axis=0)  # [N, C, H, W]
+        count = n
+    else:  # every box on every image: N * B crops
+        images = ctx.emit(
+            "broadcast_to",
+            ctx.emit("reshape", images, shape=[1, nb, c, h, w]),
+            shape=[n, nb, c, h, w],
+        )
+        images = ctx.emit("reshape", images, shape=[n * nb, c, h, w])
+        cols = [
+            ctx.emit("reshape", ctx.emit("broadcast_to", col, shape=[n, nb]), shape=[n * nb, 1])
+            for col in cols
+        ]
+        count = n * nb
+    hs, he, ws, we = _box_edges(ctx, p, cols[k - 4 :], h, w)
+    ys = _grid(ctx, hs, he, target[0], h, method == ALIGN_ENDPOINTS)
+    xs = _grid(ctx, ws, we, target[1], w, method == ALIGN_ENDPOINTS)
+    rows = _interpolate(ctx, images, ys, 2, [count, c, target[0], w])
+    out = _interpolate(ctx, rows, xs, 3, [count, c, *target])
+    return ctx.emit("reshape", out, shape=[n, nb if k == 4 else 1, c, *target])
+
+
+def _static_dims(ctx: NnContext, v: Value, what: str) -> list[int]:
+    if not all(isinstance(d, int) for d in v.shape):
+        raise ctx.error(f"needs a static {what} shape, got {list(v.shape)}")
+    return [int(d) for d in v.shape]
+
+
+def _box_edges(ctx: NnContext, p: Any, cols: list[Value], h: int, w: int) -> list[Value]:
+    """[h_start, h_end, w_start, w_end] ([M, 1] each) in input cells."""
+    mode = int(p.boxIndicesMode.boxMode)
+    if mode in (CORNERS_WIDTH_FIRST, CENTER_SIZE_WIDTH_FIRST):
+        cols = [cols[1], cols[0], cols[3], cols[2]]
+    if mode in (CENTER_SIZE_HEIGHT_FIRST, CENTER_SIZE_WIDTH_FIRST):
+        half = ctx.const(np.float32(0.5), cols[0].dtype)
+        hh, hw = (ctx.emit("mul", s, half) for s in cols[2:])
+        cols = [
+            ctx.emit("sub", cols[0], hh),
+            ctx.emit("sub", cols[1], hw),
+            ctx.emit("add", cols[0], hh),
+            ctx.emit("add", cols[1], hw),
+        ]
+    elif mode not in (CORNERS_HEIGHT_FIRST, CORNERS_WIDTH_FIRST):
+        raise ctx.error(f"box coordinates mode {mode} is not one Core ML defines")
+    hs, ws, he, we = cols
+    scale = float(p.spatialScale) or 1.0  # proto3: unset reads 0
+    out = []
+    for v, size in ((hs, h), (he, h), (ws, w), (we, w)):
+        factor = scale * ((size - 1) if p.normalizedCoordinates else 1)
+        if factor != 1.0:
+            v = ctx.emit("mul", v, ctx.const(np.float32(factor), v.dtype))
+        out.append(v)
+    return out
+
+
+def _grid(ctx: NnContext, start: Value, end: Value, n: int, size: int, mid: bool) -> Value:
+    """``linspace(start, end, n)`` per box ([M, n]), clamped to ``[0, size - 1]``."""
+    t = np.full((1, 1), 0.5 if mid else 0.0) if n == 1 else np.linspace(0, 1, n)[None]
+    span = ctx.emit("sub", end, start)
+    g = ctx.emit("mul", span, ctx.const(t.astype(np.float32), start.dtype))
+    return ctx.emit("clip", ctx.emit("add", start, g), min=0.0, max=float(size - 1))
+
+
+def _interpolate(ctx: NnContext, data: Value, coords: Value, axis: int, out: list[int]) -> Value:
+    """Linear interpolation of ``data`` [M, C, ...] along ``axis`` at per-box ``coords``
+    [M, n] (inside the axis)."""
+    size = data.shape[axis]
+    view = [out[0], 1, out[2], 1] if axis == 2 else [out[0], 1, 1, out[3]]
+    lo = ctx.emit("floor", coords)
+    frac = ctx.emit(
+        "broadcast_to", ctx.emit("reshape", ctx.emit("sub", coords, lo), shape=view), shape=out
+    )
+    lo_i = ctx.emit("cast", lo, to="int32")
+    hi_i = ctx.emit(
+        "minimum",
+        ctx.emit("add", lo_i, ctx.const(np.int32(1), "int32")),
+        ctx.const(np.int32(size - 1), "int32"),
+    )
+    taps = []
+    for idx in (lo_i, hi_i):
+        idx = ctx.emit("broadcast_to", ctx.emit("reshape", idx, shape=view), shape=out)
+        taps.append(ctx.emit("gather_elements", data, idx, axis=axis))
+    step = ctx.emit("mul", ctx.emit("sub", taps[1], taps[0]), frac)
+    return ctx.emit("add", taps[0], step)

@@ -639,3 +639,99 @@ def test_dilated_deconvolution_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConversionError, match="convolution node 'dc': deconvolution with dil"):
         import_coreml(save_nn(b, tmp_path))
+
+
+# -- cropResize -----------------------------------------------------------------------------
+
+
+def _crop_resize_expected(x, boxes, target, mode, box_mode, normalized, scale):
+    """Per box: corners from the coordinate mode, scaled, then linspace grids (clamped)."""
+    _, nb, c, h, w = x.shape
+    out = []
+    for box in boxes:
+        coords, images = (box[1:], [x[0, int(box[0])]]) if len(box) == 5 else (box, list(x[0]))
+        a, b_, cc, d = coords
+        if box_mode in ("CORNERS_WIDTH_FIRST", "CENTER_SIZE_WIDTH_FIRST"):
+            a, b_, cc, d = b_, a, d, cc
+        if box_mode.startswith("CENTER"):
+            hs, ws, he, we = a - cc / 2, b_ - d / 2, a + cc / 2, b_ + d / 2
+        else:
+            hs, ws, he, we = a, b_, cc, d
+        fh, fw = (scale * (h - 1), scale * (w - 1)) if normalized else (scale, scale)
+        hs, he, ws, we = hs * fh, he * fh, ws * fw, we * fw
+
+        def grid(s, e, n, size):
+            g = np.full(1, (s + e) / 2) if n == 1 and mode == "ALIGN_ENDPOINTS_MODE" else None
+            g = np.linspace(s, e, n) if g is None else g
+            return np.clip(g, 0, size - 1)
+
+        gy, gx = grid(hs, he, target[0], h), grid(ws, we, target[1], w)
+        out.append(np.stack([_bilinear(img, gy, gx) for img in images]))
+    return np.stack(out)
+
+
+CROP_RESIZE_CASES = [
+    ("STRICT_ALIGN_ENDPOINTS_MODE", "CORNERS_HEIGHT_FIRST", False, 1.0, 4, (3, 4)),
+    ("ALIGN_ENDPOINTS_MODE", "CORNERS_WIDTH_FIRST", True, 1.0, 5, (1, 3)),
+    ("STRICT_ALIGN_ENDPOINTS_MODE", "CENTER_SIZE_HEIGHT_FIRST", False, 0.5, 5, (2, 2)),
+    ("ALIGN_ENDPOINTS_MODE", "CENTER_SIZE_WIDTH_FIRST", True, 1.0, 4, (4, 1)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CROP_RESIZE_CASES)))
+def test_crop_resize(tmp_path: Path, case: int) -> None:
+    mode, box_mode, normalized, scale, k, target = CROP_RESIZE_CASES[case]
+    x = _rand(1, 2, 3, 6, 7)
+    corners = RNG.uniform(0, 1 if normalized else 5, size=(3, 4)).astype(np.float32)
+    if k == 5:
+        corners = np.concatenate([np.array([[1], [0], [1]], np.float32), corners], axis=1)
+    rois = corners.reshape(3, 1, k, 1, 1)
+    b = nn_builder([("x", x.shape), ("r", rois.shape)], [("y", None)])
+    b.add_crop_resize(
+        "cr",
+        ["x", "r"],
+        "y",
+        target[0],
+        target[1],
+        mode=mode,
+        normalized_roi=normalized,
+        box_indices_mode=box_mode,
+        spatial_scale=scale,
+    )
+    want = _crop_resize_expected(x, corners, target, mode, box_mode, normalized, scale)
+    check(save_nn(b, tmp_path), {"x": x, "r": rois}, [want], atol=1e-5, tvm=case == 0)
+
+
+def test_crop_resize_roi_align_mode_is_refused(tmp_path: Path) -> None:
+    b = nn_builder([("x", (1, 1, 2, 4, 4)), ("r", (2, 1, 4, 1, 1))], [("y", None)])
+    b.add_crop_resize("cr", ["x", "r"], "y", 2, 2, mode="ROI_ALIGN_MODE")
+    with pytest.raises(ConversionError, match="cropResize node 'cr': sampling mode 3"):
+        import_coreml(save_nn(b, tmp_path))
+
+
+def test_convolution_and_pooling_of_a_rank3_input(tmp_path: Path) -> None:
+    """EXACT [C, H, W]: no batch axis, the layers still act on the trailing three."""
+    x, w = _rand(2, 5, 6), _rand(3, 2, 3, 3)
+    b = nn_builder([("x", x.shape)], [("c", None), ("p", None)])
+    b.add_convolution(
+        "conv",
+        2,
+        3,
+        3,
+        3,
+        1,
+        1,
+        "valid",
+        1,
+        w.transpose(2, 3, 1, 0),
+        None,
+        False,
+        input_name="x",
+        output_name="c",
+    )
+    b.add_pooling("p", 2, 2, 2, 2, "MAX", "VALID", "x", "p")
+    want = [
+        F.conv2d(_t(x[None]), _t(w)).numpy()[0],
+        _pool_expected(x, "MAX", (2, 2), (2, 2), (0, 0, 0, 0)),
+    ]
+    check(save_nn(b, tmp_path), {"x": x}, want, atol=1e-5, tvm=False)
