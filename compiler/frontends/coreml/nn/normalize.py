@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from compiler.ir.graph import Value
+from compiler.ir.types import dtype as dtype_of
 
 from .registry import NnContext, layer
 from .window import from_nchw, to_nchw
@@ -144,10 +145,11 @@ def bias(ctx: NnContext) -> Value:
 def _lookup(ctx: NnContext, indices: Value, wp: Any, out: int, vocab: int, bias: Any) -> Value:
     """Rows of the ``[out, vocab]`` weights (transposed to a table) for float indices."""
     table = ctx.weights(wp, [out, vocab], "weights")
-    idx = ctx.emit("cast", indices, to="int32")
-    y = ctx.emit("gather", ctx.const(np.ascontiguousarray(table.T), indices.dtype), idx, axis=0)
+    dtype = indices.dtype if dtype_of(indices.dtype).is_float else "float32"
+    idx = ctx.emit("cast", indices, to="int32")  # float indices are whole numbers
+    y = ctx.emit("gather", ctx.const(np.ascontiguousarray(table.T), dtype), idx, axis=0)
     if bias is not None:
-        y = ctx.emit("add", y, ctx.weights_const(bias, [out], "bias", dtype=indices.dtype))
+        y = ctx.emit("add", y, ctx.weights_const(bias, [out], "bias", dtype=dtype))
     return y
 
 

@@ -183,14 +183,19 @@ def test_embedding(tmp_path: Path, exact: bool) -> None:
     check(save_nn(b, tmp_path), {"x": ids}, [want], tvm=exact)
 
 
-def test_embedding_nd(tmp_path: Path) -> None:
+@pytest.mark.parametrize("int_ids", [False, True], ids=["float_ids", "int32_ids"])
+def test_embedding_nd(tmp_path: Path, int_ids: bool) -> None:
     ids = RNG.integers(0, 9, size=(2, 3, 1)).astype(np.float32)
     w, bias = _rand(4, 9), _rand(4)  # [embeddingSize, vocabSize]
     b = nn_builder([("x", ids.shape)], [("y", None), ("z", None)])
     b.add_embedding_nd("e1", "x", "y", 9, 4, w, bias)
     b.add_embedding_nd("e2", "x", "z", 9, 4, w)
+    if int_ids:
+        array = b.spec.description.input[0].type.multiArrayType
+        array.dataType = array.INT32
     table = w.T[ids[..., 0].astype(np.int64)]
-    check(save_nn(b, tmp_path), {"x": ids}, [table + bias, table])
+    feed = ids.astype(np.int32) if int_ids else ids
+    check(save_nn(b, tmp_path), {"x": feed}, [table + bias, table], tvm=int_ids)
 
 
 # -- lrn, l2normalize, mvn, layerNormalization ----------------------------------------------

@@ -197,6 +197,31 @@ def test_deconvolution(tmp_path: Path, case: str) -> None:
     check(save_nn(b, tmp_path), {"x": x}, [want], atol=1e-4, tvm=case == "same")
 
 
+def test_deconvolution_rank5_mapping(tmp_path: Path) -> None:
+    """[C, H, W] is [1, 1, C, H, W]: the two leading axes are batch axes."""
+    x, w = _rand(2, 3, 4), _rand(2, 3, 2, 2)
+    b = nn_builder([("x", x.shape)], [("y", None)], exact=False)
+    b.add_convolution(
+        "dc",
+        2,
+        3,
+        2,
+        2,
+        2,
+        2,
+        "valid",
+        1,
+        w.transpose(2, 3, 0, 1),
+        None,
+        False,
+        is_deconv=True,
+        input_name="x",
+        output_name="y",
+    )
+    want = F.conv_transpose2d(_t(x[None]), _t(w), stride=2).numpy()[0]
+    check(save_nn(b, tmp_path), {"x": x}, [want], atol=1e-5, tvm=False)
+
+
 # -- pooling --------------------------------------------------------------------------------
 
 
