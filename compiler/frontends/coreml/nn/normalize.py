@@ -186,8 +186,11 @@ def lrn(ctx: NnContext) -> Value:
     """``x / (k + alpha / localSize * sum of squares over localSize channels) ^ beta``."""
     p = ctx.params
     size = int(p.localSize)
-    if size < 1:
-        raise ctx.error(f"localSize {size} must be positive")
+    if size < 1 or size % 2 == 0:
+        raise ctx.error(
+            f"localSize {size}: an odd window is centred on its channel; for an even one "
+            "NeuralNetwork.proto does not say which side holds the extra channel"
+        )
     x, lead = to_nchw(ctx, ctx.x(0))
     k = float(p.k) or 1.0
     y = ctx.emit("lrn", x, size=size, alpha=float(p.alpha), beta=float(p.beta), bias=k)

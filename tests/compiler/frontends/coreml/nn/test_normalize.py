@@ -217,6 +217,13 @@ def test_lrn(tmp_path: Path, exact: bool) -> None:
     check(save_nn(b, tmp_path), {"x": x}, want, atol=1e-5, tvm=exact)
 
 
+def test_lrn_of_an_even_window_is_refused(tmp_path: Path) -> None:
+    b = nn_builder([("x", (1, 4, 2, 2))], [("y", None)])
+    b.add_lrn("lrn", "x", "y", alpha=1e-4, beta=0.75, local_size=4)
+    with pytest.raises(ConversionError, match="lrn node 'lrn': localSize 4: an odd window"):
+        import_coreml(save_nn(b, tmp_path))
+
+
 @pytest.mark.parametrize("exact", [True, False], ids=["exact", "rank5"])
 def test_l2normalize_and_mvn(tmp_path: Path, exact: bool) -> None:
     shape = (2, 3, 4, 5) if exact else (3, 4, 5)
