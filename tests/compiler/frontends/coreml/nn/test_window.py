@@ -760,3 +760,46 @@ def test_convolution_and_pooling_of_a_rank3_input(tmp_path: Path) -> None:
         _pool_expected(x, "MAX", (2, 2), (2, 2), (0, 0, 0, 0)),
     ]
     check(save_nn(b, tmp_path), {"x": x}, want, atol=1e-5, tvm=False)
+
+
+@pytest.mark.parametrize(
+    "output_shape, message",
+    [
+        ((8, 8), r"outputShape \[8, 8\] crops the full output \[9, 9\] with valid padding"),
+        ((11, 11), r"outputShape \[11, 11\] is larger than the full output \[9, 9\] by a stride"),
+    ],
+)
+def test_deconvolution_output_shape_that_is_not_defined_is_refused(
+    tmp_path: Path, output_shape: tuple, message: str
+) -> None:
+    b = nn_builder([("x", (1, 2, 4, 4))], [("y", None)])
+    b.add_convolution(
+        "dc",
+        2,
+        2,
+        3,
+        3,
+        2,
+        2,
+        "valid",
+        1,
+        _rand(3, 3, 2, 2),
+        None,
+        False,
+        is_deconv=True,
+        output_shape=output_shape,
+        input_name="x",
+        output_name="y",
+    )
+    with pytest.raises(ConversionError, match=f"convolution node 'dc': {message}"):
+        import_coreml(save_nn(b, tmp_path))
+
+
+def test_fractional_nearest_upsample_is_refused(tmp_path: Path) -> None:
+    b = nn_builder([("x", (1, 2, 4, 4))], [("y", None)])
+    b.add_upsample(
+        "up", 1.5, 1.5, "x", "y", mode="BILINEAR", linear_upsample_mode="ALIGN_CORNERS_TRUE"
+    )
+    b.spec.neuralNetwork.layers[0].upsample.mode = 0  # NN
+    with pytest.raises(ConversionError, match="upsample node 'up': fractional scaling factors"):
+        import_coreml(save_nn(b, tmp_path))
