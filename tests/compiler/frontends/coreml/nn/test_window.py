@@ -803,3 +803,32 @@ def test_fractional_nearest_upsample_is_refused(tmp_path: Path) -> None:
     b.spec.neuralNetwork.layers[0].upsample.mode = 0  # NN
     with pytest.raises(ConversionError, match="upsample node 'up': fractional scaling factors"):
         import_coreml(save_nn(b, tmp_path))
+
+
+def test_float16_model_computes_in_float16(tmp_path: Path) -> None:
+    """FLOAT16 arrays (spec 7): weights follow the input's dtype, nothing is widened."""
+    x, w = _rand(1, 2, 6, 6).astype(np.float16), _rand(3, 2, 3, 3)
+    b = nn_builder([("x", x.shape)], [("y", None)])
+    b.add_convolution(
+        "conv",
+        2,
+        3,
+        3,
+        3,
+        1,
+        1,
+        "same",
+        1,
+        w.transpose(2, 3, 1, 0),
+        None,
+        False,
+        input_name="x",
+        output_name="c",
+    )
+    b.add_pooling("p", 2, 2, 2, 2, "AVERAGE", "VALID", "c", "y")
+    array = b.spec.description.input[0].type.multiArrayType
+    array.dataType = array.FLOAT16
+    conv = F.conv2d(F.pad(_t(x.astype(np.float32)), (1, 1, 1, 1)), _t(w))
+    want = F.avg_pool2d(conv, 2).numpy()
+    (got,) = check(save_nn(b, tmp_path), {"x": x}, [want], rtol=1e-2, atol=1e-2)
+    assert got.dtype == np.float16
