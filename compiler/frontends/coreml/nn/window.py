@@ -258,6 +258,8 @@ def pooling(ctx: NnContext) -> Value:
     else:
         pads = _window_pads(ctx, p, "PoolingPaddingType", spatial, kernel, strides)
     attrs = {"kernel": kernel, "strides": strides, "pads": pads, "ceil_mode": ceil}
+    if ceil and kind == AVERAGE and not p.avgPoolExcludePadding:
+        _check_overhang(ctx, spatial, attrs)
     if kind == MAX:
         y = ctx.emit("max_pool", x, **attrs)
     elif kind == AVERAGE:
@@ -279,6 +281,19 @@ def _check_last_window(
                 f"includeLastPixel without padding puts a window past the input ({d} cells, "
                 f"kernel {k}, stride {s}); its value is not specified"
             )
+
+
+def _check_overhang(ctx: NnContext, spatial: list[int], attrs: dict[str, Any]) -> None:
+    """An average counting the padding, over a last window that hangs past the end padding:
+    whether its divisor counts the overhang is not specified (Caffe leaves it out; Core ML's
+    ML Program runtime counts it, coremltools#2772), so such a layer is refused."""
+    _, overhang = pool_geometry(spatial, {**attrs, "dilations": [1, 1]})
+    if any(overhang):
+        raise ctx.error(
+            f"AVERAGE pooling with includeLastPixel whose last window hangs {overhang} cells "
+            "past the end padding, the padding counted: whether the divisor counts the "
+            "overhang is not specified"
+        )
 
 
 def _l2_pool(ctx: NnContext, x: Value, attrs: dict[str, Any], spatial: list[int]) -> Value:

@@ -271,7 +271,12 @@ POOL_CASES = {
     "last_pixel": dict(k=(3, 3), s=(2, 2), mode="INCLUDE_LAST_PIXEL", pads=(1, 1, 1, 1)),
     "last_pixel_drop": dict(k=(2, 3), s=(3, 2), mode="INCLUDE_LAST_PIXEL", pads=(1, 0, 1, 0)),
     "last_pixel_no_pad": dict(k=(3, 2), s=(2, 2), mode="INCLUDE_LAST_PIXEL", pads=(0, 0, 0, 0)),
+    "last_pixel_overhang": dict(k=(4, 3), s=(3, 2), mode="INCLUDE_LAST_PIXEL", pads=(1, 1, 1, 1)),
 }
+
+
+OVERHANG = {"last_pixel_no_pad", "last_pixel_overhang"}
+"""includeLastPixel cases whose last window hangs past the end padding (on a 9 x 11 input)."""
 
 
 def _add_pooling(b, name, kind, c, exclude, inp="x", out="y") -> None:
@@ -314,16 +319,18 @@ def test_pooling(tmp_path: Path, case: str, exact: bool) -> None:
         pads = (t, le, bo, r)
     else:
         pads = c["pads"]
+    ceil = c["mode"] == "INCLUDE_LAST_PIXEL"
     for (kind, exclude), n in zip(kinds, names):
+        if ceil and kind == "AVERAGE" and not exclude and case in OVERHANG:
+            kind, exclude = "AVERAGE", True  # refused, see test_pooling_overhang_...
         _add_pooling(b, n, kind, c, exclude, out=n)
-        ceil = c["mode"] == "INCLUDE_LAST_PIXEL"
         want.append(_pool_expected(x, kind, c["k"], c["s"], pads, ceil, exclude))
     check(save_nn(b, tmp_path), {"x": x}, want, atol=1e-5, tvm=case == "last_pixel" and exact)
 
 
 def test_pooling_last_pixel_agrees_with_torch_ceil_mode(tmp_path: Path) -> None:
     """includeLastPixel with symmetric pads is PyTorch's ceil_mode (average counting pads)."""
-    x = _rand(1, 2, 10, 7)
+    x = _rand(1, 2, 9, 7)
     c = dict(k=(3, 2), s=(2, 2), mode="INCLUDE_LAST_PIXEL", pads=(1, 1, 1, 1))
     b = nn_builder([("x", x.shape)], [("m", None), ("a", None)])
     _add_pooling(b, "m", "MAX", c, False, out="m")
@@ -331,6 +338,16 @@ def test_pooling_last_pixel_agrees_with_torch_ceil_mode(tmp_path: Path) -> None:
     kw = dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True)
     want = [F.max_pool2d(_t(x), **kw).numpy(), F.avg_pool2d(_t(x), **kw).numpy()]
     check(save_nn(b, tmp_path), {"x": x}, want, tvm=False)
+
+
+@pytest.mark.parametrize("case", sorted(OVERHANG))
+def test_pooling_overhang_counted_in_the_average_is_refused(tmp_path: Path, case: str) -> None:
+    """The divisor of a window past the end padding: Caffe leaves the overhang out, Core ML's
+    ML Program runtime counts it (coremltools#2772); the proto does not say."""
+    b = nn_builder([("x", (1, 3, 9, 11))], [("y", None)])
+    _add_pooling(b, "p", "AVERAGE", POOL_CASES[case], False)
+    with pytest.raises(ConversionError, match="pooling node 'p': AVERAGE pooling with includeL"):
+        import_coreml(save_nn(b, tmp_path))
 
 
 def test_pooling_past_input_without_padding_is_refused(tmp_path: Path) -> None:
