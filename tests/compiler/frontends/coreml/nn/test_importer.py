@@ -62,9 +62,9 @@ def test_outputs_take_their_declared_data_type(tmp_path: Path) -> None:
 
     b = nn_builder([("x", (2, 5))], [("y", None)])
     b.add_argmax("argmax", "x", "y", axis=-1, keepdims=False)
-    b.spec.description.output[0].type.multiArrayType.dataType = (
-        FeatureTypes_pb2.ArrayFeatureType.INT32
-    )
+    b.spec.description.output[
+        0
+    ].type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.INT32
     x = np.random.default_rng(2).standard_normal((2, 5)).astype(np.float32)
     (got,) = check(save_nn(b, tmp_path), {"x": x}, [x.argmax(-1).astype(np.int32)])
     assert got.dtype == np.int32
