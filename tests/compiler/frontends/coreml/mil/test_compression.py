@@ -45,14 +45,16 @@ def _decompressed(path: Path) -> np.ndarray:
     return np.asarray(weight.op.materialized_val_inference(), np.float32)
 
 
-def _palettize(nbits: int, **kw: Any) -> Any:
+def _palettize(nbits: int, joint: bool = False, **kw: Any) -> Any:
     op = cto.OpPalettizerConfig(mode="uniform", nbits=nbits, weight_threshold=1, **kw)
-    return lambda m: cto.palettize_weights(m, cto.OptimizationConfig(global_config=op))
+    config = cto.OptimizationConfig(global_config=op)
+    return lambda m: cto.palettize_weights(m, config, joint_compression=joint)
 
 
-def _quantize(**kw: Any) -> Any:
+def _quantize(joint: bool = False, **kw: Any) -> Any:
     op = cto.OpLinearQuantizerConfig(weight_threshold=1, **kw)
-    return lambda m: cto.linear_quantize_weights(m, cto.OptimizationConfig(global_config=op))
+    config = cto.OptimizationConfig(global_config=op)
+    return lambda m: cto.linear_quantize_weights(m, config, joint_compression=joint)
 
 
 def _prune(**kw: Any) -> Any:
@@ -77,10 +79,10 @@ CASES = {
         False,
     ),
     "sparse_ios18": (ct.target.iOS18, [_prune()], False),
-    "lut_to_sparse_ios18": (ct.target.iOS18, [_prune(), _palettize(2)], False),
+    "lut_to_sparse_ios18": (ct.target.iOS18, [_prune(), _palettize(2, joint=True)], False),
     "sparse_shift_scale_ios18": (
         ct.target.iOS18,
-        [_prune(), _quantize(mode="linear_symmetric", dtype="int8")],
+        [_prune(), _quantize(joint=True, mode="linear_symmetric", dtype="int8")],
         False,
     ),
 }
@@ -96,6 +98,8 @@ def test_compressed_weights(tmp_path: Path, case: str) -> None:
     model.save(str(path))
     ops = {op.op_type for op in load_program(open_model(path)).functions["main"].operations}
     assert any(op.startswith("constexpr_") for op in ops), ops
+    if case in ("lut_to_sparse_ios18", "sparse_shift_scale_ios18"):
+        assert {"constexpr_lut_to_sparse", "constexpr_sparse_blockwise_shift_scale"} & ops, ops
     weight = _decompressed(path)
     assert not np.array_equal(weight, np.zeros_like(weight))
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
