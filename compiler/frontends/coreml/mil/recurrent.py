@@ -1,5 +1,5 @@
-"""MIL recurrent ops: lstm, gru, rnn, unrolled over a static sequence length with the cells of
-``recurrent_cells``.
+"""MIL recurrent ops: lstm, gru, rnn, with the cells of ``recurrent_cells``: unrolled over a
+static sequence length, a ``loop`` of one step each over a symbolic one.
 
 MIL's layouts differ from ONNX's: ``x`` is ``[s, b, I]``, states ``[b, D*H]``, weights
 ``[G*H, I]`` with LSTM gates in ``i f o z`` order and GRU gates in ``r o z`` order, one bias
@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from compiler.ir.builder import CapturingBuilder
 from compiler.ir.graph import Value
+from compiler.ir.ops.control import BOOL, INDEX
 
 from ...recurrent_cells import (
     Activation,
@@ -77,34 +79,72 @@ def _run(
     step: Step,
     weights: Any,
     reverse: bool,
-) -> tuple[list[Value], tuple[Value, ...]]:
-    """One direction over every step: the outputs (each ``[1, b, H]``) in processing order
-    and the final state (each ``[1, b, H]``). ``w_ih`` and ``bias`` are in the cell's gate
-    order; the input projection of every step is one matmul before the recurrence."""
+    time_order: bool = False,
+) -> tuple[Value, tuple[Value, ...]]:
+    """One direction over every step: the outputs ``[s, b, H]`` (in processing order, or in
+    time order with ``time_order``) and the final state (each ``[1, b, H]``). ``w_ih`` and
+    ``bias`` are in the cell's gate order; the input projection of every step is one matmul
+    before the recurrence. A static length is unrolled, a symbolic one becomes a ``loop``."""
     steps = x.shape[0]
     dtype = x.dtype
     xw = ctx.emit("matmul", x, ctx.const(np.ascontiguousarray(w_ih.T), dtype))
     if bias is not None and np.any(bias):
         xw = ctx.emit("add", xw, ctx.const(bias, dtype))
     state = tuple(ctx.emit("reshape", v, shape=[1, *v.shape]) for v in initial)
+    if not isinstance(steps, int):
+        return _loop(ctx, xw, state, step, weights, reverse, time_order)
     outs = []
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         x_t = ctx.emit("slice", xw, axes=[0], starts=[t], ends=[t + 1], steps=[1])
         state = step(ctx, x_t, state, weights)
         outs.append(state[0])
-    return outs, state
+    if reverse and time_order:
+        outs = outs[::-1]
+    return (outs[0] if steps == 1 else ctx.emit("concat", *outs, axis=0)), state
+
+
+def _loop(
+    ctx: MilContext,
+    xw: Value,
+    state: tuple[Value, ...],
+    step: Step,
+    weights: Any,
+    reverse: bool,
+    time_order: bool,
+) -> tuple[Value, tuple[Value, ...]]:
+    """``_run`` over a symbolic number of steps T: a ``loop`` whose body is one step reading
+    the projection at time i (T - 1 - i in reverse), scanning out each step's output."""
+    steps = xw.shape[0]
+    count = ctx.emit("reshape", ctx.emit("shape", xw, start=0, end=1), shape=[])
+    graph = ctx.builder.graph
+    region = graph.region([INDEX, BOOL, *(v.type for v in state)], ["t", "go"])
+    b = CapturingBuilder(graph, region)
+    i, go, *carried = region.inputs
+    backwards = b.emit("sub", b.emit("sub", count, b.const(np.array(1, np.int64))), i)
+    t = backwards if reverse else i
+    x_t = b.emit("gather", xw, b.emit("reshape", t, shape=[1]), axis=0)
+    new = step(b, x_t, tuple(carried), weights)
+    region.outputs = [go, *new, new[0], backwards]
+    outs = ctx.builder.op(
+        "loop",
+        [count, None, *state, *b.captures],
+        {"num_carried": len(state), "iterations": steps},
+        node_name=ctx.name,
+        regions=[region],
+    )
+    final = tuple(outs[: len(state)])
+    y, order = outs[len(state)], outs[len(state) + 1]  # [T, 1, b, H], [T]
+    y = ctx.emit("reshape", y, shape=[steps, *y.shape[2:]])
+    if reverse and time_order:
+        y = ctx.emit("gather", y, order, axis=0)  # row k: the step that read time k
+    return y, final
 
 
 def _inputs(ctx: MilContext, gates: int) -> tuple[Value, int, int]:
     """``x``, the number of steps and the hidden size (checked)."""
     x = ctx.x("x")
     steps = x.shape[0]
-    if not isinstance(steps, int):
-        raise ctx.error(
-            f"the sequence length {steps!r} must be static (nnxc unrolls MIL recurrences); "
-            "bind it with --input-shape"
-        )
     if steps == 0:
         raise ctx.error("the sequence length is 0")
     w_hh = ctx.x("weight_hh")
@@ -114,12 +154,9 @@ def _inputs(ctx: MilContext, gates: int) -> tuple[Value, int, int]:
     return x, steps, hidden
 
 
-def _sequence(ctx: MilContext, outs: list[Value], final: Value) -> Value:
-    """The first output: every step's ``[1, b, H]`` stacked in the order given, or only the
-    final one."""
-    if not ctx.attr("output_sequence", False):
-        return final
-    return outs[0] if len(outs) == 1 else ctx.emit("concat", *outs, axis=0)
+def _sequence(ctx: MilContext, outs: Value, final: Value) -> Value:
+    """The first output: every step's output (``[s, b, H]``), or only the final one."""
+    return outs if ctx.attr("output_sequence", False) else final
 
 
 def _flat(ctx: MilContext, v: Value) -> Value:
@@ -263,9 +300,8 @@ def lstm(ctx: MilContext) -> list[Value]:
             step,
             weights,
             reverse,
+            time_order=len(dirs) == 2,  # a bidirectional layer's reverse outputs
         )
-        if reverse and len(dirs) == 2:
-            outs = outs[::-1]  # a bidirectional layer's reverse outputs are in time order
         seqs.append(_sequence(ctx, outs, final[0]))
         finals.append(final)
     results = []

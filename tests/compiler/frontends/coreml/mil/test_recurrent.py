@@ -214,13 +214,49 @@ def test_rnn_against_torch_fp16(tmp_path: Path) -> None:
     )
 
 
-def test_symbolic_sequence_length_is_refused(tmp_path: Path) -> None:
-    w = np.ones((H, IN), np.float32)
+@pytest.mark.parametrize("length", [1, 6])
+def test_bidirectional_lstm_over_a_flexible_length(tmp_path: Path, length: int) -> None:
+    """A symbolic sequence length becomes a loop; the reverse outputs come back in time
+    order."""
+    torch.manual_seed(6)
+    net = torch.nn.LSTM(IN, H, bidirectional=True)
+    w = _lstm_weights(net)
+    w.update({k + "_back": v for k, v in _lstm_weights(net, "_reverse").items()})
+    zeros = np.zeros((B, 2 * H), np.float32)
 
-    @mb.program(input_specs=[mb.TensorSpec((get_new_symbol(), B, IN)), mb.TensorSpec((B, H))])
+    @mb.program(input_specs=[mb.TensorSpec((get_new_symbol(), B, IN))])
+    def prog(x):
+        return mb.lstm(
+            x=x,
+            initial_h=zeros,
+            initial_c=zeros,
+            direction="bidirectional",
+            output_sequence=True,
+            **w,
+        )
+
+    seq = ct.TensorType("x", shape=(ct.RangeDim(1, 16), B, IN))
+    path = save_program(prog, tmp_path, inputs=[seq])
+    graph, _ = import_coreml(path)
+    assert "loop" in [n.op for n in graph.nodes]
+    x = np.random.default_rng(7).standard_normal((length, B, IN)).astype(np.float32)
+    y, (hn, cn) = net(torch.from_numpy(x))
+    check(
+        path,
+        {"x": x},
+        [y.detach().numpy(), _join(hn), _join(cn)],
+        rtol=1e-4,
+        atol=1e-5,
+        tvm=length > 1,
+    )
+
+
+def test_unknown_activation_is_refused(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec((S, B, IN)), mb.TensorSpec((B, H))])
     def prog(x, h0):
-        return mb.rnn(x=x, initial_h=h0, weight_ih=w, weight_hh=np.ones((H, H), np.float32))
+        w_ih, w_hh = np.ones((3 * H, IN), np.float32), np.ones((3 * H, H), np.float32)
+        return mb.gru(x=x, initial_h=h0, weight_ih=w_ih, weight_hh=w_hh, activation="softsign")
 
     path = save_program(prog, tmp_path)
-    with pytest.raises(ConversionError, match=r"rnn .*sequence length .* must be static"):
+    with pytest.raises(ConversionError, match=r"gru .*activation 'softsign' is not one of"):
         import_coreml(path)
