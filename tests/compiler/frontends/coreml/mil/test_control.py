@@ -113,3 +113,27 @@ def test_classifier_program_labels(tmp_path: Path) -> None:
     assert graph.metadata["labels"] == '["cat", "dog", "emu"]'
     x = np.array([[1.0, 3.0, 2.0]], np.float32)
     check(path, {"x": x}, [(1 / (1 + np.exp(-x))).reshape(3)], tvm=False)
+
+
+def test_cond_nested_in_a_loop_reads_outer_values(tmp_path: Path) -> None:
+    """A cond in a loop body reads a function input: captured through both regions."""
+
+    @mb.program(input_specs=[mb.TensorSpec((2,)), mb.TensorSpec((2,))])
+    def prog(x, step):
+        def cond(i, v):
+            return mb.less(x=i, y=5)
+
+        def body(i, v):
+            late = mb.greater(x=i, y=2)
+            v = mb.cond(
+                pred=late,
+                _true_fn=lambda: mb.sub(x=v, y=step),
+                _false_fn=lambda: mb.add(x=v, y=step),
+            )
+            return mb.add(x=i, y=1), v
+
+        return mb.while_loop(_cond=cond, _body=body, loop_vars=(np.int32(0), x))[1]
+
+    path = save_program(prog, tmp_path)
+    x, step = np.array([1.0, 2.0], np.float32), np.array([0.5, -1.0], np.float32)
+    check(path, {"x": x, "step": step}, [x + 3 * step - 2 * step])
