@@ -69,11 +69,15 @@ def cond(ctx: MilContext) -> list[Value]:
     captures = list({id(v): v for v in then_b.captures + else_b.captures}.values())
     for region, caps in ((then, then_b.captures), (other, else_b.captures)):
         own = dict(zip(map(id, caps), region.inputs))
-        region.inputs = [
-            own.get(id(v)) or ctx.builder.graph.region([v.type], ["unused"]).inputs[0]
-            for v in captures
-        ]
+        region.inputs = [_argument(ctx, own.get(id(v)), v) for v in captures]
     return ctx.builder.op("if", [pred, *captures], {}, node_name=ctx.name, regions=[then, other])
+
+
+def _argument(ctx: MilContext, arg: Value | None, capture: Value) -> Value:
+    """A region's argument for ``capture``: its own, or an unused one of the same type."""
+    if arg is not None:
+        return arg
+    return ctx.builder.graph.region([capture.type], ["unused"]).inputs[0]
 
 
 @mil_op("while_loop")

@@ -143,3 +143,17 @@ def test_vector_lut(tmp_path: Path, vector_axis: int) -> None:
     weight = _decompressed(path)
     x = rng.standard_normal(shape).astype(np.float32)
     check(path, {"x": x}, [x * weight], rtol=1e-6, atol=1e-6, tvm=False)
+
+
+def test_constexpr_cast(tmp_path: Path) -> None:
+    w = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float16)
+
+    @mb.program(input_specs=[mb.TensorSpec((3, 4))], opset_version=ct.target.iOS16)
+    def prog(x):
+        return mb.mul(x=x, y=mb.constexpr_cast(source_val=w, output_dtype="fp32"))
+
+    path = save_program(prog, tmp_path, target=ct.target.iOS16)
+    ops = {op.op_type for op in load_program(open_model(path)).functions["main"].operations}
+    assert "constexpr_cast" in ops
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    check(path, {"x": x}, [x * w.astype(np.float32)], rtol=1e-6, atol=1e-6, tvm=False)
