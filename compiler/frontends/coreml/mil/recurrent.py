@@ -190,30 +190,55 @@ _GRU_ORDER = [2, 0, 1]
 
 @mil_op("gru")
 def gru(ctx: MilContext) -> list[Value]:
+    """Without ``reset_after`` the reset gate scales the state before ``R_o``, and every
+    bias adds to the input projection. With it (iOS18) the candidate is PyTorch's
+    ``act(W_o x + b_io + r * (R_o h + b_ho))``: ``bias`` holds the recurrent biases and
+    ``input_bias`` the input ones."""
     x, _, n = _inputs(ctx, 3)
     f = _activation(ctx, "recurrent_activation", "sigmoid")
     g = _activation(ctx, "activation", "tanh")
     w_hh = _regroup(_weight(ctx, "weight_hh"), _GRU_ORDER, 3)
-    r_t = np.ascontiguousarray(w_hh.T)  # [H, 3H] in z r h order
-    weights = GRUWeights(
-        r_t=ctx.const(r_t[:, : 2 * n], x.dtype),
-        f=f,
-        g=g,
-        hidden=n,
-        r_h_t=ctx.const(r_t[:, 2 * n :], x.dtype),
-    )
-    bias = _weight(ctx, "bias")
+    r_t = ctx.const(np.ascontiguousarray(w_hh.T), x.dtype)  # [H, 3H] in z r h order
+    biases = [_weight(ctx, "bias"), _weight(ctx, "input_bias")]
+    z_r_h = [
+        np.zeros(3 * n, np.float32) if b is None else _regroup(b, _GRU_ORDER, 3) for b in biases
+    ]
+    bias = z_r_h[0] + z_r_h[1]
+    if ctx.attr("reset_after", False):
+        b_ho = z_r_h[0][2 * n :]
+        bias = np.concatenate([bias[: 2 * n], z_r_h[1][2 * n :]])
+        weights = GRUWeights(
+            r_t=r_t,
+            f=f,
+            g=g,
+            hidden=n,
+            linear_before_reset=True,
+            rb_h=ctx.const(b_ho.reshape(1, n), x.dtype) if np.any(b_ho) else None,
+        )
+    else:
+        weights = GRUWeights(
+            r_t=_take(ctx, r_t, 0, 2 * n),
+            f=f,
+            g=g,
+            hidden=n,
+            r_h_t=_take(ctx, r_t, 2 * n, 3 * n),
+        )
     outs, (h,) = _run(
         ctx,
         x,
         [ctx.x("initial_h")],
         _regroup(_weight(ctx, "weight_ih"), _GRU_ORDER, 3),
-        None if bias is None else _regroup(bias, _GRU_ORDER, 3),
+        bias,
         gru_cell,
         weights,
         ctx.attr("direction", "forward") == "reverse",
     )
     return [_sequence(ctx, outs, h), _flat(ctx, h)]
+
+
+def _take(ctx: MilContext, v: Value, start: int, stop: int) -> Value:
+    """Columns ``start:stop`` of a constant matrix."""
+    return ctx.const(v.const[:, start:stop], v.dtype)
 
 
 _LSTM_ORDER = [0, 2, 1, 3]

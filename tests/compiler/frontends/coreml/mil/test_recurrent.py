@@ -260,3 +260,38 @@ def test_unknown_activation_is_refused(tmp_path: Path) -> None:
     path = save_program(prog, tmp_path)
     with pytest.raises(ConversionError, match=r"gru .*activation 'softsign' is not one of"):
         import_coreml(path)
+
+
+def test_gru_reset_after_against_torch(tmp_path: Path) -> None:
+    """iOS18's reset_after with input_bias: PyTorch's GRU (gates r o z in MIL's order)."""
+    torch.manual_seed(8)
+    net = torch.nn.GRU(IN, H)
+    sd = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+
+    def roz(w: np.ndarray) -> np.ndarray:
+        r, z, n = np.split(w, 3)  # PyTorch's order
+        return np.concatenate([r, n, z])
+
+    @mb.program(
+        input_specs=[mb.TensorSpec((S, B, IN)), mb.TensorSpec((B, H))],
+        opset_version=ct.target.iOS18,
+    )
+    def prog(x, h0):
+        return mb.gru(
+            x=x,
+            initial_h=h0,
+            weight_ih=roz(sd["weight_ih_l0"]),
+            weight_hh=roz(sd["weight_hh_l0"]),
+            input_bias=roz(sd["bias_ih_l0"]),
+            bias=roz(sd["bias_hh_l0"]),
+            reset_after=True,
+            output_sequence=True,
+        )
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((S, B, IN)).astype(np.float32)
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    y, hn = net(torch.from_numpy(x), torch.from_numpy(h0)[None])
+    path = save_program(prog, tmp_path, target=ct.target.iOS18)
+    want = [y.detach().numpy(), hn.detach().numpy()[0]]
+    check(path, {"x": x, "h0": h0}, want, rtol=1e-4, atol=1e-5, tvm=False)
