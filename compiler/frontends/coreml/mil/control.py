@@ -7,7 +7,7 @@ become captures. ``cond`` with a known predicate converts only the chosen block,
 before the loop (the first test) and once more at the end of the body (the next test).
 
 A list of fixed length (``make_list(dynamic_length=False)`` with a static element shape) is a
-tensor ``[length, *elem_shape]``: writes are ``where``/``scatter_nd``, reads ``gather``, so loops
+tensor ``[length, *elem_shape]``: writes are ``scatter_nd``, reads ``gather``, so loops
 carry it like any tensor. A list that may grow has no static type in nnxc and is refused.
 
 ``classify`` (classifier programs) hands the probabilities on as the dictionary output, flat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,15 +103,16 @@ def test_growing_list_is_refused(tmp_path: Path) -> None:
         import_coreml(path)
 
 
-def test_classifier_program_labels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("classes", [["cat", "dog", "emu"], [10, 20, 30]])
+def test_classifier_program_labels(tmp_path: Path, classes: list) -> None:
     @mb.program(input_specs=[mb.TensorSpec((1, 3))])
     def prog(x):
         return mb.sigmoid(x=x)
 
-    config = ct.ClassifierConfig(["cat", "dog", "emu"])
-    path = save_program(prog, tmp_path, classifier_config=config)
+    path = save_program(prog, tmp_path, classifier_config=ct.ClassifierConfig(classes))
     graph, _ = import_coreml(path)
-    assert graph.metadata["labels"] == '["cat", "dog", "emu"]'
+    assert json.loads(graph.metadata["labels"]) == classes
+    assert len(graph.outputs) == 1  # the probabilities; the label is the runtime's
     x = np.array([[1.0, 3.0, 2.0]], np.float32)
     check(path, {"x": x}, [(1 / (1 + np.exp(-x))).reshape(3)], tvm=False)
 
