@@ -208,8 +208,11 @@ _RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
 def _scale_zero(ctx: MilContext, rank: int, dtype: str) -> tuple[Value, Value | None]:
     axis = ctx.attr("axis")
-    scale = _along(_const(ctx, "scale"), rank, axis)
+    scale = _const(ctx, "scale")
     zero = _const(ctx, "zero_point")
+    if axis is None and max(scale.size, 1 if zero is None else zero.size) > 1:
+        raise ctx.error("a per-axis scale or zero point needs axis")
+    scale = _along(scale, rank, axis)
     zero_v = None
     if zero is not None and np.any(zero):
         zero_v = ctx.const(_along(zero, rank, axis).astype(dtype))
