@@ -215,8 +215,12 @@ class _Importer:
             for var, value in zip(op.outputs, results):
                 if value is None:
                     continue
-                want = list(var.shape)
-                if static_dims(want) and list(value.shape) != [int(d) for d in want]:
+                want = _tensor_shape(var)
+                if (
+                    want is not None
+                    and static_dims(want)
+                    and list(value.shape) != [int(d) for d in want]
+                ):
                     raise ctx.error(
                         f"nnxc computes shape {list(value.shape)} for {var.name!r}, "
                         f"coremltools {want}"
@@ -224,3 +228,12 @@ class _Importer:
                 if value.dtype == "float16":
                     self.fp16 = True
                 env[var.name] = value
+
+
+def _tensor_shape(var: Any) -> list[Any] | None:
+    """The shape pymil inferred for a tensor or scalar variable; None for lists, dicts and
+    strings (a classifier's outputs, MIL lists)."""
+    from coremltools.converters.mil.mil import types
+
+    is_array = types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type)
+    return list(var.shape) if is_array and not types.is_str(var.sym_type) else None
