@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from compiler.ir.builder import CapturingBuilder
 from compiler.ir.graph import Value
+from compiler.ir.ops.control import BOOL, INDEX
 
 from ...recurrent_cells import (
     Activation,
@@ -150,21 +152,20 @@ def _lstm_direction(
 # -- the recurrence --------------------------------------------------------------------------
 
 
-def _sequence(ctx: NnContext, in_size: int) -> tuple[Value, int, int]:
-    """The input as ``[Seq * Batch, I]`` with its static Seq and Batch."""
+def _sequence(ctx: NnContext, in_size: int) -> tuple[Value, int | str, int]:
+    """The input as ``[Seq * Batch, I]`` (``[Seq, Batch, I]`` for a symbolic Seq) with its
+    Seq and static Batch."""
     x = ctx.x(0)
     shape = list(x.shape)
     if len(shape) != 5 or shape[2:] != [in_size, 1, 1]:
         raise ctx.error(f"the input has shape {shape}, expected [Seq, Batch, {in_size}, 1, 1]")
     steps, batch = shape[0], shape[1]
-    if not isinstance(steps, int) or not isinstance(batch, int):
-        raise ctx.error(
-            f"the sequence length and batch must be known at compile time, got {steps!r} and "
-            f"{batch!r} (nnxc unrolls recurrent layers)"
-        )
+    if not isinstance(batch, int):
+        raise ctx.error(f"the batch size must be known at compile time, got {batch!r}")
     if steps == 0:
         raise ctx.error("the sequence is empty")
-    return ctx.emit("reshape", x, shape=[steps * batch, in_size]), steps, batch
+    rows = [steps * batch] if isinstance(steps, int) else [steps, batch]
+    return ctx.emit("reshape", x, shape=[*rows, in_size]), steps, batch
 
 
 def _initial_state(ctx: NnContext, v: Value | None, batch: int, hidden: int, dtype: str) -> Value:
@@ -211,7 +212,8 @@ def _recur(
     cell_clip: float | None = None,
 ) -> list[Value]:
     """Run the directions over the sequence: ``[Y, final states of direction 0...,
-    final states of direction 1...]``, all rank 5; ``Y`` is ``[Seq or 1, Batch, D*H, 1, 1]``."""
+    final states of direction 1...]``, all rank 5; ``Y`` is ``[Seq or 1, Batch, D*H, 1, 1]``.
+    A static Seq is unrolled; a symbolic one becomes a ``loop`` of one step per iteration."""
     x_rows, steps, batch = _sequence(ctx, in_size)
     dtype = x_rows.dtype
     d = len(dirs)
@@ -223,8 +225,6 @@ def _recur(
         xw = ctx.emit("add", xw, ctx.const(np.concatenate(bias), dtype))
     xw = ctx.emit("reshape", xw, shape=[steps, batch, d, gh])
     xw = ctx.emit("transpose", xw, perm=[0, 2, 1, 3])  # [Seq, D, Batch, G*H]
-    parts = [_time_slice(ctx, xw, 1, j, j + 1) for j in range(d)]
-    xw = _concat(ctx, [_reversed(ctx, p) if k.reverse else p for p, k in zip(parts, dirs)], 1)
 
     r_t = np.stack([k.r.T for k in dirs])  # [D, H, G*H]
     cell, weights = _cell(ctx, kind, dirs, acts, r_t, hidden, dtype, cell_clip)
@@ -233,19 +233,10 @@ def _recur(
         _concat(ctx, [_initial_state(ctx, k.initial[s], batch, hidden, dtype) for k in dirs], 1)
         for s in range(n_states)
     )  # each [1, D, Batch, H]
-    outs = []
-    for t in range(steps):
-        state = cell(ctx, _time_slice(ctx, xw, 0, t, t + 1), state, weights)
-        outs.append(state[0])
-    if sequence_output:
-        y = _concat(ctx, outs, 0)
-        if d > 1:  # a bidirectional layer gives its backward outputs in input order
-            parts = [_time_slice(ctx, y, 1, j, j + 1) for j in range(d)]
-            y = _concat(
-                ctx, [_reversed(ctx, p) if k.reverse else p for p, k in zip(parts, dirs)], 1
-            )
+    if isinstance(steps, int):
+        y, state = _unrolled(ctx, xw, dirs, state, cell, weights, sequence_output)
     else:
-        y = state[0]
+        y, state = _in_loop(ctx, xw, dirs, state, cell, weights, sequence_output)
     y = ctx.emit("transpose", y, perm=[0, 2, 1, 3])
     results = [ctx.emit("reshape", y, shape=[y.shape[0], batch, d * hidden, 1, 1])]
     for j in range(d):
@@ -253,6 +244,80 @@ def _recur(
             part = _time_slice(ctx, s, 1, j, j + 1)
             results.append(ctx.emit("reshape", part, shape=[1, batch, hidden, 1, 1]))
     return results
+
+
+def _in_order(ctx: NnContext, y: Value, dirs: list[_Direction], flip: Any) -> Value:
+    """The per-step outputs ``y`` ([Seq, D, Batch, H], in each direction's processing order)
+    with a bidirectional layer's backward half put back in input order by ``flip``."""
+    if len(dirs) == 1:
+        return y
+    parts = [_time_slice(ctx, y, 1, j, j + 1) for j in range(len(dirs))]
+    return _concat(ctx, [flip(p) if k.reverse else p for p, k in zip(parts, dirs)], 1)
+
+
+def _unrolled(
+    ctx: NnContext,
+    xw: Value,
+    dirs: list[_Direction],
+    state: tuple[Value, ...],
+    cell: Any,
+    weights: Any,
+    sequence_output: bool,
+) -> tuple[Value, tuple[Value, ...]]:
+    """The recurrence over a static Seq, step by step: (Y [Seq or 1, D, Batch, H], final
+    state). A reverse direction reads the projection ``xw`` backwards."""
+    parts = [_time_slice(ctx, xw, 1, j, j + 1) for j in range(len(dirs))]
+    xw = _concat(ctx, [_reversed(ctx, p) if k.reverse else p for p, k in zip(parts, dirs)], 1)
+    outs = []
+    for t in range(xw.shape[0]):
+        state = cell(ctx, _time_slice(ctx, xw, 0, t, t + 1), state, weights)
+        outs.append(state[0])
+    if not sequence_output:
+        return state[0], state
+    return _in_order(ctx, _concat(ctx, outs, 0), dirs, lambda p: _reversed(ctx, p)), state
+
+
+def _in_loop(
+    ctx: NnContext,
+    xw: Value,
+    dirs: list[_Direction],
+    state: tuple[Value, ...],
+    cell: Any,
+    weights: Any,
+    sequence_output: bool,
+) -> tuple[Value, tuple[Value, ...]]:
+    """The recurrence over a symbolic Seq T as a ``loop`` whose body is one step: at
+    iteration i a forward direction reads time i of ``xw``, a reverse one T - 1 - i."""
+    steps = xw.shape[0]
+    count = ctx.emit("reshape", ctx.emit("shape", xw, start=0, end=1), shape=[])
+    parts = [_time_slice(ctx, xw, 1, j, j + 1) for j in range(len(dirs))]
+    graph = ctx.builder.graph
+    region = graph.region([INDEX, BOOL, *(v.type for v in state)], ["t", "go"])
+    b = CapturingBuilder(graph, region, ctx.builder.fold)
+    i, go, *carried = region.inputs
+    back = b.emit("sub", b.emit("sub", count, b.const(np.array(1, np.int64))), i)
+    reads = [
+        b.emit("gather", p, b.emit("reshape", back if k.reverse else i, shape=[1]), axis=0)
+        for p, k in zip(parts, dirs)
+    ]
+    x_t = reads[0] if len(reads) == 1 else b.emit("concat", *reads, axis=1)
+    new = cell(b, x_t, tuple(carried), weights)
+    region.outputs = [go, *new]
+    if sequence_output:
+        region.outputs += [new[0], back]  # Y per step, and the order back to input order
+    outs = ctx.builder.op(
+        "loop",
+        [count, None, *state, *b.captures],
+        {"num_carried": len(state), "iterations": steps},
+        node_name=ctx.name,
+        regions=[region],
+    )
+    final = tuple(outs[: len(state)])
+    if not sequence_output:
+        return final[0], final
+    y, order = outs[len(state)], outs[len(state) + 1]  # [T, 1, D, Batch, H], [T]
+    y = ctx.emit("reshape", y, shape=[steps, *y.shape[2:]])
+    return _in_order(ctx, y, dirs, lambda p: ctx.emit("gather", p, order, axis=0)), final
 
 
 def _cell(

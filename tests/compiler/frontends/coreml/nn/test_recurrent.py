@@ -13,6 +13,7 @@ from coremlutil import check, nn_builder, save_nn
 
 from compiler.errors import ConversionError
 from compiler.frontends.coreml.importer import import_coreml
+from compiler.ir.graph import walk
 
 S, B, IN, H = 4, 2, 3, 5
 RNG = np.random.default_rng(7)
@@ -282,3 +283,42 @@ def test_wrong_input_size_is_refused(tmp_path: Path) -> None:
     builder.add_simple_rnn("rnn", _rand(H, H), _rand(H, IN), None, H, IN, "TANH", ["x"], ["y"])
     with pytest.raises(ConversionError, match=r"'rnn'.*expected \[Seq, Batch, 3, 1, 1\]"):
         import_coreml(save_nn(builder, tmp_path))
+
+
+def test_flexible_sequence_length_runs_in_a_loop(tmp_path: Path) -> None:
+    """A Seq range on the input: a GRU (reverseInput, Y in processing order) and a
+    bidirectional LSTM (Y back in input order) each become a loop that runs any length."""
+    gw = [_rand(H, IN) for _ in range(3)]
+    gr = [_rand(H, H) for _ in range(3)]
+    gb = [_rand(H) for _ in range(3)]
+    bi, (wf, wb) = _torch_lstm(True)
+    outs = ["yg", "hg", "yb", "hf", "cf", "hb", "cb"]
+    builder = nn_builder([("x", (S, B, IN, 1, 1))], [(n, None) for n in outs])
+    builder.add_gru("gru", gr, gw, gb, H, IN, ["x"], outs[:2], "TANH", "SIGMOID", True, True)
+    builder.add_bidirlstm(
+        "bi", wf["W_h"], wf["W_x"], wf["b"], wb["W_h"], wb["W_x"], wb["b"], H, IN,
+        ["x"], outs[2:], output_all=True,
+    )  # fmt: skip
+    seq = builder.spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges
+    for lo, hi in [(1, 10), (B, B), (IN, IN), (1, 1), (1, 1)]:
+        seq.add(lowerBound=lo, upperBound=hi)
+    path = save_nn(builder, tmp_path)
+    graph, _ = import_coreml(path)
+    assert isinstance(graph.inputs[0].shape[0], str)
+    assert sum(n.op == "loop" for n in walk(graph)) == 2
+    steps = 6
+    x = _rand(steps, B, IN, 1, 1, scale=1.0)
+    h = np.zeros((B, H), np.float32)
+    ys = []
+    for t in range(steps)[::-1]:
+        xt = x[t, ..., 0, 0]
+        z = ACTS["SIGMOID"](xt @ gw[0].T + h @ gr[0].T + gb[0])
+        r = ACTS["SIGMOID"](xt @ gw[1].T + h @ gr[1].T + gb[1])
+        o = np.tanh(xt @ gw[2].T + (h * r) @ gr[2].T + gb[2])
+        h = (1 - z) * o + z * h
+        ys.append(h)
+    with torch.no_grad():
+        yb, (hn, cn) = bi(torch.from_numpy(x[..., 0, 0]))
+    want = [np.stack(ys)[..., None, None], _state(h)]
+    want += [v.numpy()[..., None, None] for v in (yb, hn[:1], cn[:1], hn[1:], cn[1:])]
+    check(path, {"x": x}, want)
