@@ -1,10 +1,12 @@
 """Recurrent NeuralNetwork layers: simpleRecurrent, gru, uniDirectionalLSTM, biDirectionalLSTM
 (rank-5 sequences [Seq, Batch, C, 1, 1]).
 
-Each layer becomes the cells of ``recurrent_cells`` unrolled over its static sequence length:
-the input projection ``x @ W^T + b`` of every step (and direction) is one matmul before the
-recurrence, each step does ``h @ R^T`` and the gate math. The two directions of a
-biDirectionalLSTM run stacked on a leading axis (one batched matmul per step).
+Each layer becomes the cells of ``recurrent_cells`` unrolled over a static sequence length
+(a flexible one becomes a ``loop`` whose body is one step, as in the ONNX frontend): the input
+projection ``x @ W^T + b`` of every step (and direction) is one matmul before the recurrence,
+each step does ``h @ R^T`` and the gate math. The two directions of a biDirectionalLSTM run
+stacked on a leading axis (one batched matmul per step). Activations follow the ``activation``
+layer's math; PReLU and parametricSoftplus (per channel) are refused.
 
 Facts from NeuralNetwork.proto and coremltools' own tests that shape the numbers:
 * every gate's input is clipped to [-50, 50] (the proto's ``clip()``), and an LSTM's cell
