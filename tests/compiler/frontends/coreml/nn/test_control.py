@@ -138,7 +138,7 @@ def test_branch_inside_a_loop_body(tmp_path: Path) -> None:
     path = save_nn(b, tmp_path)
     assert {"loop", "if"} <= _ops(path)
     x = np.array([3.0, 0.5], np.float32)
-    check(path, {"x": x}, [x + 13], tvm=False)
+    check(path, {"x": x}, [x + 13])
 
 
 def test_loop_blob_first_written_inside_and_read_after_is_refused(tmp_path: Path) -> None:
