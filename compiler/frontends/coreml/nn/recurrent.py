@@ -50,8 +50,13 @@ DEFAULT_CELL_CLIP = 50.0
 
 # -- activations ---------------------------------------------------------------------------
 
-_PLAIN = {"sigmoid": "sigmoid", "tanh": "tanh", "ReLU": "relu", "softsign": "softsign"}
-_PLAIN["softplus"] = "softplus"
+_PLAIN = {
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "ReLU": "relu",
+    "softsign": "softsign",
+    "softplus": "softplus",
+}
 _WITH_ALPHA = {"leakyReLU": "leakyrelu", "thresholdedReLU": "thresholdedrelu", "ELU": "elu"}
 
 
@@ -64,6 +69,8 @@ def _activation(ctx: NnContext, params: Any) -> Activation:
     and the tests' tanh(x) disagree, so that one needs its parameters written out.
     """
     kind = params.WhichOneof("NonlinearityType")
+    if kind is None:
+        raise ctx.error("an activation is not set")
     if kind in _PLAIN:
         return Activation(_PLAIN[kind])
     if kind in _WITH_ALPHA:
@@ -387,8 +394,6 @@ def simple_recurrent(ctx: NnContext) -> list[Value]:
     """Outputs: Y, final h."""
     p = ctx.params
     n, i = _sizes(ctx)
-    if p.activation.WhichOneof("NonlinearityType") is None:
-        raise ctx.error("the activation is not set")
     bias = ctx.weights(p.biasVector, [n], "biasVector") if p.hasBiasVector else None
     direction = _Direction(
         ctx.weights(p.weightMatrix, [n, i], "weightMatrix"),

@@ -322,3 +322,15 @@ def test_flexible_sequence_length_runs_in_a_loop(tmp_path: Path) -> None:
     want = [np.stack(ys)[..., None, None], _state(h)]
     want += [v.numpy()[..., None, None] for v in (yb, hn[:1], cn[:1], hn[1:], cn[1:])]
     check(path, {"x": x}, want)
+
+
+def test_bidirectional_activations_must_agree(tmp_path: Path) -> None:
+    _, (wf, wb) = _torch_lstm(True)
+    builder = nn_builder([("x", (S, B, IN, 1, 1))], [("y", None)])
+    builder.add_bidirlstm(
+        "bi", wf["W_h"], wf["W_x"], wf["b"], wb["W_h"], wb["W_x"], wb["b"], H, IN, ["x"], ["y"]
+    )
+    backward = builder.spec.neuralNetwork.layers[0].biDirectionalLSTM.activationsBackwardLSTM
+    backward[2].ReLU.SetInParent()
+    with pytest.raises(ConversionError, match="'bi': the backward LSTM's activations differ"):
+        import_coreml(save_nn(builder, tmp_path))
