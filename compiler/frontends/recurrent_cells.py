@@ -181,7 +181,9 @@ def gru_cell(b: Emitter, x_t: Value, state: tuple[Value], w: GRUWeights) -> tupl
 @dataclass(frozen=True)
 class LSTMWeights:
     """``r_t``: R transposed, ``[..., hidden, 4 * hidden]``; ``p_i, p_o, p_f``: peepholes
-    ``[..., 1, hidden]`` (or None); ``f, g, h``: the gate, cell and output activations."""
+    ``[..., 1, hidden]`` (or None); ``f, g, h``: the gate, cell and output activations;
+    ``cell_clip`` bounds the new cell state to [-cell_clip, cell_clip] (Core ML's
+    ``cellClipThreshold``; ``clip`` bounds the gates' inputs)."""
 
     r_t: Value
     f: Activation
@@ -193,6 +195,7 @@ class LSTMWeights:
     p_f: Value | None = None
     input_forget: bool = False
     clip: float | None = None
+    cell_clip: float | None = None
 
 
 def lstm_cell(
@@ -215,6 +218,8 @@ def lstm_cell(
         f = _clipped_act(b, w.f, pre(2, w.p_f, c), w.clip)
     cand = _clipped_act(b, w.g, pre(3, None, c), w.clip)
     c_new = b.emit("add", b.emit("mul", f, c), b.emit("mul", i, cand))
+    if w.cell_clip is not None:
+        c_new = b.emit("clip", c_new, min=-w.cell_clip, max=w.cell_clip)
     o = _clipped_act(b, w.f, pre(1, w.p_o, c_new), w.clip)
     return b.emit("mul", o, activate(b, w.h, c_new)), c_new
 

@@ -38,6 +38,8 @@ from .registry import LAYERS, REFUSED, NnContext, nested_layers
 NEURAL_NETWORKS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 RANK5 = 0
 """``arrayInputShapeMapping``/``imageInputShapeMapping`` value of the rank-5 mappings."""
+Scope = tuple[dict[str, Value], list[Any], int, frozenset[str]]
+"""Where a layer converts (``_Network.scope``)."""
 
 
 def import_network(
@@ -143,6 +145,10 @@ class _Network:
         self.image_rank5 = self.nn.imageInputShapeMapping == RANK5
         classifier = spec.WhichOneof("Type") == "neuralNetworkClassifier"
         self.labels = classifier_labels(self.nn) if classifier else None
+        self.scope: Scope = ({}, [], 0, frozenset())
+        """While a layer converts: the blobs so far, the layers of its network and the index
+        of the next one, and the blobs read after that network (branch and loop convert
+        nested networks in it and find the blobs they must hand on)."""
 
     def run(self, blobs: dict[str, Value], features: dict[str, Feature]) -> Value | None:
         """Convert the layers, reading the stage's inputs from ``blobs`` and adding its
@@ -152,25 +158,31 @@ class _Network:
             if desc.name not in blobs:
                 raise ConversionError(f"{self.where}: no earlier stage computes {desc.name!r}")
             env[desc.name] = self._enter(desc, blobs[desc.name], features.get(desc.name))
-        self.convert_layers(self.nn.layers, env, self.builder)
+        name = ""
+        if self.labels is not None:
+            last = self.nn.layers[-1].output if self.nn.layers else []
+            name = self.nn.labelProbabilityLayerName or (last[0] if last else "")
+        read = {desc.name for desc in self.spec.description.output} | {name}
+        self.convert_layers(self.nn.layers, env, self.builder, frozenset(read))
         for desc in self.spec.description.output:
             if desc.name in env:
                 blobs[desc.name] = self._leave(desc, env[desc.name])
         if self.labels is None:
             return None
-        name = self.nn.labelProbabilityLayerName or (
-            self.nn.layers[-1].output[0] if self.nn.layers else ""
-        )
         if name not in env:
             raise ConversionError(
                 f"{self.where}: the classifier's probability blob {name!r} is computed by no layer"
             )
         return env[name]
 
-    def convert_layers(self, layers: Any, env: dict[str, Value], builder: Builder) -> None:
+    def convert_layers(
+        self, layers: Any, env: dict[str, Value], builder: Builder, after: frozenset[str]
+    ) -> None:
         """Convert ``layers`` in order into ``builder``'s block, reading and writing ``env``
-        (branch and loop converters call this for their nested networks)."""
-        for lyr in layers:
+        (branch and loop converters call this for their nested networks); ``after`` names
+        the blobs read after these layers."""
+        layers = list(layers)
+        for k, lyr in enumerate(layers):
             kind = lyr.WhichOneof("layer")
             missing = [n for n in lyr.input if n not in env]
             if missing:
@@ -188,6 +200,7 @@ class _Network:
             )
             fn = LAYERS.find("", kind, 1)
             assert fn is not None  # _check_layers ran first
+            self.scope = (env, layers, k + 1, after)
             results = run_converter(ctx, fn)
             if len(results) < len(lyr.output):
                 raise ctx.error(f"the converter gives {len(results)} of {len(lyr.output)} outputs")

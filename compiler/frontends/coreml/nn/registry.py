@@ -30,6 +30,8 @@ layer = LAYERS.register
 
 REFUSED: dict[str, str] = {
     "custom": "a custom layer runs code that is not in the model",
+    "loopBreak": "nnxc's structured loop has no early exit from within its body",
+    "loopContinue": "nnxc's structured loop has no early exit from within its body",
 }
 """Layer kinds nnxc refuses whole, with the reason (listed in the unsupported-layers error)."""
 
