@@ -27,6 +27,8 @@ REFUSED: dict[str, str] = {
     "read_state": "stateful programs (read_state/coreml_update_state) have no mapping in nnxc",
     "coreml_update_state": "stateful programs (read_state/coreml_update_state) have no mapping "
     "in nnxc",
+    "conv_quantized": "experimental in coremltools; the meaning of its look-up table is not "
+    "documented",
 }
 """MIL ops nnxc refuses whole, with the reason (listed in the unsupported-ops error)."""
 
