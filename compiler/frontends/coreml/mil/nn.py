@@ -1,4 +1,412 @@
 """MIL ops of networks: convolution, linear algebra (linear, matmul, einsum), normalizations,
-pooling, up- and re-sampling, pixel shuffles."""
+pooling, up- and re-sampling.
+
+Layout is channels-first as in the core ops. Results keep the dtype of ``x``; parameters
+given in another float type (allowed from iOS17) are cast to it. ``pad_type`` "same" puts
+the odd pixel at the end, "same_lower" at the start (TensorFlow's SAME and its mirror).
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from compiler.ir.graph import Value
+
+from .elementwise import scalar
+from .registry import MilContext, mil_op, static_dims
+
+
+def _param(ctx: MilContext, name: str, x: Value, default: float | None = None) -> Value:
+    """Parameter ``name`` in x's dtype; absent: a [C] constant of ``default`` (C = axis 1)."""
+    if not ctx.has(name):
+        return ctx.const(np.full((x.shape[1],), default, dtype=x.dtype.np))
+    p = ctx.x(name)
+    return p if p.dtype == x.dtype else ctx.emit("cast", p, to=x.dtype)
+
+
+def _spatial(ctx: MilContext, x: Value) -> list[int]:
+    dims = list(x.shape[2:])
+    if not static_dims(dims):
+        raise ctx.error(f"needs static spatial dims, got {list(x.shape)}")
+    return [int(d) for d in dims]
+
+
+def _pads(
+    ctx: MilContext, x: Value, kernel: list[int], strides: list[int], dilations: list[int]
+) -> list[int]:
+    """Core-op pads (every begin, then every end) for ``pad_type`` and ``pad``."""
+    n = len(kernel)
+    pad_type = ctx.attr("pad_type", "valid").lower()
+    if pad_type == "valid":
+        return [0] * (2 * n)
+    if pad_type == "custom":
+        pad = ctx.attr("pad", [0] * (2 * n))
+        return [pad[2 * i] for i in range(n)] + [pad[2 * i + 1] for i in range(n)]
+    if pad_type not in ("same", "same_lower"):
+        raise ctx.error(f"unknown pad_type {pad_type!r}")
+    begin, end = [], []
+    for d, k, s, dil in zip(_spatial(ctx, x), kernel, strides, dilations):
+        total = max(0, (math.ceil(d / s) - 1) * s + dil * (k - 1) + 1 - d)
+        small, large = total // 2, total - total // 2
+        begin.append(large if pad_type == "same_lower" else small)
+        end.append(small if pad_type == "same_lower" else large)
+    return begin + end
+
+
+# -- convolution -----------------------------------------------------------------------------
+
+
+@mil_op("conv")
+def conv(ctx: MilContext) -> Value:
+    """1-D to 3-D convolution, weight [C_out, C_in/groups, k...]."""
+    x = ctx.x("x")
+    w = _param(ctx, "weight", x)
+    n = len(x.shape) - 2
+    kernel = [int(k) for k in w.shape[2:]]
+    strides = ctx.attr("strides", [1] * n)
+    dilations = ctx.attr("dilations", [1] * n)
+    b = _param(ctx, "bias", x) if ctx.has("bias") else None
+    pads = _pads(ctx, x, kernel, strides, dilations)
+    return ctx.emit(
+        "conv",
+        x,
+        w,
+        b,
+        strides=strides,
+        dilations=dilations,
+        pads=pads,
+        groups=ctx.attr("groups", 1),
+    )
+
+
+@mil_op("conv_transpose")
+def conv_transpose(ctx: MilContext) -> Value:
+    """Transposed convolution, weight [C_in, C_out/groups, k...]. The full result is cropped
+    at the start by the begin padding (custom ``pad``, or half of k - stride for "same",
+    the odd one at the end) and at the end to the output size (``output_shape`` or the
+    one pymil infers); a larger output size grows with zeros past the full result."""
+    x = ctx.x("x")
+    w = _param(ctx, "weight", x)
+    n = len(x.shape) - 2
+    kernel = [int(k) for k in w.shape[2:]]
+    strides = ctx.attr("strides", [1] * n)
+    dilations = ctx.attr("dilations", [1] * n)
+    b = _param(ctx, "bias", x) if ctx.has("bias") else None
+    pad_type = ctx.attr("pad_type", "valid").lower()
+    target = ctx.out_shape()[2:]
+    if not static_dims(target):
+        raise ctx.error(f"needs a static output size, got {ctx.out_shape()}")
+    begin, end, extra = [], [], []
+    for i, d in enumerate(_spatial(ctx, x)):
+        span = dilations[i] * (kernel[i] - 1) + 1
+        full = (d - 1) * strides[i] + span
+        if pad_type == "custom":
+            pb = ctx.attr("pad", [0] * (2 * n))[2 * i]
+        elif pad_type == "same":
+            pb = max(0, span - strides[i]) // 2
+        elif pad_type == "valid":
+            pb = 0
+        else:
+            raise ctx.error(f"unknown pad_type {pad_type!r}")
+        rest = full - pb - int(target[i])
+        begin.append(pb)
+        end.append(max(rest, 0))
+        extra.append(max(-rest, 0))
+    return ctx.emit(
+        "conv_transpose",
+        x,
+        w,
+        b,
+        strides=strides,
+        dilations=dilations,
+        pads=begin + end,
+        output_padding=extra,
+        groups=ctx.attr("groups", 1),
+    )
+
+
+# -- linear algebra --------------------------------------------------------------------------
+
+
+def _last_two_swapped(ctx: MilContext, v: Value) -> Value:
+    r = len(v.shape)
+    return ctx.emit("transpose", v, perm=[*range(r - 2), r - 1, r - 2])
+
+
+@mil_op("linear")
+def linear(ctx: MilContext) -> Value:
+    """x @ weight.T + bias, weight [D_out, D_in]."""
+    x = ctx.x("x")
+    y = ctx.emit("matmul", x, _last_two_swapped(ctx, _param(ctx, "weight", x)))
+    if ctx.has("bias"):
+        y = ctx.emit("add", y, _param(ctx, "bias", x))
+    return y
+
+
+@mil_op("matmul")
+def matmul(ctx: MilContext) -> Value:
+    """numpy matmul after the optional swaps of each operand's last two axes."""
+    want = ctx.out_dtype()
+    x, y = (ctx.x(p) for p in ("x", "y"))
+    x, y = (v if v.dtype == want else ctx.emit("cast", v, to=want) for v in (x, y))
+    if ctx.attr("transpose_x", False) and len(x.shape) > 1:
+        x = _last_two_swapped(ctx, x)
+    if ctx.attr("transpose_y", False) and len(y.shape) > 1:
+        y = _last_two_swapped(ctx, y)
+    return ctx.emit("matmul", x, y)
+
+
+@mil_op("einsum")
+def einsum(ctx: MilContext) -> Value:
+    """The two equations MIL allows ("nchw,nwhu->nchu", "chw,whr->chr", any letters): a
+    matrix product over axes -3 and -1, batch axes -2 (and -4) broadcast first."""
+    a, b = ctx.xs("values")
+    if len(a.shape) != len(b.shape) or len(a.shape) not in (3, 4):
+        raise ctx.error(f"needs two operands of rank 3 or 4, got {a.shape} and {b.shape}")
+    batch = [-2] if len(a.shape) == 3 else [-4, -2]
+    shapes = [list(a.shape), list(b.shape)]
+    for ax in batch:
+        size = max(int(a.shape[ax]), int(b.shape[ax]))
+        for s in shapes:
+            s[ax] = size
+    a, b = (
+        v if list(v.shape) == s else ctx.emit("broadcast_to", v, shape=s)
+        for v, s in zip((a, b), shapes)
+    )
+    return ctx.emit("einsum", a, b, equation=ctx.attr("equation"))
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+
+@mil_op("batch_norm")
+def batch_norm(ctx: MilContext) -> Value:
+    """gamma (x - mean) / sqrt(variance + epsilon) + beta per channel (axis 1)."""
+    x = ctx.x("x")
+    return ctx.emit(
+        "batch_norm",
+        x,
+        _param(ctx, "gamma", x, 1.0),
+        _param(ctx, "beta", x, 0.0),
+        _param(ctx, "mean", x),
+        _param(ctx, "variance", x),
+        epsilon=ctx.attr("epsilon", 1e-5),
+    )
+
+
+@mil_op("instance_norm")
+def instance_norm(ctx: MilContext) -> Value:
+    x = ctx.x("x")
+    return ctx.emit(
+        "instance_norm",
+        x,
+        _param(ctx, "gamma", x, 1.0),
+        _param(ctx, "beta", x, 0.0),
+        epsilon=ctx.attr("epsilon", 1e-5),
+    )
+
+
+@mil_op("layer_norm")
+def layer_norm(ctx: MilContext) -> Value:
+    """Normalizes over ``axes`` (default all); gamma/beta have the shape of those axes.
+    Trailing axes use the core op; other axes compose it from reductions."""
+    x = ctx.x("x")
+    r = len(x.shape)
+    axes = sorted({a % r for a in ctx.attr("axes", list(range(r)))})
+    eps = ctx.attr("epsilon", 1e-5)
+    kept = [int(x.shape[a]) if a in axes else 1 for a in range(r)]
+    gamma = _param(ctx, "gamma", x) if ctx.has("gamma") else None
+    beta = _param(ctx, "beta", x) if ctx.has("beta") else None
+    if axes and axes == list(range(axes[0], r)):
+        scale = gamma if gamma is not None else ctx.const(np.ones(kept[axes[0] :], x.dtype.np))
+        return ctx.emit("layer_norm", x, scale, beta, axis=axes[0], epsilon=eps)
+    if not axes:
+        raise ctx.error("normalizes over no axes")
+    mean = ctx.emit("reduce_mean", x, axes=axes, keepdims=True)
+    d = ctx.emit("sub", x, mean)
+    var = ctx.emit("reduce_mean", ctx.emit("mul", d, d), axes=axes, keepdims=True)
+    std = ctx.emit("sqrt", ctx.emit("add", var, scalar(ctx, eps, x)))
+    y = ctx.emit("div", d, std)
+    if gamma is not None:
+        y = ctx.emit("mul", y, ctx.emit("reshape", gamma, shape=kept))
+    if beta is not None:
+        y = ctx.emit("add", y, ctx.emit("reshape", beta, shape=kept))
+    return y
+
+
+@mil_op("l2_norm")
+def l2_norm(ctx: MilContext) -> Value:
+    """x / sqrt(sum of x^2 over the last three axes + epsilon), leading axes batch."""
+    x = ctx.x("x")
+    r = len(x.shape)
+    ss = ctx.emit("reduce_sum_square", x, axes=[r - 3, r - 2, r - 1], keepdims=True)
+    eps = scalar(ctx, ctx.attr("epsilon", 1e-6), x)
+    return ctx.emit("div", x, ctx.emit("sqrt", ctx.emit("add", ss, eps)))
+
+
+@mil_op("local_response_norm")
+def local_response_norm(ctx: MilContext) -> Value:
+    """x / (k + alpha / size * sum of x^2 over ``size`` channels around c) ^ beta."""
+    return ctx.emit(
+        "lrn",
+        ctx.x("x"),
+        size=ctx.attr("size"),
+        alpha=ctx.attr("alpha", 1e-4),
+        beta=ctx.attr("beta", 0.75),
+        bias=ctx.attr("k", 1.0),
+    )
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+
+def _pool_attrs(ctx: MilContext, x: Value) -> dict[str, Any]:
+    """Core-op pool attributes. MIL's ceil_mode (symmetric pads only) drops a last window
+    starting past the input like PyTorch, but only when there is padding; the one size
+    where that differs is refused."""
+    n = len(x.shape) - 2
+    kernel = ctx.attr("kernel_sizes")
+    strides = ctx.attr("strides", [1] * n)
+    pads = _pads(ctx, x, kernel, strides, [1] * n)
+    ceil = bool(ctx.attr("ceil_mode", False))
+    if ceil:
+        for i, d in enumerate(_spatial(ctx, x)):
+            room = d + pads[i] + pads[n + i] - kernel[i]
+            size = -(-room // strides[i]) + 1
+            torch_drop = (size - 1) * strides[i] >= d + pads[i]
+            if torch_drop and pads[i] + pads[n + i] == 0:
+                raise ctx.error(
+                    f"ceil_mode without padding keeps a last window that starts past the "
+                    f"input on spatial axis {i}; nnxc does not compute such windows"
+                )
+    return {"kernel": kernel, "strides": strides, "pads": pads, "ceil_mode": ceil}
+
+
+@mil_op("max_pool")
+def max_pool(ctx: MilContext) -> Value:
+    x = ctx.x("x")
+    return ctx.emit("max_pool", x, **_pool_attrs(ctx, x))
+
+
+@mil_op("avg_pool")
+def avg_pool(ctx: MilContext) -> Value:
+    """The divisor counts the padding unless exclude_padding_from_average."""
+    x = ctx.x("x")
+    include = not ctx.attr("exclude_padding_from_average", False)
+    return ctx.emit("avg_pool", x, **_pool_attrs(ctx, x), count_include_pad=include)
+
+
+@mil_op("l2_pool")
+def l2_pool(ctx: MilContext) -> Value:
+    """sqrt of the sum of squares in each window: a depthwise convolution of x^2 with ones
+    (padding adds zeros; a ceil_mode overhang is padded with zeros too)."""
+    x = ctx.x("x")
+    attrs = _pool_attrs(ctx, x)
+    c = x.shape[1]
+    if not isinstance(c, int):
+        raise ctx.error(f"needs a static channel count, got {list(x.shape)}")
+    out = ctx.out_shape()[2:]
+    n = len(out)
+    pads = list(attrs["pads"])
+    for i, d in enumerate(_spatial(ctx, x)):
+        need = (int(out[i]) - 1) * attrs["strides"][i] + attrs["kernel"][i]
+        pads[n + i] += max(0, need - (d + pads[i] + pads[n + i]))
+    ones = ctx.const(np.ones((c, 1, *attrs["kernel"]), x.dtype.np))
+    sq = ctx.emit("mul", x, x)
+    s = ctx.emit("conv", sq, ones, None, strides=attrs["strides"], pads=pads, groups=c)
+    return ctx.emit("sqrt", s)
+
+
+# -- up- and re-sampling ---------------------------------------------------------------------
+
+
+def _resize_hw(
+    ctx: MilContext,
+    x: Value,
+    mode: str,
+    coords: str,
+    scales: list[float] | None = None,
+    roi: list[float] | None = None,
+    nearest: str = "floor",
+) -> Value:
+    """The core resize of the last two axes to the output size pymil inferred."""
+    out = ctx.out_shape()
+    if not static_dims(out):
+        raise ctx.error(f"needs a static output size, got {out}")
+    r = len(out)
+    attrs: dict[str, Any] = {
+        "sizes": [int(d) for d in out],
+        "mode": mode,
+        "coordinate_transformation_mode": coords,
+        "nearest_mode": nearest,
+    }
+    if scales is not None:
+        attrs["scales"] = [1.0] * (r - 2) + scales
+    if roi is not None:
+        attrs["roi"] = [0.0] * (r - 2) + roi[:2] + [1.0] * (r - 2) + roi[2:]
+    return ctx.emit("resize", x, **attrs)
+
+
+@mil_op("upsample_nearest_neighbor")
+def upsample_nearest_neighbor(ctx: MilContext) -> Value:
+    """Output (i, j) reads input (floor(i / scale_h), floor(j / scale_w))."""
+    scales = [float(ctx.attr("scale_factor_height", 1)), float(ctx.attr("scale_factor_width", 1))]
+    return _resize_hw(ctx, ctx.x("x"), "nearest", "asymmetric", scales=scales)
+
+
+@mil_op("resize_nearest_neighbor")
+def resize_nearest_neighbor(ctx: MilContext) -> Value:
+    """Output i reads input floor(i * in / out) on each of the last two axes."""
+    return _resize_hw(ctx, ctx.x("x"), "nearest", "asymmetric")
+
+
+@mil_op("upsample_bilinear")
+def upsample_bilinear(ctx: MilContext) -> Value:
+    """Bilinear, the scale recomputed from the sizes: align_corners maps the corner pixels
+    onto each other; else half_pixel_centers (iOS16, default: not align_corners) samples
+    at (i + 0.5) * in / out - 0.5, or at i * in / out without it. Coordinates clamp to the
+    input."""
+    align = bool(ctx.attr("align_corners", True))
+    half = bool(ctx.attr("half_pixel_centers", not align))
+    if align and half:
+        raise ctx.error("align_corners and half_pixel_centers are both set")
+    coords = "align_corners" if align else "half_pixel" if half else "asymmetric"
+    return _resize_hw(ctx, ctx.x("x"), "linear", coords)
+
+
+@mil_op("resize_bilinear")
+def resize_bilinear(ctx: MilContext) -> Value:
+    """Bilinear with MIL's grid modes, as resize coordinate transforms (coordinates clamp to
+    the input): STRICT_ALIGN_CORNERS -> align_corners; ALIGN_CORNERS -> the same but the
+    middle for one output, which tf_crop_and_resize over the whole input gives;
+    DEFAULT -> asymmetric; UNALIGN_CORNERS -> half_pixel; OFFSET_CORNERS samples at
+    (i + 0.5) * max(1, in - 1) / out, a crop-and-resize window that stays inside."""
+    x = ctx.x("x")
+    mode = ctx.attr("sampling_mode", "DEFAULT")
+    simple = {
+        "STRICT_ALIGN_CORNERS": "align_corners",
+        "DEFAULT": "asymmetric",
+        "UNALIGN_CORNERS": "half_pixel",
+    }
+    if mode in simple:
+        return _resize_hw(ctx, x, "linear", simple[mode])
+    if mode == "ALIGN_CORNERS":
+        return _resize_hw(ctx, x, "linear", "tf_crop_and_resize", roi=[0.0, 0.0, 1.0, 1.0])
+    if mode != "OFFSET_CORNERS":
+        raise ctx.error(f"unknown sampling_mode {mode!r}")
+    starts, ends = [], []
+    for d, o in zip(x.shape[-2:], ctx.out_shape()[-2:]):
+        if not isinstance(d, int):
+            raise ctx.error(f"needs static sizes in the last two axes, got {list(x.shape)}")
+        if d == 1:  # every coordinate clamps to the one input pixel
+            starts.append(0.0)
+            ends.append(1.0)
+            continue
+        delta = max(1, d - 1) / int(o)
+        start = delta / 2 / (d - 1)
+        starts.append(start)
+        ends.append(start + delta * (int(o) - 1) / (d - 1))
+    return _resize_hw(ctx, x, "linear", "tf_crop_and_resize", roi=starts + ends)
