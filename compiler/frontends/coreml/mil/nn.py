@@ -152,6 +152,11 @@ def matmul(ctx: MilContext) -> Value:
     want = ctx.out_dtype()
     x, y = (ctx.x(p) for p in ("x", "y"))
     x, y = (v if v.dtype == want else ctx.emit("cast", v, to=want) for v in (x, y))
+    if len(x.shape) == 1 and len(y.shape) > 2:
+        raise ctx.error(
+            f"a 1-D x times a rank-{len(y.shape)} y: coremltools infers shape "
+            f"{ctx.out_shape()}, not numpy's; the product is ambiguous"
+        )
     if ctx.attr("transpose_x", False) and len(x.shape) > 1:
         x = _last_two_swapped(ctx, x)
     if ctx.attr("transpose_y", False) and len(y.shape) > 1:
@@ -249,11 +254,15 @@ def l2_norm(ctx: MilContext) -> Value:
 
 @mil_op("local_response_norm")
 def local_response_norm(ctx: MilContext) -> Value:
-    """x / (k + alpha / size * sum of x^2 over ``size`` channels around c) ^ beta."""
+    """x / (k + alpha / size * sum of x^2 over ``size`` channels centred on c) ^ beta. Core
+    ML does not say where an even window's extra channel lies: even sizes are refused."""
+    size = ctx.attr("size")
+    if size % 2 == 0:
+        raise ctx.error(f"size {size} is even; Core ML leaves that window's placement open")
     return ctx.emit(
         "lrn",
         ctx.x("x"),
-        size=ctx.attr("size"),
+        size=size,
         alpha=ctx.attr("alpha", 1e-4),
         beta=ctx.attr("beta", 0.75),
         bias=ctx.attr("k", 1.0),

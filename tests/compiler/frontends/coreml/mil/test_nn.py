@@ -1,0 +1,262 @@
+"""Network MIL ops against torch.nn.functional (and numpy for MIL's own resampling grids):
+convolutions with every pad_type, linear algebra, normalizations, pooling, up- and
+re-sampling; the common ones also in fp16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from coremlutil import check, ct, save_program
+from coremltools.converters.mil import Builder as mb
+
+from compiler.errors import ConversionError
+from compiler.frontends.coreml.importer import import_coreml
+
+rng = np.random.default_rng(0)
+
+
+def _r(*shape: int, lo: float = -1.0, hi: float = 1.0) -> np.ndarray:
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, np.float64))
+
+
+def _tol(precision: str) -> dict[str, float]:
+    return {"rtol": 1e-2, "atol": 1e-2} if precision == "fp16" else {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _dtypes(path: Path, op: str) -> set[str]:
+    graph, _ = import_coreml(path)
+    return {str(n.outputs[0].dtype) for n in graph.nodes if n.op == op}
+
+
+def _same_pads(size: int, k: int, s: int, d: int, lower: bool) -> tuple[int, int]:
+    total = max(0, (-(-size // s) - 1) * s + d * (k - 1) + 1 - size)
+    small, large = total // 2, total - total // 2
+    return (large, small) if lower else (small, large)
+
+
+# -- convolution -----------------------------------------------------------------------------
+
+CONVS = [
+    # spatial, kernel, pad_type, pad, strides, dilations, groups, bias, tvm
+    ((9,), (3,), "valid", None, (2,), (1,), 1, True, True),
+    ((7, 8), (3, 3), "same", None, (2, 2), (1, 1), 1, True, True),
+    ((7, 8), (2, 3), "same_lower", None, (2, 1), (1, 2), 2, False, False),
+    ((7, 8), (3, 2), "custom", (1, 2, 0, 1), (1, 2), (2, 1), 4, True, False),
+    ((4, 5, 6), (2, 3, 2), "same", None, (1, 2, 2), (1, 1, 1), 1, True, True),
+]
+
+
+@pytest.mark.parametrize("spatial,kernel,pad_type,pad,strides,dilations,groups,bias,tvm", CONVS)
+def test_conv(tmp_path: Path, spatial, kernel, pad_type, pad, strides, dilations, groups, bias, tvm):
+    n = len(spatial)
+    w = _r(8, 4 // groups, *kernel)
+    b = _r(8) if bias else None
+    kw = {"strides": strides, "dilations": dilations, "groups": groups, "pad_type": pad_type}
+    if pad is not None:
+        kw["pad"] = pad
+    if b is not None:
+        kw["bias"] = b
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 4, *spatial))], opset_version=ct.target.iOS16)
+    def prog(x):
+        return mb.conv(x=x, weight=w, **kw)
+
+    x = _r(2, 4, *spatial)
+    if pad_type == "custom":
+        pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(n)]
+    elif pad_type == "valid":
+        pairs = [(0, 0)] * n
+    else:
+        pairs = [
+            _same_pads(spatial[i], kernel[i], strides[i], dilations[i], pad_type == "same_lower")
+            for i in range(n)
+        ]
+    flat = [p for pair in reversed(pairs) for p in pair]
+    conv = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
+    want = conv(F.pad(_t(x), flat), _t(w), None if b is None else _t(b), strides, 0, dilations, groups)
+    path = save_program(prog, tmp_path, target=ct.target.iOS16)
+    check(path, {"x": x}, [want.numpy()], tvm=tvm, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_conv_linear_matmul_precision(tmp_path: Path, precision: str) -> None:
+    """Convolution, linear and matmul keep the program's precision (fp16 computes in
+    float16)."""
+    w, b = _r(6, 3, 3, 3), _r(6)
+    lw, lb = _r(5, 8), _r(5)
+
+    specs = [mb.TensorSpec(shape=s) for s in [(1, 3, 6, 8), (2, 6, 8), (4, 5)]]
+
+    @mb.program(input_specs=specs)
+    def prog(x, z, y):
+        c = mb.conv(x=x, weight=w, bias=b, pad_type="same")
+        lin = mb.linear(x=z, weight=lw, bias=lb)
+        return c, lin, mb.matmul(x=lin, y=y, transpose_y=True)
+
+    x, z, y = _r(1, 3, 6, 8), _r(2, 6, 8), _r(4, 5)
+    c = F.conv2d(_t(x), _t(w), _t(b), padding=1)
+    lin = F.linear(_t(z), _t(lw), _t(lb))
+    path = save_program(prog, tmp_path, precision=precision)
+    want_dtype = {"float16" if precision == "fp16" else "float32"}
+    for op in ("conv", "matmul"):
+        assert _dtypes(path, op) == want_dtype
+    want = [c.numpy(), lin.numpy(), torch.matmul(lin, _t(y).T).numpy()]
+    check(path, {"x": x, "z": z, "y": y}, want, **_tol(precision))
+
+
+CONV_TRANSPOSES = [
+    # spatial, kernel, pad_type, pad, output_shape, strides, dilations, groups
+    ((5, 6), (3, 3), "custom", (1, 1, 1, 1), (10, 12), (2, 2), (1, 1), 1),
+    ((5, 6), (3, 2), "same", None, None, (2, 3), (1, 1), 2),
+    ((5, 6), (2, 3), "valid", None, None, (1, 2), (2, 1), 1),
+    ((7,), (3,), "custom", (2, 0), None, (3,), (1,), 2),
+]
+
+
+@pytest.mark.parametrize(
+    "spatial,kernel,pad_type,pad,output_shape,strides,dilations,groups", CONV_TRANSPOSES
+)
+def test_conv_transpose(
+    tmp_path: Path, spatial, kernel, pad_type, pad, output_shape, strides, dilations, groups
+) -> None:
+    """The full transposed convolution, cropped by the begin padding and to the output
+    size (output_shape grows the end as torch's output_padding does)."""
+    n = len(spatial)
+    w, b = _r(4, 6 // groups, *kernel), _r(6)
+    kw = {"strides": strides, "dilations": dilations, "groups": groups, "pad_type": pad_type}
+    if pad is not None:
+        kw["pad"] = pad
+    if output_shape is not None:
+        kw["output_shape"] = (1, 6, *output_shape)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, *spatial))])
+    def prog(x):
+        return mb.conv_transpose(x=x, weight=w, bias=b, **kw)
+
+    x = _r(1, 4, *spatial)
+    convt = (F.conv_transpose1d, F.conv_transpose2d)[n - 1]
+    full = convt(_t(x), _t(w), None, strides, 0, 0, groups, dilations)
+    if pad_type == "custom":
+        begin = [pad[2 * i] for i in range(n)]
+        size = [full.shape[2 + i] - pad[2 * i] - pad[2 * i + 1] for i in range(n)]
+    elif pad_type == "same":
+        begin = [max(0, dilations[i] * (kernel[i] - 1) + 1 - strides[i]) // 2 for i in range(n)]
+        size = [spatial[i] * strides[i] for i in range(n)]
+    else:
+        begin, size = [0] * n, list(full.shape[2:])
+    size = list(output_shape or size)
+    grow = [max(0, begin[i] + size[i] - full.shape[2 + i]) for i in range(n)]
+    full = F.pad(full, [p for g in reversed(grow) for p in (0, g)])
+    want = full[(..., *[slice(begin[i], begin[i] + size[i]) for i in range(n)])]
+    want = want + _t(b).reshape(6, *[1] * n)  # the grown end holds the bias too
+    check(save_program(prog, tmp_path), {"x": x}, [want.numpy()], tvm=n == 2, atol=1e-5)
+
+
+def test_matmul_shapes(tmp_path: Path) -> None:
+    """numpy's rules: 1-D operands, broadcast batch axes, transposes of either operand."""
+    shapes = [(4,), (3, 4, 5), (2, 1, 5, 4), (3, 6, 4), (4, 3), (4, 2)]
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=s) for s in shapes])
+    def prog(a, b, c, d, e, f):
+        return (
+            mb.matmul(x=a, y=e),
+            mb.matmul(x=c, y=b, transpose_x=True, transpose_y=True),
+            mb.matmul(x=d, y=f),
+            mb.matmul(x=e, y=b, transpose_x=True),
+        )
+
+    vals = {k: _r(*s) for k, s in zip("abcdef", shapes)}
+    a, b, c, d, e, f = (vals[k] for k in "abcdef")
+    want = [a @ e, np.swapaxes(c, -1, -2) @ np.swapaxes(b, -1, -2), d @ f, e.T @ b]
+    check(save_program(prog, tmp_path), vals, want, tvm=False, atol=1e-5)
+
+
+def test_matmul_of_1d_x_and_batched_y_is_refused(tmp_path: Path) -> None:
+    """coremltools infers [1, 5] for (4,) @ (3, 4, 5), numpy [3, 5]: refused, not guessed."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(4,)), mb.TensorSpec(shape=(3, 4, 5))])
+    def prog(a, b):
+        return mb.matmul(x=a, y=b)
+
+    with pytest.raises(ConversionError, match="matmul node .*1-D x times a rank-3 y"):
+        import_coreml(save_program(prog, tmp_path))
+
+
+def test_einsum(tmp_path: Path) -> None:
+    """MIL's two equations, any letters, with the batch axes broadcast."""
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=s) for s in [(2, 3, 4, 5), (1, 5, 4, 6), (3, 1, 5), (5, 4, 2)]]
+    )
+    def prog(a, b, c, d):
+        return mb.einsum(values=(a, b), equation="abcd,adce->abce"), mb.einsum(
+            values=(c, d), equation="chw,whr->chr"
+        )
+
+    a, b, c, d = _r(2, 3, 4, 5), _r(1, 5, 4, 6), _r(3, 1, 5), _r(5, 4, 2)
+    want = [
+        np.einsum("abcd,adce->abce", a, np.broadcast_to(b, (2, 5, 4, 6))),
+        np.einsum("chw,whr->chr", np.broadcast_to(c, (3, 4, 5)), d),
+    ]
+    check(save_program(prog, tmp_path), {"a": a, "b": b, "c": c, "d": d}, want, atol=1e-5)
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_norms(tmp_path: Path, precision: str) -> None:
+    mean, var = _r(4), _r(4, lo=0.5, hi=2.0)
+    gamma, beta = _r(4, lo=0.5, hi=1.5), _r(4)
+    g2, b2 = _r(3, 5), _r(3, 5)
+    gl, bl = _r(5), _r(5)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 4, 3, 5))])
+    def prog(x):
+        return (
+            mb.batch_norm(x=x, mean=mean, variance=var, gamma=gamma, beta=beta, epsilon=1e-3),
+            mb.batch_norm(x=x, mean=mean, variance=var),
+            mb.instance_norm(x=x, gamma=gamma, beta=beta, epsilon=1e-4),
+            mb.layer_norm(x=x, axes=[-1], gamma=gl, beta=bl),
+            mb.layer_norm(x=x, axes=[2, 3], gamma=g2, beta=b2, epsilon=1e-3),
+            mb.layer_norm(x=x, axes=[1, 3]),
+            mb.layer_norm(x=x, axes=[0, 1, 2, 3]),
+            mb.l2_norm(x=x, epsilon=1e-4),
+            mb.local_response_norm(x=x, size=3, alpha=0.5, beta=0.6, k=1.5),
+        )
+
+    x = _r(2, 4, 3, 5, lo=-2, hi=2)
+    t = _t(x)
+    ln13 = (t - t.mean((1, 3), keepdim=True)) / torch.sqrt(t.var((1, 3), False, True) + 1e-5)
+    want = [
+        F.batch_norm(t, _t(mean), _t(var), _t(gamma), _t(beta), eps=1e-3),
+        F.batch_norm(t, _t(mean), _t(var)),
+        F.instance_norm(t, weight=_t(gamma), bias=_t(beta), eps=1e-4),
+        F.layer_norm(t, (5,), _t(gl), _t(bl)),
+        F.layer_norm(t, (3, 5), _t(g2), _t(b2), eps=1e-3),
+        ln13,
+        F.layer_norm(t, (2, 4, 3, 5)),
+        t / torch.sqrt((t * t).sum((1, 2, 3), keepdim=True) + 1e-4),
+        F.local_response_norm(t, 3, alpha=0.5, beta=0.6, k=1.5),
+    ]
+    path = save_program(prog, tmp_path, precision=precision)
+    if precision == "fp16":
+        assert _dtypes(path, "layer_norm") == {"float16"}
+    check(path, {"x": x}, [w.numpy() for w in want], **_tol(precision))
+
+
+def test_lrn_even_size_is_refused(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 2, 2))])
+    def prog(x):
+        return mb.local_response_norm(x=x, size=2)
+
+    with pytest.raises(ConversionError, match="local_response_norm node .*size 2 is even"):
+        import_coreml(save_program(prog, tmp_path))
