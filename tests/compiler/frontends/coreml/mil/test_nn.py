@@ -55,7 +55,9 @@ CONVS = [
 
 
 @pytest.mark.parametrize("spatial,kernel,pad_type,pad,strides,dilations,groups,bias,tvm", CONVS)
-def test_conv(tmp_path: Path, spatial, kernel, pad_type, pad, strides, dilations, groups, bias, tvm):
+def test_conv(
+    tmp_path: Path, spatial, kernel, pad_type, pad, strides, dilations, groups, bias, tvm
+):
     n = len(spatial)
     w = _r(8, 4 // groups, *kernel)
     b = _r(8) if bias else None
@@ -81,7 +83,9 @@ def test_conv(tmp_path: Path, spatial, kernel, pad_type, pad, strides, dilations
         ]
     flat = [p for pair in reversed(pairs) for p in pair]
     conv = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
-    want = conv(F.pad(_t(x), flat), _t(w), None if b is None else _t(b), strides, 0, dilations, groups)
+    want = conv(
+        F.pad(_t(x), flat), _t(w), None if b is None else _t(b), strides, 0, dilations, groups
+    )
     path = save_program(prog, tmp_path, target=ct.target.iOS16)
     check(path, {"x": x}, [want.numpy()], tvm=tvm, atol=1e-5)
 
@@ -194,7 +198,9 @@ def test_einsum(tmp_path: Path) -> None:
     """MIL's two equations, any letters, with the batch axes broadcast."""
 
     @mb.program(
-        input_specs=[mb.TensorSpec(shape=s) for s in [(2, 3, 4, 5), (1, 5, 4, 6), (3, 1, 5), (5, 4, 2)]]
+        input_specs=[
+            mb.TensorSpec(shape=s) for s in [(2, 3, 4, 5), (1, 5, 4, 6), (3, 1, 5), (5, 4, 2)]
+        ]
     )
     def prog(a, b, c, d):
         return mb.einsum(values=(a, b), equation="abcd,adce->abce"), mb.einsum(
@@ -260,3 +266,197 @@ def test_lrn_even_size_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConversionError, match="local_response_norm node .*size 2 is even"):
         import_coreml(save_program(prog, tmp_path))
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+
+def _window_sum(x: torch.Tensor, kernel, strides, pads) -> torch.Tensor:
+    """Sum of each window of x padded with zeros (pads as (begin, end) pairs)."""
+    n = len(kernel)
+    xp = F.pad(x, [p for pair in reversed(pads) for p in pair])
+    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
+    return pool(xp, kernel, strides) * float(np.prod(kernel))
+
+
+def test_pools(tmp_path: Path) -> None:
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(2, 3, 7, 8)), mb.TensorSpec(shape=(1, 2, 4, 5, 6))]
+    )
+    def prog(x, v):
+        same = {"kernel_sizes": [3, 2], "strides": [2, 3], "pad_type": "same"}
+        ceil = {"kernel_sizes": [3, 3], "strides": [2, 2], "pad_type": "custom"}
+        return (
+            mb.max_pool(x=x, **same),
+            mb.avg_pool(x=x, **same),
+            mb.avg_pool(x=x, **same, exclude_padding_from_average=True),
+            mb.max_pool(x=x, **ceil, pad=[1, 1, 1, 1], ceil_mode=True),
+            mb.avg_pool(x=x, **ceil, pad=[1, 1, 0, 0], ceil_mode=True),
+            mb.avg_pool(x=v, kernel_sizes=[2, 2, 3], strides=[1, 2, 2], pad_type="valid"),
+            mb.l2_pool(
+                x=x, kernel_sizes=[2, 3], strides=[2, 2], pad_type="custom", pad=[0, 1, 1, 1]
+            ),
+        )
+
+    x, v = _r(2, 3, 7, 8), _r(1, 2, 4, 5, 6)
+    t = _t(x)
+    pads = [_same_pads(7, 3, 2, 1, False), _same_pads(8, 2, 3, 1, False)]
+    flat = [p for pair in reversed(pads) for p in pair]
+    count = _window_sum(torch.ones(1, 1, 7, 8, dtype=torch.float64), [3, 2], [2, 3], pads)
+    want = [
+        F.max_pool2d(F.pad(t, flat, value=-np.inf), [3, 2], [2, 3]),
+        _window_sum(t, [3, 2], [2, 3], pads) / 6,
+        _window_sum(t, [3, 2], [2, 3], pads) / count,
+        F.max_pool2d(t, 3, 2, 1, ceil_mode=True),
+        F.avg_pool2d(t, 3, 2, [1, 0], ceil_mode=True),
+        F.avg_pool3d(_t(v), [2, 2, 3], [1, 2, 2]),
+        torch.sqrt(_window_sum(t * t, [2, 3], [2, 2], [(0, 1), (1, 1)])),
+    ]
+    check(save_program(prog, tmp_path), {"x": x, "v": v}, [w.numpy() for w in want], atol=1e-5)
+
+
+def test_pool_ceil_mode_window_past_the_input_is_refused(tmp_path: Path) -> None:
+    """Without padding MIL keeps a last ceil_mode window that starts past the input."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 5, 5))])
+    def prog(x):
+        return mb.max_pool(
+            x=x, kernel_sizes=[1, 1], strides=[3, 3], pad_type="valid", ceil_mode=True
+        )
+
+    with pytest.raises(ConversionError, match="max_pool node .*starts past the input"):
+        import_coreml(save_program(prog, tmp_path))
+
+
+# -- up- and re-sampling ---------------------------------------------------------------------
+
+
+def _grid(mode: str, n_in: int, n_out: int) -> np.ndarray:
+    """MIL's sampling grid (resize_bilinear's docstring), clamped to the input."""
+    i = np.arange(n_out, dtype=np.float64)
+    if mode in ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS"):
+        if n_out == 1:
+            g = np.full(1, (n_in - 1) / 2 if mode == "ALIGN_CORNERS" else 0.0)
+        else:
+            g = i * (n_in - 1) / (n_out - 1)
+    elif mode == "DEFAULT":
+        g = i * (n_in - n_in / n_out) / (n_out - 1) if n_out > 1 else np.zeros(1)
+    elif mode == "OFFSET_CORNERS":
+        delta = max(1, n_in - 1) / n_out
+        g = 0.5 * delta + i * delta
+    else:  # UNALIGN_CORNERS
+        g = i * n_in / n_out + 0.5 * n_in / n_out - 0.5
+    return np.clip(g, 0, n_in - 1)
+
+
+def test_grid_matches_the_docstring_examples() -> None:
+    np.testing.assert_allclose(_grid("UNALIGN_CORNERS", 2, 5), [0, 0.1, 0.5, 0.9, 1])
+    np.testing.assert_allclose(_grid("DEFAULT", 2, 6), [0, 1 / 3, 2 / 3, 1, 1, 1])
+    np.testing.assert_allclose(_grid("OFFSET_CORNERS", 2, 5), [0.1, 0.3, 0.5, 0.7, 0.9])
+
+
+def _lerp(x: np.ndarray, axis: int, g: np.ndarray) -> np.ndarray:
+    lo = np.floor(g).astype(int)
+    hi = np.minimum(lo + 1, x.shape[axis] - 1)
+    shape = [1] * x.ndim
+    shape[axis] = len(g)
+    f = (g - lo).reshape(shape)
+    return np.take(x, lo, axis) * (1 - f) + np.take(x, hi, axis) * f
+
+
+def _bilinear(x: np.ndarray, mode: str, h: int, w: int) -> np.ndarray:
+    y = _lerp(x.astype(np.float64), -2, _grid(mode, x.shape[-2], h))
+    return _lerp(y, -1, _grid(mode, x.shape[-1], w))
+
+
+def test_resize_bilinear_modes(tmp_path: Path) -> None:
+    modes = [
+        "STRICT_ALIGN_CORNERS",
+        "ALIGN_CORNERS",
+        "DEFAULT",
+        "OFFSET_CORNERS",
+        "UNALIGN_CORNERS",
+    ]
+    sizes = [(7, 1), (1, 3), (3, 9)]
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 4, 5))])
+    def prog(x):
+        return tuple(
+            mb.resize_bilinear(x=x, target_size_height=h, target_size_width=w, sampling_mode=m)
+            for m in modes
+            for h, w in sizes
+        )
+
+    x = _r(2, 4, 5)
+    want = [_bilinear(x, m, h, w) for m in modes for h, w in sizes]
+    check(save_program(prog, tmp_path), {"x": x}, want, atol=1e-5)
+
+
+def test_upsample_bilinear(tmp_path: Path) -> None:
+    """align_corners True/False as torch's interpolate (scale recomputed from the sizes);
+    iOS16's half_pixel_centers=False samples at i * in / out."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 3, 4))], opset_version=ct.target.iOS16)
+    def prog(x):
+        return (
+            mb.upsample_bilinear(x=x, scale_factor_height=2.0, scale_factor_width=1.5),
+            mb.upsample_bilinear(
+                x=x, scale_factor_height=2.5, scale_factor_width=2.0, align_corners=False
+            ),
+            mb.upsample_bilinear(
+                x=x,
+                scale_factor_height=2,
+                scale_factor_width=3,
+                align_corners=False,
+                half_pixel_centers=False,
+            ),
+        )
+
+    x = _r(1, 2, 3, 4)
+    t = _t(x)
+    want = [
+        F.interpolate(t, size=(6, 6), mode="bilinear", align_corners=True),
+        F.interpolate(t, size=(7, 8), mode="bilinear", align_corners=False),
+        torch.from_numpy(_bilinear(x, "DEFAULT", 6, 12)),
+    ]
+    path = save_program(prog, tmp_path, target=ct.target.iOS16)
+    check(path, {"x": x}, [w.numpy() for w in want], tvm=False, atol=1e-5)
+
+
+def test_upsample_bilinear_with_both_alignments_is_refused(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 2, 2))], opset_version=ct.target.iOS16)
+    def prog(x):
+        return mb.upsample_bilinear(
+            x=x,
+            scale_factor_height=2,
+            scale_factor_width=2,
+            align_corners=True,
+            half_pixel_centers=True,
+        )
+
+    with pytest.raises(ConversionError, match="upsample_bilinear node .*both set"):
+        import_coreml(save_program(prog, tmp_path, target=ct.target.iOS16))
+
+
+def test_nearest_neighbor(tmp_path: Path) -> None:
+    """Output i reads input floor(i / scale), or floor(i * in / out) for target sizes."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 4, 5))])
+    def prog(x):
+        return (
+            mb.upsample_nearest_neighbor(x=x, scale_factor_height=2, scale_factor_width=3),
+            mb.upsample_nearest_neighbor(x=x, scale_factor_height=1.5, scale_factor_width=0.5),
+            mb.resize_nearest_neighbor(x=x, target_size_height=7, target_size_width=3),
+        )
+
+    x = _r(1, 2, 4, 5)
+
+    def pick(hi: np.ndarray, wi: np.ndarray) -> np.ndarray:
+        return x[:, :, hi][:, :, :, wi]
+
+    want = [
+        pick(np.arange(8) // 2, np.arange(15) // 3),
+        pick(np.floor(np.arange(6) / 1.5).astype(int), np.arange(2) * 2),
+        pick(np.arange(7) * 4 // 7, np.arange(3) * 5 // 3),
+    ]
+    check(save_program(prog, tmp_path), {"x": x}, want)
