@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from coremlutil import check, ct, save_program
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import types
+from coremlutil import check, ct, save_program
 
 from compiler.frontends.coreml.importer import import_coreml
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from coremlutil import check, ct, save_program
 from coremltools.converters.mil import Builder as mb
+from coremlutil import check, ct, save_program
 
 from compiler.errors import ConversionError
 from compiler.frontends.coreml.importer import import_coreml
