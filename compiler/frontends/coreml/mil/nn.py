@@ -332,16 +332,17 @@ def l2_pool(ctx: MilContext) -> Value:
 # -- up- and re-sampling ---------------------------------------------------------------------
 
 
-def _resize_hw(
+def _resize(
     ctx: MilContext,
     x: Value,
+    k: int,
     mode: str,
     coords: str,
     scales: list[float] | None = None,
     roi: list[float] | None = None,
-    nearest: str = "floor",
 ) -> Value:
-    """The core resize of the last two axes to the output size pymil inferred."""
+    """The core resize of the last ``k`` axes to the output size pymil inferred; ``scales``
+    and ``roi`` (starts then ends) for those axes. Nearest reads floor(source coordinate)."""
     out = ctx.out_shape()
     if not static_dims(out):
         raise ctx.error(f"needs a static output size, got {out}")
@@ -350,26 +351,61 @@ def _resize_hw(
         "sizes": [int(d) for d in out],
         "mode": mode,
         "coordinate_transformation_mode": coords,
-        "nearest_mode": nearest,
+        "nearest_mode": "floor",
     }
     if scales is not None:
-        attrs["scales"] = [1.0] * (r - 2) + scales
+        attrs["scales"] = [1.0] * (r - k) + scales
     if roi is not None:
-        attrs["roi"] = [0.0] * (r - 2) + roi[:2] + [1.0] * (r - 2) + roi[2:]
+        attrs["roi"] = [0.0] * (r - k) + roi[:k] + [1.0] * (r - k) + roi[k:]
     return ctx.emit("resize", x, **attrs)
+
+
+def _bilinear(ctx: MilContext, x: Value, k: int, mode: str) -> Value:
+    """Linear interpolation of the last ``k`` axes with MIL's grid modes, as resize
+    coordinate transforms (coordinates clamp to the input): STRICT_ALIGN_CORNERS ->
+    align_corners; ALIGN_CORNERS -> the same but the middle for one output, which
+    tf_crop_and_resize over the whole input gives; DEFAULT -> asymmetric; UNALIGN_CORNERS
+    -> half_pixel; OFFSET_CORNERS samples at (i + 0.5) * max(1, in - 1) / out, a
+    crop-and-resize window that stays inside the input."""
+    simple = {
+        "STRICT_ALIGN_CORNERS": "align_corners",
+        "DEFAULT": "asymmetric",
+        "UNALIGN_CORNERS": "half_pixel",
+    }
+    if not x.dtype.is_float:
+        raise ctx.error(f"linear interpolation needs a float input, got {x.dtype}")
+    if mode in simple:
+        return _resize(ctx, x, k, "linear", simple[mode])
+    if mode == "ALIGN_CORNERS":
+        return _resize(ctx, x, k, "linear", "tf_crop_and_resize", roi=[0.0] * k + [1.0] * k)
+    if mode != "OFFSET_CORNERS":
+        raise ctx.error(f"unknown sampling_mode {mode!r}")
+    starts, ends = [], []
+    for d, o in zip(x.shape[-k:], ctx.out_shape()[-k:]):
+        if not isinstance(d, int):
+            raise ctx.error(f"needs static sizes in the resized axes, got {list(x.shape)}")
+        if d == 1:  # every coordinate clamps to the one input pixel
+            starts.append(0.0)
+            ends.append(1.0)
+            continue
+        delta = max(1, d - 1) / int(o)
+        start = delta / 2 / (d - 1)
+        starts.append(start)
+        ends.append(start + delta * (int(o) - 1) / (d - 1))
+    return _resize(ctx, x, k, "linear", "tf_crop_and_resize", roi=starts + ends)
 
 
 @mil_op("upsample_nearest_neighbor")
 def upsample_nearest_neighbor(ctx: MilContext) -> Value:
     """Output (i, j) reads input (floor(i / scale_h), floor(j / scale_w))."""
     scales = [float(ctx.attr("scale_factor_height", 1)), float(ctx.attr("scale_factor_width", 1))]
-    return _resize_hw(ctx, ctx.x("x"), "nearest", "asymmetric", scales=scales)
+    return _resize(ctx, ctx.x("x"), 2, "nearest", "asymmetric", scales=scales)
 
 
 @mil_op("resize_nearest_neighbor")
 def resize_nearest_neighbor(ctx: MilContext) -> Value:
     """Output i reads input floor(i * in / out) on each of the last two axes."""
-    return _resize_hw(ctx, ctx.x("x"), "nearest", "asymmetric")
+    return _resize(ctx, ctx.x("x"), 2, "nearest", "asymmetric")
 
 
 @mil_op("upsample_bilinear")
@@ -383,39 +419,117 @@ def upsample_bilinear(ctx: MilContext) -> Value:
     if align and half:
         raise ctx.error("align_corners and half_pixel_centers are both set")
     coords = "align_corners" if align else "half_pixel" if half else "asymmetric"
-    return _resize_hw(ctx, ctx.x("x"), "linear", coords)
+    return _resize(ctx, ctx.x("x"), 2, "linear", coords)
 
 
 @mil_op("resize_bilinear")
 def resize_bilinear(ctx: MilContext) -> Value:
-    """Bilinear with MIL's grid modes, as resize coordinate transforms (coordinates clamp to
-    the input): STRICT_ALIGN_CORNERS -> align_corners; ALIGN_CORNERS -> the same but the
-    middle for one output, which tf_crop_and_resize over the whole input gives;
-    DEFAULT -> asymmetric; UNALIGN_CORNERS -> half_pixel; OFFSET_CORNERS samples at
-    (i + 0.5) * max(1, in - 1) / out, a crop-and-resize window that stays inside."""
+    return _bilinear(ctx, ctx.x("x"), 2, ctx.attr("sampling_mode", "DEFAULT"))
+
+
+@mil_op("resize")
+def resize(ctx: MilContext) -> Value:
+    """iOS17: the last ``resized_dims`` axes to the sizes pymil inferred from ``shape``
+    (which must be known). NEAREST_NEIGHBOR is defined for the DEFAULT grid only: input
+    floor(i * in / out)."""
     x = ctx.x("x")
+    k = int(ctx.attr("resized_dims"))
     mode = ctx.attr("sampling_mode", "DEFAULT")
-    simple = {
-        "STRICT_ALIGN_CORNERS": "align_corners",
-        "DEFAULT": "asymmetric",
-        "UNALIGN_CORNERS": "half_pixel",
-    }
-    if mode in simple:
-        return _resize_hw(ctx, x, "linear", simple[mode])
-    if mode == "ALIGN_CORNERS":
-        return _resize_hw(ctx, x, "linear", "tf_crop_and_resize", roi=[0.0, 0.0, 1.0, 1.0])
-    if mode != "OFFSET_CORNERS":
-        raise ctx.error(f"unknown sampling_mode {mode!r}")
-    starts, ends = [], []
-    for d, o in zip(x.shape[-2:], ctx.out_shape()[-2:]):
-        if not isinstance(d, int):
-            raise ctx.error(f"needs static sizes in the last two axes, got {list(x.shape)}")
-        if d == 1:  # every coordinate clamps to the one input pixel
-            starts.append(0.0)
-            ends.append(1.0)
-            continue
-        delta = max(1, d - 1) / int(o)
-        start = delta / 2 / (d - 1)
-        starts.append(start)
-        ends.append(start + delta * (int(o) - 1) / (d - 1))
-    return _resize_hw(ctx, x, "linear", "tf_crop_and_resize", roi=starts + ends)
+    if k == 0:
+        return ctx.emit("identity", x)
+    if ctx.attr("interpolation_mode", "LINEAR") == "LINEAR":
+        return _bilinear(ctx, x, k, mode)
+    if mode != "DEFAULT":
+        raise ctx.error(f"NEAREST_NEIGHBOR with sampling_mode {mode}: Core ML does not define it")
+    return _resize(ctx, x, k, "nearest", "asymmetric")
+
+
+# -- sampling at computed positions ----------------------------------------------------------
+
+
+def _grid_sample(ctx: MilContext, x: Value, grid: Value, align: bool) -> Value:
+    """Samples x at normalized positions (x, y) in [-1, 1], as PyTorch's grid_sample.
+    MIL's padding modes: constant (any padding_value: x - v is sampled with zeros, then v
+    added back, exact since the taps' weights sum to 1), border, reflection (about the edge
+    pixels' centers, which is PyTorch's with align_corners) and symmetric (about their
+    outer edges, PyTorch's without)."""
+    sampling = ctx.attr("sampling_mode", "bilinear")
+    if sampling not in ("bilinear", "nearest"):
+        raise ctx.error(f"unknown sampling_mode {sampling!r}")
+    padding = ctx.attr("padding_mode", "constant")
+    if padding in ("reflection", "symmetric") and align != (padding == "reflection"):
+        raise ctx.error(
+            f"padding_mode {padding} with align_corners={align}: Core ML does not define it"
+        )
+    modes = {"constant": "zeros", "border": "border", "reflection": "reflection"}
+    if padding not in modes and padding != "symmetric":
+        raise ctx.error(f"unknown padding_mode {padding!r}")
+    value = float(ctx.attr("padding_value", 0.0)) if padding == "constant" else 0.0
+    src = x if value == 0 else ctx.emit("sub", x, scalar(ctx, value, x))
+    y = ctx.emit(
+        "grid_sample",
+        src,
+        grid,
+        mode="linear" if sampling == "bilinear" else "nearest",
+        padding_mode=modes.get(padding, "reflection"),
+        align_corners=align,
+    )
+    return y if value == 0 else ctx.emit("add", y, scalar(ctx, value, x))
+
+
+@mil_op("resample")
+def resample(ctx: MilContext) -> Value:
+    """Samples x [B, C, H, W] at ``coordinates`` [B, H2, W2, 2] given as (x, y): in [-1, 1],
+    in [0, 1], or unnormalized pixels (0 and size - 1 the corner pixels' centers)."""
+    x = ctx.x("x")
+    coords = ctx.x("coordinates")
+    if not coords.dtype.is_float:
+        coords = ctx.emit("cast", coords, to="float32")
+    mode = ctx.attr("coordinates_mode", "normalized_minus_one_to_one")
+    align = bool(ctx.attr("align_corners", False))
+    one = ctx.const(np.asarray(1, coords.dtype.np))
+    if mode == "normalized_zero_to_one":
+        coords = ctx.emit("sub", ctx.emit("add", coords, coords), one)
+    elif mode == "unnormalized":
+        h, w = x.shape[2:]
+        if not (isinstance(h, int) and isinstance(w, int) and h > 1 and w > 1):
+            raise ctx.error(f"unnormalized coordinates need a static H, W > 1, got {x.shape}")
+        scale = ctx.const(np.asarray([2 / (w - 1), 2 / (h - 1)], coords.dtype.np))
+        coords, align = ctx.emit("sub", ctx.emit("mul", coords, scale), one), True
+    elif mode != "normalized_minus_one_to_one":
+        raise ctx.error(f"unknown coordinates_mode {mode!r}")
+    return _grid_sample(ctx, x, coords, align)
+
+
+@mil_op("affine")
+def affine(ctx: MilContext) -> Value:
+    """PyTorch's affine_grid + grid_sample: output pixel (x, y), normalized to [-1, 1] over
+    the output, reads the input at (a0 x + a1 y + a2, b0 x + b1 y + b2); one matrix
+    [a0 a1 a2 b0 b1 b2] per batch entry, or one for all."""
+    x = ctx.x("x")
+    if ctx.attr("coordinates_mode", "normalized_minus_one_to_one") != (
+        "normalized_minus_one_to_one"
+    ):
+        raise ctx.error("only coordinates_mode normalized_minus_one_to_one is defined")
+    align = bool(ctx.attr("align_corners", True))
+    h, w = int(ctx.attr("output_height")), int(ctx.attr("output_width"))
+    theta = ctx.x("transform_matrix")
+    if not theta.dtype.is_float:
+        theta = ctx.emit("cast", theta, to="float32")
+    d = theta.shape[0]
+
+    def axis(n: int) -> np.ndarray:
+        i = np.arange(n, dtype=np.float64)
+        if align:
+            return i * 2 / (n - 1) - 1 if n > 1 else np.zeros(1)
+        return (2 * i + 1) / n - 1
+
+    gy, gx = np.meshgrid(axis(h), axis(w), indexing="ij")
+    base = np.stack([gx, gy, np.ones_like(gx)], -1).reshape(h * w, 3)
+    t = ctx.emit("transpose", ctx.emit("reshape", theta, shape=[d, 2, 3]), perm=[0, 2, 1])
+    grid = ctx.emit("matmul", ctx.const(base.astype(theta.dtype.np)), t)
+    grid = ctx.emit("reshape", grid, shape=[d, h, w, 2])
+    b = x.shape[0]
+    if d != b:
+        grid = ctx.emit("broadcast_to", grid, shape=[b, h, w, 2])
+    return _grid_sample(ctx, x, grid, align)

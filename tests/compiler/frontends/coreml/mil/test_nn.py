@@ -460,3 +460,141 @@ def test_nearest_neighbor(tmp_path: Path) -> None:
         pick(np.arange(7) * 4 // 7, np.arange(3) * 5 // 3),
     ]
     check(save_program(prog, tmp_path), {"x": x}, want)
+
+
+def test_resize_ios17(tmp_path: Path) -> None:
+    """iOS17 resize: the last resized_dims axes, linear with MIL's grids or nearest."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 3, 4))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return (
+            mb.resize(
+                x=x,
+                shape=np.array([5, 0, 7], np.int32),
+                resized_dims=np.uint32(3),
+                sampling_mode="UNALIGN_CORNERS",
+            ),
+            mb.resize(
+                x=x,
+                shape=np.array([4, 6], np.int32),
+                resized_dims=np.uint32(2),
+                sampling_mode="OFFSET_CORNERS",
+            ),
+            mb.resize(
+                x=x,
+                shape=np.array([7, 3], np.int32),
+                resized_dims=np.uint32(2),
+                interpolation_mode="NEAREST_NEIGHBOR",
+            ),
+        )
+
+    x = _r(1, 2, 3, 4)
+    first = _lerp(x.astype(np.float64), 1, _grid("UNALIGN_CORNERS", 2, 5))
+    first = _lerp(
+        _lerp(first, 2, _grid("UNALIGN_CORNERS", 3, 3)), 3, _grid("UNALIGN_CORNERS", 4, 7)
+    )
+    want = [
+        first,
+        _bilinear(x, "OFFSET_CORNERS", 4, 6),
+        x[:, :, np.arange(7) * 3 // 7][:, :, :, np.arange(3) * 4 // 3],
+    ]
+    check(save_program(prog, tmp_path, target=ct.target.iOS17), {"x": x}, want, atol=1e-5)
+
+
+def test_resize_nearest_with_a_grid_mode_is_refused(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 3, 4))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return mb.resize(
+            x=x,
+            shape=np.array([6, 8], np.int32),
+            resized_dims=np.uint32(2),
+            interpolation_mode="NEAREST_NEIGHBOR",
+            sampling_mode="ALIGN_CORNERS",
+        )
+
+    with pytest.raises(ConversionError, match="resize node .*NEAREST_NEIGHBOR with sampling_mode"):
+        import_coreml(save_program(prog, tmp_path, target=ct.target.iOS17))
+
+
+RESAMPLES = [
+    # sampling, padding, value, coordinates_mode, align, torch padding
+    ("bilinear", "constant", 0.0, "normalized_minus_one_to_one", False, "zeros"),
+    ("bilinear", "constant", 0.5, "normalized_minus_one_to_one", True, "zeros"),
+    ("nearest", "border", 0.0, "normalized_minus_one_to_one", True, "border"),
+    ("bilinear", "reflection", 0.0, "normalized_zero_to_one", True, "reflection"),
+    ("bilinear", "symmetric", 0.0, "normalized_minus_one_to_one", False, "reflection"),
+    ("bilinear", "border", 0.0, "unnormalized", False, "border"),
+]
+
+
+def test_resample(tmp_path: Path) -> None:
+    """resample is PyTorch's grid_sample; padding_value v pads with v."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3, 4, 5)), mb.TensorSpec(shape=(2, 3, 6, 2))])
+    def prog(x, g):
+        return tuple(
+            mb.resample(
+                x=x,
+                coordinates=g,
+                sampling_mode=s,
+                padding_mode=p,
+                padding_value=v,
+                coordinates_mode=c,
+                align_corners=a,
+            )
+            for s, p, v, c, a, _ in RESAMPLES
+        )
+
+    x, g = _r(2, 3, 4, 5), _r(2, 3, 6, 2, lo=-1.3, hi=1.3)
+    want = []
+    for s, _, v, c, a, tp in RESAMPLES:
+        grid = _t(g)
+        if c == "normalized_zero_to_one":
+            grid = 2 * grid - 1
+        elif c == "unnormalized":  # pixels: 0 and size - 1 are the corner pixels' centers
+            grid, a = grid * torch.tensor([2 / 4, 2 / 3], dtype=torch.float64) - 1, True
+        mode = "bilinear" if s == "bilinear" else "nearest"
+        want.append((F.grid_sample(_t(x) - v, grid, mode, tp, a) + v).numpy())
+    check(save_program(prog, tmp_path), {"x": x, "g": g}, want, atol=1e-5)
+
+
+def test_resample_reflection_without_align_corners_is_refused(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 4, 5)), mb.TensorSpec(shape=(1, 3, 6, 2))])
+    def prog(x, g):
+        return mb.resample(
+            x=x,
+            coordinates=g,
+            sampling_mode="bilinear",
+            padding_mode="reflection",
+            padding_value=0.0,
+            coordinates_mode="normalized_minus_one_to_one",
+            align_corners=False,
+        )
+
+    with pytest.raises(ConversionError, match="resample node .*reflection with align_corners"):
+        import_coreml(save_program(prog, tmp_path))
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_affine(tmp_path: Path, align: bool) -> None:
+    """affine is PyTorch's affine_grid + grid_sample; one matrix for every batch entry."""
+    theta = np.array([[0.8, -0.3, 0.1, 0.2, 1.1, -0.2]], np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3, 5, 6))])
+    def prog(x):
+        return mb.affine(
+            x=x,
+            transform_matrix=theta,
+            output_height=4,
+            output_width=7,
+            sampling_mode="bilinear",
+            padding_mode="constant",
+            padding_value=0.0,
+            coordinates_mode="normalized_minus_one_to_one",
+            align_corners=align,
+        )
+
+    x = _r(2, 3, 5, 6)
+    grid = F.affine_grid(_t(theta).reshape(1, 2, 3).expand(2, 2, 3), [2, 3, 4, 7], align)
+    want = F.grid_sample(_t(x), grid, "bilinear", "zeros", align)
+    check(save_program(prog, tmp_path), {"x": x}, [want.numpy()], tvm=align, atol=1e-5)
