@@ -533,3 +533,139 @@ def affine(ctx: MilContext) -> Value:
     if d != b:
         grid = ctx.emit("broadcast_to", grid, shape=[b, h, w, 2])
     return _grid_sample(ctx, x, grid, align)
+
+
+_BOX_ORDER = {
+    "CORNERS_HEIGHT_FIRST": (0, 1, 2, 3),
+    "CORNERS_WIDTH_FIRST": (1, 0, 3, 2),
+    "CENTER_SIZE_HEIGHT_FIRST": (0, 1, 2, 3),
+    "CENTER_SIZE_WIDTH_FIRST": (1, 0, 3, 2),
+}
+"""Columns of (h, w, h, w) in each box layout: corners, or center then size."""
+
+
+def _box_positions(
+    ctx: MilContext, boxes: Value, size: tuple[int, int], out: tuple[int, int]
+) -> tuple[Value, Value]:
+    """Sample rows [N, out_h] and columns [N, out_w] in input pixels: the corners of each box
+    and evenly between (TensorFlow's crop_and_resize); one sample is the box's centre with
+    ALIGN_CORNERS, its start with STRICT_ALIGN_CORNERS."""
+    mode = ctx.attr("sampling_mode", "DEFAULT")
+    if mode not in ("ALIGN_CORNERS", "STRICT_ALIGN_CORNERS"):
+        raise ctx.error(
+            f"sampling_mode {mode}: Core ML does not say how that grid fits a box; only "
+            "ALIGN_CORNERS and STRICT_ALIGN_CORNERS are converted"
+        )
+    layout = ctx.attr("box_coordinate_mode", "CORNERS_HEIGHT_FIRST")
+    if layout not in _BOX_ORDER:
+        raise ctx.error(f"unknown box_coordinate_mode {layout!r}")
+    cols = [
+        ctx.emit("gather", boxes, ctx.const(np.asarray([c], np.int32)), axis=1)
+        for c in _BOX_ORDER[layout]
+    ]
+    normalized = bool(ctx.attr("normalized_coordinates", False))
+    scale = float(ctx.attr("spatial_scale", 1.0))
+    result = []
+    for axis in range(2):
+        a, b = cols[axis], cols[2 + axis]
+        if layout.startswith("CENTER"):
+            half = ctx.emit("mul", b, ctx.const(np.asarray(0.5, np.float32)))
+            a, b = ctx.emit("sub", a, half), ctx.emit("add", a, half)
+        factor = scale * ((size[axis] - 1) if normalized else 1)
+        a, b = (ctx.emit("mul", v, ctx.const(np.asarray(factor, np.float32))) for v in (a, b))
+        n = out[axis]
+        if n > 1:
+            t = np.arange(n) / (n - 1)
+        else:
+            t = np.full(1, 0.5 if mode == "ALIGN_CORNERS" else 0.0)
+        step = ctx.emit("mul", ctx.emit("sub", b, a), ctx.const(t[None].astype(np.float32)))
+        result.append(ctx.emit("add", a, step))
+    return result[0], result[1]
+
+
+def _crop(ctx: MilContext, images: Value, rows: Value, cols: Value) -> Value:
+    """Bilinear samples of images [M, C, H, W] at rows [M, h] x cols [M, w] (pixels);
+    samples outside the image are pad_value."""
+    m, _, h, w = images.shape
+    oh, ow = rows.shape[1], cols.shape[1]
+    grid_axes = []
+    masks = []
+    for pos, size in ((cols, w), (rows, h)):
+        factor = 2 / (size - 1) if size > 1 else 0.0
+        scaled = ctx.emit("mul", pos, ctx.const(np.asarray(factor, np.float32)))
+        grid_axes.append(ctx.emit("sub", scaled, ctx.const(np.asarray(1, np.float32))))
+        lo = ctx.emit("less", pos, ctx.const(np.asarray(0, np.float32)))
+        hi = ctx.emit("greater", pos, ctx.const(np.asarray(size - 1, np.float32)))
+        masks.append(ctx.emit("logical_or", lo, hi))
+    gx = ctx.emit(
+        "broadcast_to", ctx.emit("reshape", grid_axes[0], shape=[m, 1, ow, 1]), shape=[m, oh, ow, 1]
+    )
+    gy = ctx.emit(
+        "broadcast_to", ctx.emit("reshape", grid_axes[1], shape=[m, oh, 1, 1]), shape=[m, oh, ow, 1]
+    )
+    grid = ctx.emit("concat", gx, gy, axis=3)
+    y = ctx.emit(
+        "grid_sample", images, grid, mode="linear", padding_mode="border", align_corners=True
+    )
+    outside = ctx.emit(
+        "logical_or",
+        ctx.emit("reshape", masks[0], shape=[m, 1, 1, ow]),
+        ctx.emit("reshape", masks[1], shape=[m, 1, oh, 1]),
+    )
+    pad = scalar(ctx, float(ctx.attr("pad_value", 0.0)), images)
+    return ctx.emit("where", outside, pad, y)
+
+
+@mil_op("crop_resize")
+def crop_resize(ctx: MilContext) -> Value:
+    """Crops boxes out of x [B, C, H, W] and resizes each bilinearly to target_height x
+    target_width. Up to iOS16 ``roi`` [N, 1, 4 or 5, 1, 1] (a leading image index, or every
+    box on every image: [N, B, C, h, w]); from iOS17 ``boxes`` [N, 4] with ``box_indices``
+    (default 0..N-1): [N, C, h, w]."""
+    x = ctx.x("x")
+    b, c, h, w = x.shape
+    if not all(isinstance(d, int) for d in (b, c, h, w)):
+        raise ctx.error(f"needs a static input shape, got {list(x.shape)}")
+    out = (int(ctx.attr("target_height", 1)), int(ctx.attr("target_width", 1)))
+    if ctx.has("boxes"):
+        boxes = ctx.x("boxes")
+        n = boxes.shape[0]
+        if ctx.has("box_indices"):
+            index = ctx.x("box_indices")
+        else:
+            index = ctx.const(np.arange(n, dtype=np.int32))
+    else:
+        roi = ctx.x("roi")
+        n, k = roi.shape[0], roi.shape[2]
+        flat = ctx.emit("reshape", roi, shape=[n, k])
+        index = None
+        if k == 5:
+            if b != 1:
+                raise ctx.error(
+                    "a 5-element roi with B > 1: pymil and Core ML disagree on the shape"
+                )
+            index = ctx.const(np.zeros(n, np.int32))
+        keep = np.arange(k - 4, k, dtype=np.int32)
+        boxes = ctx.emit("gather", flat, ctx.const(keep), axis=1)
+    if not boxes.dtype.is_float or boxes.dtype != "float32":
+        boxes = ctx.emit("cast", boxes, to="float32")
+    rows, cols = _box_positions(ctx, boxes, (h, w), out)
+    if index is not None:
+        if index.dtype not in ("int32", "int64"):
+            index = ctx.emit("cast", index, to="int32")
+        y = _crop(ctx, ctx.emit("gather", x, index, axis=0), rows, cols)
+        return y if ctx.has("boxes") else ctx.emit("reshape", y, shape=[n, 1, c, *out])
+    # every box on every image: pair them up as N * B crops
+    every = ctx.emit(
+        "reshape", ctx.emit("broadcast_to", x, shape=[n, b, c, h, w]), shape=[n * b, c, h, w]
+    )
+    rows, cols = (
+        ctx.emit(
+            "reshape",
+            ctx.emit("broadcast_to", ctx.emit("reshape", p, shape=[n, 1, s]), shape=[n, b, s]),
+            shape=[n * b, s],
+        )
+        for p, s in ((rows, out[0]), (cols, out[1]))
+    )
+    y = _crop(ctx, every, rows, cols)
+    return ctx.emit("reshape", y, shape=[n, b, c, *out])

@@ -598,3 +598,91 @@ def test_affine(tmp_path: Path, align: bool) -> None:
     grid = F.affine_grid(_t(theta).reshape(1, 2, 3).expand(2, 2, 3), [2, 3, 4, 7], align)
     want = F.grid_sample(_t(x), grid, "bilinear", "zeros", align)
     check(save_program(prog, tmp_path), {"x": x}, [want.numpy()], tvm=align, atol=1e-5)
+
+
+def _crop_and_resize(
+    x: np.ndarray, box: np.ndarray, out: tuple[int, int], pad: float, centre: bool
+):
+    """TensorFlow's crop_and_resize of one image [C, H, W] and box (h1, w1, h2, w2) in pixels."""
+    _, h, w = x.shape
+    pos = []
+    for a, b, n in ((box[0], box[2], out[0]), (box[1], box[3], out[1])):
+        t = np.arange(n) / (n - 1) if n > 1 else np.full(1, 0.5 if centre else 0.0)
+        pos.append(a + (b - a) * t)
+    res = np.full((x.shape[0], *out), pad, np.float64)
+    for i, py in enumerate(pos[0]):
+        for j, px in enumerate(pos[1]):
+            if 0 <= py <= h - 1 and 0 <= px <= w - 1:
+                y0, x0 = int(np.floor(py)), int(np.floor(px))
+                y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+                fy, fx = py - y0, px - x0
+                top = x[:, y0, x0] * (1 - fx) + x[:, y0, x1] * fx
+                bottom = x[:, y1, x0] * (1 - fx) + x[:, y1, x1] * fx
+                res[:, i, j] = top * (1 - fy) + bottom * fy
+    return res
+
+
+def test_crop_resize_ios17(tmp_path: Path) -> None:
+    """Boxes in pixels with image indices; samples outside the image are pad_value."""
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(2, 3, 6, 7)), mb.TensorSpec(shape=(3, 4))],
+        opset_version=ct.target.iOS17,
+    )
+    def prog(x, boxes):
+        return mb.crop_resize(
+            x=x,
+            boxes=boxes,
+            box_indices=np.array([1, 0, 1], np.int32),
+            target_height=4,
+            target_width=5,
+            sampling_mode="ALIGN_CORNERS",
+            pad_value=-2.0,
+        )
+
+    x = _r(2, 3, 6, 7)
+    boxes = np.array([[0.5, 1, 4.5, 6], [-1, 2, 3, 7.5], [2, 2.5, 2.5, 3]], np.float32)
+    want = np.stack(
+        [_crop_and_resize(x[i], boxes[k], (4, 5), -2.0, True) for k, i in enumerate([1, 0, 1])]
+    )
+    path = save_program(prog, tmp_path, target=ct.target.iOS17)
+    check(path, {"x": x, "boxes": boxes}, [want], atol=1e-5)
+
+
+def test_crop_resize_roi_on_every_image(tmp_path: Path) -> None:
+    """Before iOS17 a 4-element roi crops every image; normalized centre/size boxes."""
+    roi = np.array([[0.5, 0.4, 0.6, 0.5], [0.3, 0.6, 0.4, 0.8]], np.float32).reshape(2, 1, 4, 1, 1)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3, 6, 7))], opset_version=ct.target.iOS16)
+    def prog(x):
+        return mb.crop_resize(
+            x=x,
+            roi=roi,
+            target_height=1,
+            target_width=3,
+            normalized_coordinates=True,
+            box_coordinate_mode="CENTER_SIZE_WIDTH_FIRST",
+            sampling_mode="STRICT_ALIGN_CORNERS",
+        )
+
+    x = _r(2, 3, 6, 7)
+    want = np.zeros((2, 2, 3, 1, 3))
+    for k in range(2):
+        wc, hc, bw, bh = roi[k].reshape(4)
+        box = np.array([(hc - bh / 2) * 5, (wc - bw / 2) * 6, (hc + bh / 2) * 5, (wc + bw / 2) * 6])
+        for i in range(2):
+            want[k, i] = _crop_and_resize(x[i], box, (1, 3), 0.0, False)
+    path = save_program(prog, tmp_path, target=ct.target.iOS16)
+    check(path, {"x": x}, [want], tvm=False, atol=1e-5)
+
+
+def test_crop_resize_default_grid_is_refused(tmp_path: Path) -> None:
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(1, 1, 4, 4)), mb.TensorSpec(shape=(1, 4))],
+        opset_version=ct.target.iOS17,
+    )
+    def prog(x, boxes):
+        return mb.crop_resize(x=x, boxes=boxes, target_height=2, target_width=2)
+
+    with pytest.raises(ConversionError, match="crop_resize node .*sampling_mode DEFAULT"):
+        import_coreml(save_program(prog, tmp_path, target=ct.target.iOS17))
