@@ -141,7 +141,8 @@ def linear(ctx: MilContext) -> Value:
     """x @ weight.T + bias, weight [D_out, D_in]."""
     x = ctx.x("x")
     y = ctx.emit("matmul", x, _last_two_swapped(ctx, _param(ctx, "weight", x)))
-    if ctx.has("bias"):
+    known = ctx.known("bias")
+    if ctx.has("bias") and (known is None or np.any(known)):  # pymil fills in zeros
         y = ctx.emit("add", y, _param(ctx, "bias", x))
     return y
 

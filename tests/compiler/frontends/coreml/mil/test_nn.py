@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import types
 from coremlutil import check, ct, save_program
 
 from compiler.errors import ConversionError
@@ -686,3 +687,32 @@ def test_crop_resize_default_grid_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConversionError, match="crop_resize node .*sampling_mode DEFAULT"):
         import_coreml(save_program(prog, tmp_path, target=ct.target.iOS17))
+
+
+def test_ios17_parameters_in_another_float_type(tmp_path: Path) -> None:
+    """From iOS17 weights and norm parameters may be fp32 for an fp16 x: they are cast, and
+    the ops compute in float16."""
+    w, b = _r(2, 3, 3), _r(2)
+    g, lw = _r(5, lo=0.5, hi=1.5), _r(4, 5)
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(1, 3, 5), dtype=types.fp16)],
+        opset_version=ct.target.iOS17,
+    )
+    def prog(x):
+        return (
+            mb.conv(x=x, weight=w, bias=b),
+            mb.layer_norm(x=x, axes=[-1], gamma=g, epsilon=np.float32(1e-3)),
+            mb.linear(x=x, weight=lw),
+        )
+
+    x = _r(1, 3, 5).astype(np.float16)
+    path = save_program(prog, tmp_path, target=ct.target.iOS17)
+    assert _dtypes(path, "conv") == _dtypes(path, "layer_norm") == {"float16"}
+    t = _t(x)
+    want = [
+        F.conv1d(t, _t(w), _t(b)),
+        F.layer_norm(t, (5,), _t(g), eps=1e-3),
+        t @ _t(lw).T,
+    ]
+    check(path, {"x": x}, [v.numpy() for v in want], tvm=False, rtol=1e-2, atol=1e-2)
