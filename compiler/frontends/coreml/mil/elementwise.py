@@ -65,11 +65,13 @@ def scalar(ctx: MilContext, value: float, like: Value) -> Value:
 
 
 def operands(ctx: MilContext) -> tuple[Value, Value]:
-    """``x`` and ``y`` in one dtype (pymil promotes mixed operand types; the result type
-    is the one it inferred, comparisons aside)."""
+    """``x`` and ``y`` in one dtype: the result's, or for a comparison the float (else the
+    wider) operand's. MIL programs give both in one type; this guards pymil's promotion."""
     x, y = ctx.x("x"), ctx.x("y")
     if x.dtype != y.dtype:
-        want = x.dtype if ctx.out_dtype() == "bool" else ctx.out_dtype()
+        want = ctx.out_dtype()
+        if want == "bool":
+            want = str(max(x, y, key=lambda v: (v.dtype.is_float, v.dtype.np.itemsize)).dtype)
         x, y = (v if v.dtype == want else ctx.emit("cast", v, to=want) for v in (x, y))
     return x, y
 
