@@ -91,6 +91,18 @@ def test_conv(
     check(path, {"x": x}, [want.numpy()], tvm=tvm, atol=1e-5)
 
 
+def test_conv_with_a_computed_weight(tmp_path: Path) -> None:
+    """The weight may be an input of the program (F.conv2d with a tensor argument)."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 5, 6)), mb.TensorSpec(shape=(6, 2, 3, 3))])
+    def prog(x, w):
+        return mb.conv(x=x, weight=w, pad_type="custom", pad=[1, 1, 0, 2], groups=2)
+
+    x, w = _r(1, 4, 5, 6), _r(6, 2, 3, 3)
+    want = F.conv2d(F.pad(_t(x), [0, 2, 1, 1]), _t(w), groups=2)
+    check(save_program(prog, tmp_path), {"x": x, "w": w}, [want.numpy()], tvm=False, atol=1e-5)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_conv_linear_matmul_precision(tmp_path: Path, precision: str) -> None:
     """Convolution, linear and matmul keep the program's precision (fp16 computes in
@@ -123,6 +135,7 @@ CONV_TRANSPOSES = [
     ((5, 6), (3, 2), "same", None, None, (2, 3), (1, 1), 2),
     ((5, 6), (2, 3), "valid", None, None, (1, 2), (2, 1), 1),
     ((7,), (3,), "custom", (2, 0), None, (3,), (1,), 2),
+    ((3, 4, 2), (2, 3, 2), "same", None, None, (2, 1, 3), (1, 1, 1), 1),
 ]
 
 
@@ -147,7 +160,7 @@ def test_conv_transpose(
         return mb.conv_transpose(x=x, weight=w, bias=b, **kw)
 
     x = _r(1, 4, *spatial)
-    convt = (F.conv_transpose1d, F.conv_transpose2d)[n - 1]
+    convt = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[n - 1]
     full = convt(_t(x), _t(w), None, strides, 0, 0, groups, dilations)
     if pad_type == "custom":
         begin = [pad[2 * i] for i in range(n)]
@@ -281,10 +294,10 @@ def _window_sum(x: torch.Tensor, kernel, strides, pads) -> torch.Tensor:
 
 
 def test_pools(tmp_path: Path) -> None:
-    @mb.program(
-        input_specs=[mb.TensorSpec(shape=(2, 3, 7, 8)), mb.TensorSpec(shape=(1, 2, 4, 5, 6))]
-    )
-    def prog(x, v):
+    shapes = [(2, 3, 7, 8), (1, 2, 4, 5, 6), (2, 3, 8)]
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=s) for s in shapes], opset_version=ct.target.iOS16)
+    def prog(x, v, u):
         same = {"kernel_sizes": [3, 2], "strides": [2, 3], "pad_type": "same"}
         ceil = {"kernel_sizes": [3, 3], "strides": [2, 2], "pad_type": "custom"}
         return (
@@ -294,12 +307,13 @@ def test_pools(tmp_path: Path) -> None:
             mb.max_pool(x=x, **ceil, pad=[1, 1, 1, 1], ceil_mode=True),
             mb.avg_pool(x=x, **ceil, pad=[1, 1, 0, 0], ceil_mode=True),
             mb.avg_pool(x=v, kernel_sizes=[2, 2, 3], strides=[1, 2, 2], pad_type="valid"),
+            mb.max_pool(x=u, kernel_sizes=[3], strides=[2], pad_type="same_lower"),
             mb.l2_pool(
                 x=x, kernel_sizes=[2, 3], strides=[2, 2], pad_type="custom", pad=[0, 1, 1, 1]
             ),
         )
 
-    x, v = _r(2, 3, 7, 8), _r(1, 2, 4, 5, 6)
+    x, v, u = _r(2, 3, 7, 8), _r(1, 2, 4, 5, 6), _r(2, 3, 8)
     t = _t(x)
     pads = [_same_pads(7, 3, 2, 1, False), _same_pads(8, 2, 3, 1, False)]
     flat = [p for pair in reversed(pads) for p in pair]
@@ -311,9 +325,11 @@ def test_pools(tmp_path: Path) -> None:
         F.max_pool2d(t, 3, 2, 1, ceil_mode=True),
         F.avg_pool2d(t, 3, 2, [1, 0], ceil_mode=True),
         F.avg_pool3d(_t(v), [2, 2, 3], [1, 2, 2]),
+        F.max_pool1d(F.pad(_t(u), [1, 0], value=-np.inf), 3, 2),
         torch.sqrt(_window_sum(t * t, [2, 3], [2, 2], [(0, 1), (1, 1)])),
     ]
-    check(save_program(prog, tmp_path), {"x": x, "v": v}, [w.numpy() for w in want], atol=1e-5)
+    path = save_program(prog, tmp_path, target=ct.target.iOS16)
+    check(path, {"x": x, "v": v, "u": u}, [w.numpy() for w in want], atol=1e-5)
 
 
 def test_pool_ceil_mode_window_past_the_input_is_refused(tmp_path: Path) -> None:
