@@ -732,3 +732,43 @@ def test_ios17_parameters_in_another_float_type(tmp_path: Path) -> None:
         t @ _t(lw).T,
     ]
     check(path, {"x": x}, [v.numpy() for v in want], tvm=False, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_converted_torch_network(tmp_path: Path, precision: str) -> None:
+    """What ct.convert emits for a small PyTorch CNN (conv + folded batch norm, ceil-mode
+    pooling, "same" grouped conv, gelu, hardswish, upsampling, transposed conv, silu,
+    instance norm, softmax) computes what PyTorch does."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        torch.nn.Conv2d(8, 8, 3, padding="same", groups=2),
+        torch.nn.GELU(),
+        torch.nn.Hardswish(),
+        torch.nn.Upsample(scale_factor=2, mode="bilinear"),
+        torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1),
+        torch.nn.SiLU(),
+        torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+        torch.nn.InstanceNorm2d(4, affine=True),
+        torch.nn.LeakyReLU(0.2),
+        torch.nn.Upsample(scale_factor=2, mode="nearest"),
+        torch.nn.Softmax(1),
+    ).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+        x = torch.rand(1, 3, 32, 32)
+        want = net(x).numpy()
+    model = ct.convert(
+        torch.jit.trace(net, x),
+        inputs=[ct.TensorType(name="x", shape=x.shape)],
+        convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+    )
+    path = tmp_path / "net.mlpackage"
+    model.save(str(path))
+    tol = 2e-2 if precision == "fp16" else 1e-4
+    check(path, {"x": x.numpy()}, [want], rtol=tol, atol=tol)
