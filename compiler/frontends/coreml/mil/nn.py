@@ -22,6 +22,8 @@ from .registry import MilContext, mil_op, static_dims
 def _param(ctx: MilContext, name: str, x: Value, default: float | None = None) -> Value:
     """Parameter ``name`` in x's dtype; absent: a [C] constant of ``default`` (C = axis 1)."""
     if not ctx.has(name):
+        if not isinstance(x.shape[1], int):
+            raise ctx.error(f"needs a static channel count without {name}, got {list(x.shape)}")
         return ctx.const(np.full((x.shape[1],), default, dtype=x.dtype.np))
     p = ctx.x(name)
     return p if p.dtype == x.dtype else ctx.emit("cast", p, to=x.dtype)
@@ -87,7 +89,8 @@ def conv_transpose(ctx: MilContext) -> Value:
     """Transposed convolution, weight [C_in, C_out/groups, k...]. The full result is cropped
     at the start by the begin padding (custom ``pad``, or half of k - stride for "same",
     the odd one at the end) and at the end to the output size (``output_shape`` or the
-    one pymil infers); a larger output size grows with zeros past the full result."""
+    one pymil infers); a larger output size grows past the full result with zeros (plus
+    the bias), as PyTorch's output_padding does."""
     x = ctx.x("x")
     w = _param(ctx, "weight", x)
     n = len(x.shape) - 2
