@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from coremlutil import check, ct, save_program
 from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import get_new_symbol, types
+from coremlutil import check, ct, save_program
 
+from backends.reference import run_graph
 from compiler.errors import ConversionError, NeedsValueError
 from compiler.frontends.coreml.importer import import_coreml
 
@@ -450,8 +451,6 @@ def test_random_statistics(tmp_path: Path) -> None:
 
     logits = np.log(np.array([[0.2, 0.3, 0.5], [0.7, 0.1, 0.2]], np.float32))
     graph, _ = import_coreml(_save(prog, tmp_path))
-    from backends.reference import run_graph
-
     u, n, b, c = run_graph(graph, {"logits": logits}).values()
     assert u.shape == (100, 100) and u.min() >= -1 and u.max() < 3
     assert abs(u.mean() - 1.0) < 0.05
