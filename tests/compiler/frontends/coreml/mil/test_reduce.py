@@ -8,8 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 from coremltools.converters.mil import Builder as mb
-from coremltools.converters.mil.mil import types
+from coremltools.converters.mil.mil import get_new_symbol, types
 from coremlutil import check, ct, save_program
+
+from compiler.errors import ConversionError
+from compiler.frontends.coreml.importer import import_coreml
 
 RNG = np.random.default_rng(1)
 
@@ -117,3 +120,13 @@ def test_fp16_reductions(tmp_path: Path) -> None:
     h = x.astype(np.float16)
     want = [h.astype(np.float32).mean(1), h.max(0, keepdims=True)]
     check(save_program(prog, tmp_path, precision="fp16"), {"x": x}, want, rtol=2e-3, atol=2e-3)
+
+
+def test_argsort_along_a_symbolic_axis_is_refused(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, get_new_symbol()))])
+    def prog(x):
+        return mb.argsort(x=x)
+
+    flexible = [ct.TensorType(name="x", shape=(2, ct.RangeDim(1, 8)))]
+    with pytest.raises(ConversionError, match="argsort node .*must be static to sort along it"):
+        import_coreml(_save(prog, tmp_path, inputs=flexible))

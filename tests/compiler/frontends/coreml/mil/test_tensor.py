@@ -87,6 +87,21 @@ def test_reshape_to_shape_of_input_folds(tmp_path: Path) -> None:
     check(_save(prog, tmp_path), {"x": x}, [x.T.reshape(6, 2)], tvm=False)
 
 
+def test_reshapes_of_a_symbolic_dim(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(get_new_symbol(), 6))])
+    def prog(x):
+        a = mb.reshape(x=x, shape=[-1, 3, 2])
+        b = mb.flatten2d(x=mb.expand_dims(x=x, axes=[1]), axis=2)
+        return a, b, mb.shape(x=x)
+
+    flexible = [ct.TensorType(name="x", shape=(ct.RangeDim(1, 8), 6))]
+    graph, _ = import_coreml(_save(prog, tmp_path, inputs=flexible))
+    assert isinstance(graph.outputs[0].shape[0], str)
+    x = _x(5, 6)
+    want = [x.reshape(5, 3, 2), x, np.array([5, 6], np.int32)]
+    check(_save(prog, tmp_path, inputs=flexible), {"x": x}, want, tvm=False)
+
+
 def test_reshape_with_runtime_shape_is_refused(tmp_path: Path) -> None:
     @mb.program(
         input_specs=[mb.TensorSpec(shape=(2, 6)), mb.TensorSpec(shape=(2,), dtype=types.int32)]
@@ -459,6 +474,72 @@ def test_random_statistics(tmp_path: Path) -> None:
     assert c.shape == (2, 4000)
     freq = np.stack([(c == k).mean(axis=1) for k in range(3)], axis=1)
     np.testing.assert_allclose(freq, np.exp(logits), atol=0.03)
+
+
+_BOXES = np.array(  # (x, y, width, height): box 1 overlaps box 0 (IoU 0.6), box 3 box 2 a little
+    [[0.5, 0.5, 1.0, 1.0], [0.5, 0.75, 1.0, 1.0], [3.0, 3.0, 2.0, 2.0], [4.0, 3.0, 2.0, 2.0]],
+    np.float32,
+)
+_SCORES = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.6], [0.05, 0.1]], np.float32)
+
+
+@pytest.mark.parametrize(
+    ("per_class", "threshold", "kept"),
+    [
+        (False, 0.09, [0, 2, 3]),
+        (True, 0.09, [0, 1, 2, 3]),
+        (False, 0.15, [0, 2]),
+        (False, 1.0, [0]),
+    ],
+)
+def test_non_maximum_suppression(
+    tmp_path: Path, per_class: bool, threshold: float, kept: list[int]
+) -> None:
+    """Boxes 0 and 1 overlap: box 1 goes unless suppression is per class (its best class is
+    another); box 3 scores 0.1; with no box above the threshold the best one is kept."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1,))])
+    def prog(x):
+        outs = mb.non_maximum_suppression(
+            boxes=_BOXES[None],
+            scores=_SCORES[None],
+            iou_threshold=0.5,
+            score_threshold=threshold,
+            max_boxes=5,
+            per_class_suppression=per_class,
+        )
+        return (x, *outs)
+
+    want_boxes, want_scores = np.zeros((1, 5, 4), np.float32), np.zeros((1, 5, 2), np.float32)
+    n = len(kept)
+    want_boxes[0, :n], want_scores[0, :n] = _BOXES[kept], _SCORES[kept]
+    index = np.array([kept + [-1] * (5 - n)], np.int32)
+    x = np.ones(1, np.float32)
+    want = [x, want_boxes, want_scores, index, np.array([n], np.int32)]
+    check(_save(prog, tmp_path), {"x": x}, want, tvm=False)
+
+
+def test_non_maximum_suppression_ios17_and_run_time_boxes(tmp_path: Path) -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1,))], opset_version=ct.target.iOS17)
+    def prog(x):
+        outs = mb.non_maximum_suppression(
+            boxes=_BOXES.T[None], scores=_SCORES.T[None], iou_threshold=0.5, max_boxes=2
+        )
+        return (x, *outs)
+
+    x = np.ones(1, np.float32)
+    boxes, scores = _BOXES[[0, 2]].T[None], _SCORES[[0, 2]].T[None]
+    want = [x, boxes, scores, np.array([[0, 2]], np.int32)]
+    check(_save(prog, tmp_path, ct.target.iOS17), {"x": x}, want, tvm=False)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 4))], opset_version=ct.target.iOS17)
+    def dynamic(boxes):
+        return mb.non_maximum_suppression(
+            boxes=boxes, scores=_SCORES.T[None], iou_threshold=0.5, max_boxes=2
+        )
+
+    with pytest.raises(NeedsValueError, match="non_maximum_suppression node .*survive"):
+        import_coreml(_save(dynamic, tmp_path, ct.target.iOS17, name="dynamic"))
 
 
 def test_run_time_lengths_are_refused(tmp_path: Path) -> None:
