@@ -68,6 +68,10 @@ def _reshape(ctx: MilContext, x: Value, shape: Sequence[Dim]) -> Value:
     return ctx.emit("reshape", x, shape=list(shape))
 
 
+def _transpose(ctx: MilContext, x: Value, perm: list[int]) -> Value:
+    return x if perm == sorted(perm) else ctx.emit("transpose", x, perm=perm)
+
+
 def _product(ctx: MilContext, dims: Sequence[Dim]) -> Dim:
     """The product of dims: an int, or a lone dim name times ones."""
     names = [d for d in dims if isinstance(d, str)]
@@ -380,9 +384,9 @@ def reverse_sequence(ctx: MilContext) -> Value:
     source = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [batch, steps]
     others = [i for i in range(rank) if i not in (bat, seq)]
     perm = [bat, seq, *others]
-    moved = ctx.emit("transpose", x, perm=perm)
-    y = ctx.emit("gather_nd", moved, ctx.const(source[..., None].astype(np.int32)), batch_dims=1)
-    return ctx.emit("transpose", y, perm=list(np.argsort(perm)))
+    index = ctx.const(source[..., None].astype(np.int32))
+    y = ctx.emit("gather_nd", _transpose(ctx, x, perm), index, batch_dims=1)
+    return _transpose(ctx, y, [int(p) for p in np.argsort(perm)])
 
 
 @mil_op("sliding_windows")
@@ -475,13 +479,12 @@ def gather(ctx: MilContext) -> Value:
     if not 0 < b <= axis:
         raise ctx.error(f"batch_dims {b} must not exceed axis {axis}")
     perm = [*range(b), axis, *(i for i in range(b, x.type.rank) if i != axis)]
-    moved = ctx.emit("transpose", x, perm=perm)
     tuples = _reshape(ctx, indices, [*indices.shape, 1])
-    y = ctx.emit("gather_nd", moved, tuples, batch_dims=b)
+    y = ctx.emit("gather_nd", _transpose(ctx, x, perm), tuples, batch_dims=b)
     # y: N + D[b:axis] + D[axis+1:]; MIL: D[:b] + D[b:axis] + N[b:] + D[axis+1:]
     q, mid = indices.type.rank, axis - b
     back = [*range(b), *range(q, q + mid), *range(b, q), *range(q + mid, y.type.rank)]
-    return ctx.emit("transpose", y, perm=back)
+    return _transpose(ctx, y, back)
 
 
 @mil_op("gather_along_axis")
