@@ -25,7 +25,7 @@ from compiler.ir.types import Dim
 from .registry import MilContext, mil_op, static_dims
 
 IOS17 = 8
-"""Spec version of iOS17, where reshape's 0 became right-aligned."""
+"""Spec version of iOS17, which revised reshape and non_maximum_suppression."""
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -129,8 +129,7 @@ def resolve_shape(
     return [inferred if d is None else d for d in out]
 
 
-@mil_op("reshape")
-def reshape(ctx: MilContext) -> Value:
+def _reshape_op(ctx: MilContext, right_aligned: bool) -> Value:
     x = ctx.x("x")
     out = ctx.out_shape()
     try:
@@ -139,8 +138,18 @@ def reshape(ctx: MilContext) -> Value:
         if static_dims(out) and x.type.is_static:
             return _reshape(ctx, x, [int(d) for d in out])  # pymil solved it
         raise
-    right = ctx.importer.version >= IOS17
-    return _reshape(ctx, x, resolve_shape(ctx, x.shape, spec, right))
+    return _reshape(ctx, x, resolve_shape(ctx, x.shape, spec, right_aligned))
+
+
+@mil_op("reshape")
+def reshape(ctx: MilContext) -> Value:
+    return _reshape_op(ctx, right_aligned=False)
+
+
+@mil_op("reshape", since=IOS17)
+def reshape_ios17(ctx: MilContext) -> Value:
+    """iOS17: a 0 copies the input dim at the same distance from the right."""
+    return _reshape_op(ctx, right_aligned=True)
 
 
 @mil_op("reshape_like")
@@ -629,15 +638,12 @@ def select_boxes(
     return kept or [int(order[0])]
 
 
-@mil_op("non_maximum_suppression")
-def non_maximum_suppression(ctx: MilContext) -> list[Value]:
+def _nms(ctx: MilContext, last: bool) -> list[Value]:
     """Computed at compile time: which boxes survive decides the outputs, so boxes and
-    scores must be known. Unused rows are 0 (indices -1). iOS17 puts the box axis last and
-    drops score_threshold and the count output."""
+    scores must be known. Unused rows are 0 (indices -1)."""
     why = "it decides which boxes survive"
     boxes = need(ctx, "boxes", why).astype(np.float64)
     scores = need(ctx, "scores", why)
-    last = ctx.importer.version >= IOS17
     if last:
         boxes, scores = boxes.transpose(0, 2, 1), scores.transpose(0, 2, 1)
     iou = float(ctx.attr("iou_threshold"))
@@ -659,6 +665,17 @@ def non_maximum_suppression(ctx: MilContext) -> list[Value]:
         out_boxes, out_scores = out_boxes.transpose(0, 2, 1), out_scores.transpose(0, 2, 1)
     results = [out_boxes, out_scores, out_index, count][: ctx.num_outputs]
     return [ctx.const(r.astype(ctx.out_dtype(i))) for i, r in enumerate(results)]
+
+
+@mil_op("non_maximum_suppression")
+def non_maximum_suppression(ctx: MilContext) -> list[Value]:
+    return _nms(ctx, last=False)
+
+
+@mil_op("non_maximum_suppression", since=IOS17)
+def non_maximum_suppression_ios17(ctx: MilContext) -> list[Value]:
+    """iOS17: the box axis comes last; no score_threshold, no count output."""
+    return _nms(ctx, last=True)
 
 
 # -- depth/space/batch rearrangements --------------------------------------------------------

@@ -103,6 +103,19 @@ def test_reshapes_of_a_symbolic_dim(tmp_path: Path) -> None:
     check(_save(prog, tmp_path, inputs=flexible), {"x": x}, want, tvm=False)
 
 
+def test_reshape_ios17_zeros_of_a_symbolic_dim(tmp_path: Path) -> None:
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(2, get_new_symbol()))], opset_version=ct.target.iOS17
+    )
+    def prog(x):
+        return mb.reshape(x=x, shape=[1, 0, -1, 0])
+
+    flexible = [ct.TensorType(name="x", shape=(2, ct.RangeDim(1, 8)))]
+    path = _save(prog, tmp_path, ct.target.iOS17, inputs=flexible)
+    x = _x(2, 5)
+    check(path, {"x": x}, [x.reshape(1, 1, 2, 5)], tvm=False)  # the coremltools example
+
+
 def test_reshape_with_runtime_shape_is_refused(tmp_path: Path) -> None:
     @mb.program(
         input_specs=[mb.TensorSpec(shape=(2, 6)), mb.TensorSpec(shape=(2,), dtype=types.int32)]
