@@ -1,5 +1,7 @@
 """MIL ops that move data: reshapes, transposes, concat/split/stack/tile, slices, pads, gather and
-scatter families, select, band_part, shape/fill/range.
+scatter families, select, band_part, one_hot, shape/fill/range, depth/space/batch
+rearrangements, the ops whose output size is data (non_zero, non_maximum_suppression), and
+the random samplers.
 
 Shape-defining inputs (reshape's shape, slice bounds, pads, repeats) must be known at compile
 time: a constant in the program, a value pymil inferred, or one nnxc folded from static
@@ -98,8 +100,9 @@ def _scalar(ctx: MilContext, value: Any, dtype: str) -> Value:
 def resolve_shape(
     ctx: MilContext, in_shape: Sequence[Dim], spec: Sequence[int], right_aligned: bool
 ) -> list[Dim]:
-    """MIL reshape's shape with 0 (copy a dim: same position before iOS17, counted from the
-    right since, 1 past the input's rank) and -1 (the rest) resolved."""
+    """MIL reshape's shape with 0 and -1 resolved: a 0 copies the input dim at the same
+    position (before iOS17) or at the same distance from the right (iOS17; 1 where the
+    input has no such dim); -1 takes the rest."""
     rank, k = len(in_shape), len(spec)
     out: list[Dim | None] = []
     for i, s in enumerate(spec):
@@ -236,7 +239,9 @@ def split(ctx: MilContext) -> list[Value]:
         sizes = _ints(ctx, "split_sizes")
     else:
         n = int(ctx.attr("num_splits"))
-        if not isinstance(dim, int) or dim % n:
+        if not isinstance(dim, int):
+            raise ctx.error(f"splitting symbolic dim {dim!r} of {x.type} is not supported")
+        if dim % n:
             raise ctx.error(f"dim {axis} of {x.type} does not split into {n} equal parts")
         sizes = [dim // n] * n
     return ctx.op("split", [x], axis=axis, sizes=sizes)
@@ -299,7 +304,8 @@ def _slice(ctx: MilContext, x: Value, slices: Sequence[slice]) -> Value:
     for i, s in enumerate(slices):
         dim = x.shape[i]
         if isinstance(dim, str):
-            if s.start in (None, 0) and s.stop is None and s.step == 1:
+            to_end = s.stop is None or s.stop >= 2**31 - 1
+            if s.start in (None, 0) and to_end and s.step == 1:
                 continue
             raise ctx.error(f"slicing symbolic dim {dim!r} of {x.type} is not supported")
         start, stop, step = s.indices(dim)
@@ -578,8 +584,8 @@ def band_part(ctx: MilContext) -> Value:
 
 @mil_op("one_hot")
 def one_hot(ctx: MilContext) -> Value:
-    """A negative or too large index gives a row of off values (as tf.one_hot, which MIL
-    follows), not an index counted from the end."""
+    """A negative or too large index gives a row of off values (as Core ML's OneHot layer
+    defines it), not an index counted from the end."""
     indices = ctx.x("indices")
     depth = int(need(ctx, "one_hot_vector_size", "it is the size of the new axis").item())
     dtype = ctx.out_dtype()
