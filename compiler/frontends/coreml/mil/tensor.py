@@ -90,6 +90,13 @@ def _cast_to(ctx: MilContext, v: Value, index: int = 0) -> Value:
     return v if v.dtype == want else ctx.emit("cast", v, to=want)
 
 
+def _indices(ctx: MilContext, param: str = "indices") -> Value:
+    """Index tensors as the core ops take them: int8/16 and uint8/16 indices (iOS17 allows
+    them; coremltools' fp16 pipeline casts indices to uint16) widen to int32."""
+    v = ctx.x(param)
+    return v if v.dtype in ("int32", "int64") else ctx.emit("cast", v, to="int32")
+
+
 def _scalar(ctx: MilContext, value: Any, dtype: str) -> Value:
     return ctx.const(np.asarray(value).astype(dtype).reshape(()))
 
@@ -485,7 +492,7 @@ def range_1d(ctx: MilContext) -> Value:
 def gather(ctx: MilContext) -> Value:
     """iOS16+ ``batch_dims`` (tf.gather): the axis moves next to the batch axes and a
     gather_nd with batch_dims picks one index per batch entry."""
-    x, indices = ctx.x("x"), ctx.x("indices")
+    x, indices = ctx.x("x"), _indices(ctx)
     axis = normalize_axis(int(ctx.attr("axis", 0)), x.type.rank)
     b = int(ctx.attr("batch_dims", 0))
     b = b + indices.type.rank if b < 0 else b
@@ -506,13 +513,13 @@ def gather(ctx: MilContext) -> Value:
 def gather_along_axis(ctx: MilContext) -> Value:
     x = ctx.x("x")
     axis = normalize_axis(int(ctx.attr("axis", 0)), x.type.rank)
-    return ctx.emit("gather_elements", x, ctx.x("indices"), axis=axis)
+    return ctx.emit("gather_elements", x, _indices(ctx), axis=axis)
 
 
 @mil_op("gather_nd")
 def gather_nd(ctx: MilContext) -> Value:
     b = int(ctx.attr("batch_dims", 0))
-    return ctx.emit("gather_nd", ctx.x("x"), ctx.x("indices"), batch_dims=b)
+    return ctx.emit("gather_nd", ctx.x("x"), _indices(ctx), batch_dims=b)
 
 
 _SCATTER = {"update": "none", "add": "add", "mul": "mul", "max": "max", "min": "min"}
@@ -540,7 +547,7 @@ def scatter(ctx: MilContext) -> Value:
     """1-D indices along ``axis``: broadcast to the updates' shape for scatter_elements."""
     data, updates = ctx.x("data"), ctx.x("updates")
     axis = normalize_axis(int(ctx.attr("axis", 0)), data.type.rank)
-    indices = ctx.x("indices")
+    indices = _indices(ctx)
     shape = [1] * updates.type.rank
     shape[axis] = indices.shape[0]
     full = ctx.emit("broadcast_to", _reshape(ctx, indices, shape), shape=list(updates.shape))
@@ -550,12 +557,12 @@ def scatter(ctx: MilContext) -> Value:
 @mil_op("scatter_along_axis")
 def scatter_along_axis(ctx: MilContext) -> Value:
     axis = normalize_axis(int(ctx.attr("axis", 0)), ctx.x("data").type.rank)
-    return _scatter(ctx, "scatter_elements", ctx.x("indices"), axis=axis)
+    return _scatter(ctx, "scatter_elements", _indices(ctx), axis=axis)
 
 
 @mil_op("scatter_nd")
 def scatter_nd(ctx: MilContext) -> Value:
-    return _scatter(ctx, "scatter_nd", ctx.x("indices"))
+    return _scatter(ctx, "scatter_nd", _indices(ctx))
 
 
 # -- select, band_part, one_hot, non_zero ----------------------------------------------------

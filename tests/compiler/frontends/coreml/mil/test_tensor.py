@@ -579,3 +579,58 @@ def test_slicing_a_symbolic_dim_is_refused(tmp_path: Path) -> None:
     flexible = [ct.TensorType(name="x", shape=(2, ct.RangeDim(1, 8)))]
     with pytest.raises(ConversionError, match="reverse node .*slicing symbolic dim"):
         import_coreml(_save(prog, tmp_path, inputs=flexible))
+
+
+# -- a model as ct.convert emits it ----------------------------------------------------------
+
+
+class _Shuffles(torch.nn.Module):
+    def forward(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        a = x.flatten(1)
+        v, i = torch.topk(a, 3, dim=1)
+        return (
+            a,
+            torch.cat([x[:, 1:3], x.flip(1)], dim=1),
+            v,
+            i,
+            torch.nn.functional.pad(x, (1, 2), mode="reflect"),
+            torch.gather(a, 1, idx),
+            torch.cumsum(a, dim=1),
+            a.argmax(dim=1),
+            *x.chunk(2, dim=2),
+            x.permute(2, 0, 1).unsqueeze(0).squeeze(0),
+            a.mean(dim=1, keepdim=True),
+        )
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+def test_pytorch_model_in_fp16_with_a_flexible_batch(tmp_path: Path) -> None:
+    """ct.convert's default pipeline on a traced model: iOS17 fp16, indices cast to uint16,
+    the batch a symbolic dim."""
+    x = _x(2, 4, 6)
+    idx = np.array([[0, 5, 23], [1, 1, 2]], np.int64)
+    model = _Shuffles().eval()
+    traced = torch.jit.trace(model, (torch.from_numpy(x), torch.from_numpy(idx)))
+    inputs = [
+        ct.TensorType(name="x", shape=(ct.RangeDim(1, 4), 4, 6)),
+        ct.TensorType(name="idx", shape=idx.shape, dtype=np.int32),
+    ]
+    mlmodel = ct.convert(
+        traced,
+        inputs=inputs,
+        outputs=[ct.TensorType(name=f"y{i}") for i in range(12)],
+        convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT16,
+        minimum_deployment_target=ct.target.iOS17,
+    )
+    path = tmp_path / "shuffles.mlpackage"
+    mlmodel.save(str(path))
+    want = [
+        t.numpy()
+        for t in model(
+            torch.from_numpy(x.astype(np.float16).astype(np.float32)), torch.from_numpy(idx)
+        )
+    ]
+    want = [w.astype(np.int32) if w.dtype == np.int64 else w for w in want]
+    feeds = {"x": x.astype(np.float16), "idx": idx.astype(np.int32)}  # iOS17 fp16: fp16 input
+    check(path, feeds, want, rtol=1e-2, atol=1e-2)
