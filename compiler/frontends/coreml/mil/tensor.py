@@ -24,7 +24,7 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.shapes import normalize_axis
 from compiler.ir.types import Dim
 
-from .registry import MilContext, mil_op, static_dims
+from .registry import MilContext, mil_op
 
 IOS17 = 8
 """Spec version of iOS17, which revised reshape and non_maximum_suppression."""
@@ -141,14 +141,33 @@ def resolve_shape(
 
 def _reshape_op(ctx: MilContext, right_aligned: bool) -> Value:
     x = ctx.x("x")
-    out = ctx.out_shape()
     try:
         spec = _ints(ctx, "shape")
     except NeedsValueError:
-        if static_dims(out) and x.type.is_static:
-            return _reshape(ctx, x, [int(d) for d in out])  # pymil solved it
-        raise
+        # A shape computed at run time (say from shape(x)): pymil's inferred shape, its
+        # symbols matched to x's own dims, is the answer when it names no other dim.
+        shape = _pymil_dims(ctx, ctx.var("x").shape, x.shape, ctx.out_shape())
+        if shape is None:
+            raise
+        return _reshape(ctx, x, shape)
     return _reshape(ctx, x, resolve_shape(ctx, x.shape, spec, right_aligned))
+
+
+def _pymil_dims(
+    ctx: MilContext, pymil_in: Sequence[Any], ir_in: Sequence[Dim], pymil_out: Sequence[Any]
+) -> list[Dim] | None:
+    """pymil's output dims in IR terms: sizes, and symbols of the input as the IR names (or
+    sizes) of the same input dims; None when an output symbol is not an input dim."""
+    names = {str(p): d for p, d in zip(pymil_in, ir_in) if not isinstance(p, int | np.integer)}
+    out: list[Dim] = []
+    for d in pymil_out:
+        if isinstance(d, int | np.integer):
+            out.append(int(d))
+        elif str(d) in names:
+            out.append(names[str(d)])
+        else:
+            return None
+    return out
 
 
 @mil_op("reshape")

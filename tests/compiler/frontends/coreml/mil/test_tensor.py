@@ -93,13 +93,17 @@ def test_reshapes_of_a_symbolic_dim(tmp_path: Path) -> None:
     def prog(x):
         a = mb.reshape(x=x, shape=[-1, 3, 2])
         b = mb.flatten2d(x=mb.expand_dims(x=x, axes=[1]), axis=2)
-        return a, b, mb.shape(x=x)
+        s = mb.shape(x=x)
+        batch = mb.slice_by_index(x=s, begin=[0], end=[1])
+        runtime = mb.concat(values=[batch, np.array([2, 3], np.int32)], axis=0)  # [S, 2, 3]
+        c = mb.reshape(x=x, shape=runtime)
+        return a, b, s, c
 
     flexible = [ct.TensorType(name="x", shape=(ct.RangeDim(1, 8), 6))]
     graph, _ = import_coreml(_save(prog, tmp_path, inputs=flexible))
     assert isinstance(graph.outputs[0].shape[0], str)
     x = _x(5, 6)
-    want = [x.reshape(5, 3, 2), x, np.array([5, 6], np.int32)]
+    want = [x.reshape(5, 3, 2), x, np.array([5, 6], np.int32), x.reshape(5, 2, 3)]
     check(_save(prog, tmp_path, inputs=flexible), {"x": x}, want, tvm=False)
 
 
