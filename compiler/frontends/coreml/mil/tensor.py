@@ -476,19 +476,29 @@ def shape(ctx: MilContext) -> Value:
     return _cast_to(ctx, ctx.emit("shape", ctx.x("x")))
 
 
-def _fill(ctx: MilContext, dims: Sequence[Dim]) -> Value:
-    value = _scalar(ctx, ctx.attr("value", 0.0), ctx.out_dtype())
-    return ctx.emit("broadcast_to", value, shape=list(dims)) if dims else value
+def _full(ctx: MilContext, value: Any, dtype: str, dims: Sequence[int]) -> Value:
+    scalar = _scalar(ctx, value, dtype)
+    return ctx.emit("broadcast_to", scalar, shape=list(dims)) if dims else scalar
+
+
+def _full_like(ctx: MilContext, ref: Value, value: Any, dtype: str) -> Value:
+    """``value`` in the shape of ``ref``; for symbolic dims a ``where`` whose two branches
+    are the value takes the shape from ref at run time (its values never matter)."""
+    if ref.type.is_static:
+        return _full(ctx, value, dtype, [int(d) for d in ref.shape])
+    cond = ref if ref.dtype == "bool" else ctx.emit("cast", ref, to="bool")
+    scalar = _scalar(ctx, value, dtype)
+    return ctx.emit("where", cond, scalar, scalar)
 
 
 @mil_op("fill")
 def fill(ctx: MilContext) -> Value:
-    return _fill(ctx, _ints(ctx, "shape"))
+    return _full(ctx, ctx.attr("value", 0.0), ctx.out_dtype(), _ints(ctx, "shape"))
 
 
 @mil_op("fill_like")
 def fill_like(ctx: MilContext) -> Value:
-    return _fill(ctx, _static(ctx, ctx.x("ref_tensor")))
+    return _full_like(ctx, ctx.x("ref_tensor"), ctx.attr("value", 0.0), ctx.out_dtype())
 
 
 @mil_op("range_1d")
@@ -555,7 +565,7 @@ def _scatter(ctx: MilContext, op: str, indices: Value, **attrs: Any) -> Value:
     if mode == "sub":
         return ctx.emit(op, data, indices, ctx.emit("neg", updates), reduction="add", **attrs)
     if mode == "div":
-        ones = ctx.emit("broadcast_to", _scalar(ctx, 1, data.dtype), shape=list(data.shape))
+        ones = _full_like(ctx, data, 1, data.dtype)
         divisor = ctx.emit(op, ones, indices, updates, reduction="mul", **attrs)
         return ctx.emit("div", data, divisor)
     raise ctx.error(f"mode {mode!r} is not supported (update, add, sub, mul, div, max, min)")

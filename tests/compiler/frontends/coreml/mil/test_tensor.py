@@ -89,7 +89,9 @@ def test_reshape_to_shape_of_input_folds(tmp_path: Path) -> None:
 
 
 def test_reshapes_of_a_symbolic_dim(tmp_path: Path) -> None:
-    @mb.program(input_specs=[mb.TensorSpec(shape=(get_new_symbol(), 6))])
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(get_new_symbol(), 6))], opset_version=ct.target.iOS16
+    )
     def prog(x):
         a = mb.reshape(x=x, shape=[-1, 3, 2])
         b = mb.flatten2d(x=mb.expand_dims(x=x, axes=[1]), axis=2)
@@ -97,14 +99,17 @@ def test_reshapes_of_a_symbolic_dim(tmp_path: Path) -> None:
         batch = mb.slice_by_index(x=s, begin=[0], end=[1])
         runtime = mb.concat(values=[batch, np.array([2, 3], np.int32)], axis=0)  # [S, 2, 3]
         c = mb.reshape(x=x, shape=runtime)
-        return a, b, s, c
+        return a, b, s, c, mb.fill_like(ref_tensor=x, value=np.float32(np.inf))
 
     flexible = [ct.TensorType(name="x", shape=(ct.RangeDim(1, 8), 6))]
-    graph, _ = import_coreml(_save(prog, tmp_path, inputs=flexible))
+    path = _save(prog, tmp_path, ct.target.iOS16, inputs=flexible)
+    graph, _ = import_coreml(path)
     assert isinstance(graph.outputs[0].shape[0], str)
     x = _x(5, 6)
-    want = [x.reshape(5, 3, 2), x, np.array([5, 6], np.int32), x.reshape(5, 2, 3)]
-    check(_save(prog, tmp_path, inputs=flexible), {"x": x}, want, tvm=False)
+    x[0, 0] = np.nan
+    inf = np.full((5, 6), np.inf, np.float32)
+    want = [x.reshape(5, 3, 2), x, np.array([5, 6], np.int32), x.reshape(5, 2, 3), inf]
+    check(path, {"x": x}, want, tvm=False)
 
 
 def test_reshape_ios17_zeros_of_a_symbolic_dim(tmp_path: Path) -> None:
