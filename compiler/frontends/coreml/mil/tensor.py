@@ -210,12 +210,14 @@ def expand_dims(ctx: MilContext) -> Value:
 @mil_op("squeeze")
 def squeeze(ctx: MilContext) -> Value:
     """Only dims of size 1 go (an axis of another size is left, as PyTorch does); without
-    axes every static 1 goes."""
+    axes every 1 goes. A dim counts as 1 where the program's types say so (a flexible dim
+    bound to 1 stays, as pymil infers)."""
     x = ctx.x("x")
     axes = ctx.attr("axes")
     rank = x.type.rank
+    declared = ctx.var("x").shape
     picked = range(rank) if axes is None else [normalize_axis(int(a), rank) for a in axes]
-    drop = {a for a in picked if x.shape[a] == 1}
+    drop = {a for a in picked if declared[a] == 1}
     return _reshape(ctx, x, [d for i, d in enumerate(x.shape) if i not in drop])
 
 
