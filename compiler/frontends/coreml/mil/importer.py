@@ -64,10 +64,14 @@ def import_program(
         env[var_name] = v
     importer.convert_ops(fn.operations, env, importer.builder)
     outputs, names = [], []
+    # ct.convert folds an output it can compute into a const op: the output is that constant
+    constants = {v.name: v for v in fn.outputs if v.val is not None}
     for desc in descriptions[1]:
         kind = desc.type.WhichOneof("Type")
         if desc.name in importer.labels_for:
             continue  # a classifier's label output: the artifact keeps the labels
+        if desc.name not in env and desc.name in constants:
+            env[desc.name] = importer.lookup(constants[desc.name], env)
         if desc.name not in env:
             raise ConversionError(f"{files.name}: the program computes no output {desc.name!r}")
         if kind not in ("multiArrayType", "dictionaryType"):

@@ -37,6 +37,8 @@ from .registry import LAYERS, REFUSED, NnContext, nested_layers
 
 NEURAL_NETWORKS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 RANK5 = 0
+DOUBLE = 65600
+"""``ArrayFeatureType.DOUBLE``."""
 """``arrayInputShapeMapping``/``imageInputShapeMapping`` value of the rank-5 mappings."""
 Scope = tuple[dict[str, Value], list[Any], int, frozenset[str]]
 """Where a layer converts (``_Network.scope``)."""
@@ -237,10 +239,12 @@ class _Network:
     def _leave(self, desc: Any, v: Value) -> Value:
         """A blob as the declared output (or next stage's input): the declared shape when
         one is given, else, under the rank-5 mapping, ``[C, H, W]``; in the declared data type
-        (blobs are float32 inside a network, an output may be declared INT32)."""
+        (an output may be declared INT32; DOUBLE, coremltools' default, keeps the network's
+        float type)."""
         if desc.type.WhichOneof("Type") != "multiArrayType":
             return v
-        want = ARRAY_DTYPES.get(desc.type.multiArrayType.dataType)
+        data_type = desc.type.multiArrayType.dataType
+        want = None if data_type == DOUBLE else ARRAY_DTYPES.get(data_type)
         if want is not None and want != v.dtype:
             v = self.builder.emit("cast", v, to=want)
         declared = [int(d) for d in desc.type.multiArrayType.shape]

@@ -139,3 +139,16 @@ def test_cond_nested_in_a_loop_reads_outer_values(tmp_path: Path) -> None:
     path = save_program(prog, tmp_path)
     x, step = np.array([1.0, 2.0], np.float32), np.array([0.5, -1.0], np.float32)
     check(path, {"x": x, "step": step}, [x + 3 * step - 2 * step])
+
+
+def test_an_output_folded_to_a_constant(tmp_path: Path) -> None:
+    """ct.convert folds an output it can compute (a list's length here) into a const op."""
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2,))])
+    def prog(x):
+        ls = mb.make_list(init_length=3, dynamic_length=False, elem_shape=(2,), dtype="fp32")
+        return mb.relu(x=x), mb.list_length(ls=ls)
+
+    path = save_program(prog, tmp_path)
+    x = np.array([-1.0, 2.0], np.float32)
+    check(path, {"x": x}, [np.maximum(x, 0), np.int32(3)])
