@@ -31,7 +31,7 @@ from benchmarks.cpu import compile_model, interleaved, ort_session  # noqa: E402
 def bench(name: str, args: argparse.Namespace) -> dict:
     import compiler
 
-    model = export(name, args.workdir)
+    model = export(name, args.workdir, small=args.small)
     flavours = ["onnx", "mlmodel", "mlpackage"] + (["mlpackage-fp16"] if args.fp16 else [])
     out = args.workdir / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--blocks", type=int, default=8, help="timed blocks per pair")
     p.add_argument("--fp16", action="store_true", help="also the float16 ML Program")
+    p.add_argument("--small", action="store_true", help="the test sizes (a quick check)")
     p.add_argument("--workdir", type=Path, default=ROOT / "out" / "bench-coreml")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
