@@ -147,10 +147,13 @@ def _load_spec(path: Path, where: str) -> Any:
 
 
 def _checked(files: CoreMLFiles) -> CoreMLFiles:
+    """A spec with a model type, a version and inputs (a multi-function program declares its
+    inputs per function)."""
     spec = files.spec
     if not files.kind:
         raise ModelLoadError(f"{files.name}: not a Core ML model (the spec holds no model type)")
-    if spec.specificationVersion <= 0 or not spec.description.input:
+    inputs = spec.description.input or [f.input for f in spec.description.functions]
+    if spec.specificationVersion <= 0 or not inputs:
         raise ModelLoadError(
             f"{files.name}: not a Core ML model (no specification version or no inputs)"
         )
