@@ -1,7 +1,7 @@
 """MIL ops that move data: reshapes, transposes, concat/split/stack/tile, slices, pads, gather and
 scatter families, select, band_part, one_hot, shape/fill/range, depth/space/batch
-rearrangements, the ops whose output size is data (non_zero, non_maximum_suppression), and
-the random samplers.
+rearrangements, non_zero (its output size is data), non_maximum_suppression (shared with the
+NeuralNetwork layer, ``coreml.nms``), and the random samplers.
 
 Shape-defining inputs (reshape's shape, slice bounds, pads, repeats) must be known at compile
 time: a constant in the program, a value pymil inferred, or one nnxc folded from static
@@ -24,6 +24,8 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.shapes import normalize_axis
 from compiler.ir.types import Dim
 
+from ..nms import non_maximum_suppression
+from ..nms import scalar as nms_scalar
 from .registry import MilContext, mil_op
 
 IOS17 = 8
@@ -644,81 +646,40 @@ def non_zero(ctx: MilContext) -> Value:
 # -- non_maximum_suppression ------------------------------------------------------------------
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one (x, y, width, height) box with each of ``others`` (0 where a union is 0)."""
-    half = np.abs(box[2:]) / 2
-    halves = np.abs(others[:, 2:]) / 2
-    low = np.maximum(box[:2] - half, others[:, :2] - halves)
-    high = np.minimum(box[:2] + half, others[:, :2] + halves)
-    side = np.clip(high - low, 0, None)
-    inter = side[:, 0] * side[:, 1]
-    union = 4 * (half[0] * half[1] + halves[:, 0] * halves[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def select_boxes(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    iou_threshold: float,
-    score_threshold: float,
-    max_boxes: int,
-    per_class: bool,
-) -> list[int]:
-    """Kept box indices of one batch entry (boxes [N, 4], scores [N, C]), as the Core ML NMS
-    layer defines them: a box's score is its best class score; boxes below score_threshold
-    go; in order of falling score (the lower index first on ties) a box is kept unless its
-    IoU with a kept box (of the same best class, per_class) exceeds iou_threshold; at most
-    max_boxes. When no box passes the threshold, the best-scoring one is kept alone."""
-    best = scores.max(axis=1).astype(np.float64)
-    label = scores.argmax(axis=1)
-    order = np.argsort(-best, kind="stable")
-    kept: list[int] = []
-    for i in order:
-        if len(kept) >= max_boxes or best[i] < score_threshold:
-            break
-        rivals = [k for k in kept if not per_class or label[k] == label[i]]
-        if not rivals or not (_iou(boxes[i], boxes[rivals]) > iou_threshold).any():
-            kept.append(int(i))
-    return kept or [int(order[0])]
-
-
 def _nms(ctx: MilContext, last: bool) -> list[Value]:
-    """Computed at compile time: which boxes survive decides the outputs, so boxes and
-    scores must be known. Unused rows are 0 (indices -1)."""
-    why = "it decides which boxes survive"
-    boxes = need(ctx, "boxes", why).astype(np.float64)
-    scores = need(ctx, "scores", why)
+    """Computed at run time as the NeuralNetwork layer defines it (``coreml.nms``); before
+    iOS17 boxes are ``[B, N, 4]`` and scores ``[B, N, C]``, from iOS17 the box axis is last and
+    there is no score threshold and no count."""
+    boxes, scores = ctx.x("boxes"), ctx.x("scores")
     if last:
-        boxes, scores = boxes.transpose(0, 2, 1), scores.transpose(0, 2, 1)
-    iou = float(ctx.attr("iou_threshold"))
-    threshold = float(ctx.attr("score_threshold", -np.inf))
-    limit = int(ctx.attr("max_boxes"))
-    per_class = bool(ctx.attr("per_class_suppression", False))
-    batch, _, classes = scores.shape
-    out_boxes = np.zeros((batch, limit, 4))
-    out_scores = np.zeros((batch, limit, classes))
-    out_index = np.full((batch, limit), -1)
-    count = np.zeros(batch)
-    for b in range(batch):
-        kept = select_boxes(boxes[b], scores[b], iou, threshold, limit, per_class)
-        out_boxes[b, : len(kept)] = boxes[b, kept]
-        out_scores[b, : len(kept)] = scores[b, kept]
-        out_index[b, : len(kept)] = kept
-        count[b] = len(kept)
+        boxes = ctx.emit("transpose", boxes, perm=[0, 2, 1])
+        scores = ctx.emit("transpose", scores, perm=[0, 2, 1])
+    results = non_maximum_suppression(
+        ctx,
+        boxes,
+        scores,
+        nms_scalar(ctx, float(ctx.attr("iou_threshold"))),
+        nms_scalar(ctx, float(ctx.attr("score_threshold", -np.inf))),
+        int(ctx.attr("max_boxes")),
+        bool(ctx.attr("per_class_suppression", False)),
+    )
     if last:
-        out_boxes, out_scores = out_boxes.transpose(0, 2, 1), out_scores.transpose(0, 2, 1)
-    results = [out_boxes, out_scores, out_index, count][: ctx.num_outputs]
-    return [ctx.const(r.astype(ctx.out_dtype(i))) for i, r in enumerate(results)]
+        results[0] = ctx.emit("transpose", results[0], perm=[0, 2, 1])
+        results[1] = ctx.emit("transpose", results[1], perm=[0, 2, 1])
+    out = []
+    for i, v in enumerate(results[: ctx.num_outputs]):
+        want = ctx.out_dtype(i)
+        out.append(v if v.dtype == want else ctx.emit("cast", v, to=want))
+    return out
 
 
 @mil_op("non_maximum_suppression")
-def non_maximum_suppression(ctx: MilContext) -> list[Value]:
+def non_maximum_suppression_op(ctx: MilContext) -> list[Value]:
     return _nms(ctx, last=False)
 
 
 @mil_op("non_maximum_suppression", since=IOS17)
 def non_maximum_suppression_ios17(ctx: MilContext) -> list[Value]:
-    """iOS17: the box axis comes last; no score_threshold, no count output."""
     return _nms(ctx, last=True)
 
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir.builder import CapturingBuilder
 from compiler.ir.graph import Value
-from compiler.ir.ops.control import BOOL, INDEX
 
+from ..nms import non_maximum_suppression
 from .registry import NnContext, layer
 
 LayerFn = Callable[[NnContext], Value]
@@ -454,45 +453,17 @@ def upper_triangular(ctx: NnContext) -> Value:
 
 @layer("NonMaximumSuppression")
 def nms(ctx: NnContext) -> list[Value]:
-    """Boxes (x, y, w, h centres) by falling best-class score (the lower index first on
-    ties), those below the score threshold dropped, each kept unless its IoU with a kept
-    box (of the same best class, per class) exceeds the threshold; the first maxBoxes kept
-    are given, padded with 0 (index -1). With no survivor, the best box and count 1.
-
-    Greedy suppression is sequential; here it is the fixed point of ``keep[i] = valid[i]
-    and no earlier j with keep[j] overlaps i``, iterated in a ``loop`` until nothing changes
-    (at most N times: after r rounds the first r boxes are final)."""
+    """Run at run time (``coreml.nms``); the thresholds may be inputs, maxBoxes must be
+    known (it sets the output shape). Indices and counts are float blobs."""
     p = ctx.params
-    boxes = ctx.emit("cast", ctx.x(0), to="float32")
-    scores = ctx.emit("cast", ctx.x(1), to="float32")
-    shapes = [list(boxes.shape), list(scores.shape)]
-    if not all(isinstance(d, int) for s in shapes for d in s):
-        raise ctx.error(f"needs static box and score shapes, got {shapes}")
-    if len(shapes[0]) != 3 or shapes[0][2] != 4 or len(shapes[1]) != 3:
-        raise ctx.error(f"boxes {shapes[0]} and scores {shapes[1]} need (B, N, 4), (B, N, C)")
-    b, n, _ = shapes[0]
-    if shapes[1][:2] != [b, n] or n < 1:
-        raise ctx.error(f"scores {shapes[1]} do not match boxes {shapes[0]}")
     iou_t = _threshold(ctx, 2, float(p.iouThreshold))
     score_t = _threshold(ctx, 3, float(p.scoreThreshold))
     max_boxes = int(p.maxBoxes)
     if len(ctx.inputs) > 4:
         max_boxes = _known_int(ctx, 4, "maxBoxes", "it decides the output shape")
-    best = ctx.emit("reduce_max", scores, axes=[2], keepdims=False)
-    ranked, order = ctx.op("topk", [best], k=n, axis=1, largest=True)
-    over = _overlaps(ctx, _take(ctx, boxes, order), iou_t)
-    if p.perClassSuppression:
-        label = ctx.emit("argmax", scores, axis=2, keepdims=False)
-        label = ctx.emit("gather_elements", label, order, axis=1)
-        same = ctx.emit(
-            "equal",
-            ctx.emit("reshape", label, shape=[b, n, 1]),
-            ctx.emit("reshape", label, shape=[b, 1, n]),
-        )
-        over = ctx.emit("logical_and", over, same)
-    valid = ctx.emit("cast", ctx.emit("greater_equal", ranked, score_t), to="float32")
-    keep = _suppress(ctx, ctx.emit("cast", over, to="float32"), valid)
-    return _select(ctx, boxes, scores, order, keep, max_boxes)
+    return non_maximum_suppression(
+        ctx, ctx.x(0), ctx.x(1), iou_t, score_t, max_boxes, bool(p.perClassSuppression)
+    )
 
 
 def _threshold(ctx: NnContext, i: int, param: float) -> Value:
@@ -501,107 +472,6 @@ def _threshold(ctx: NnContext, i: int, param: float) -> Value:
         return _scalar(ctx, param, "float32")
     v = ctx.emit("cast", ctx.x(i), to="float32")
     return ctx.emit("reshape", v, shape=[])
-
-
-def _take(ctx: NnContext, data: Value, idx: Value) -> Value:
-    """Rows ``idx`` [B, K] of ``data`` [B, N, W] per batch: [B, K, W]."""
-    b, k = idx.shape
-    width = data.shape[2]
-    rows = ctx.emit("reshape", idx, shape=[b, k, 1])
-    spread = ctx.emit("broadcast_to", rows, shape=[b, k, width])
-    return ctx.emit("gather_elements", data, spread, axis=1)
-
-
-def _overlaps(ctx: NnContext, boxes: Value, iou_t: Value) -> Value:
-    """[B, N, N] bool: box j comes before box i and their IoU exceeds the threshold."""
-    b, n, _ = boxes.shape
-    cx, cy, w, h = ctx.op("split", [boxes], axis=2, sizes=[1, 1, 1, 1])
-    half = _scalar(ctx, 0.5, "float32")
-    lo = [ctx.emit("sub", c, ctx.emit("mul", s, half)) for c, s in ((cx, w), (cy, h))]
-    hi = [ctx.emit("add", c, ctx.emit("mul", s, half)) for c, s in ((cx, w), (cy, h))]
-
-    def row(v: Value) -> Value:
-        return ctx.emit("reshape", v, shape=[b, 1, n])
-
-    sides = []
-    for low, high in zip(lo, hi):
-        side = ctx.emit(
-            "sub",
-            ctx.emit("minimum", high, row(high)),
-            ctx.emit("maximum", low, row(low)),
-        )
-        sides.append(ctx.emit("clip", side, min=0.0))
-    inter = ctx.emit("mul", *sides)
-    area = ctx.emit("mul", ctx.emit("sub", hi[0], lo[0]), ctx.emit("sub", hi[1], lo[1]))
-    union = ctx.emit("sub", ctx.emit("add", area, row(area)), inter)
-    zero, one = _scalar(ctx, 0.0, "float32"), _scalar(ctx, 1.0, "float32")
-    positive = ctx.emit("greater", union, zero)
-    iou = ctx.emit(
-        "where", positive, ctx.emit("div", inter, ctx.emit("where", positive, union, one)), zero
-    )
-    earlier = ctx.const(np.tril(np.ones((n, n), bool), -1))
-    return ctx.emit("logical_and", ctx.emit("greater", iou, iou_t), earlier)
-
-
-def _suppress(ctx: NnContext, over: Value, valid: Value) -> Value:
-    """The fixed point of ``keep = valid * (no kept earlier overlapping box)``, [B, N]."""
-    b, n = valid.shape
-    graph = ctx.builder.graph
-    region = graph.region([INDEX, BOOL, valid.type], ["i", "go", "keep"])
-    body = CapturingBuilder(graph, region)
-    _, _, keep = region.inputs
-    hits = body.emit("matmul", over, body.emit("reshape", keep, shape=[b, n, 1]))
-    free = body.emit("less", body.emit("reshape", hits, shape=[b, n]), body.const(np.float32(0.5)))
-    new = body.emit("mul", valid, body.emit("cast", free, to="float32"))
-    changed = body.emit("logical_not", body.emit("equal", new, keep))
-    go = body.emit("reduce_max", changed, axes=[0, 1], keepdims=False)
-    region.outputs = [go, new]
-    (out,) = ctx.builder.op(
-        "loop",
-        [ctx.const(np.array(n, np.int64)), ctx.const(np.array(True)), valid, *body.captures],
-        {"num_carried": 1},
-        node_name=ctx.name,
-        regions=[region],
-    )
-    return out
-
-
-def _select(
-    ctx: NnContext,
-    boxes: Value,
-    scores: Value,
-    order: Value,
-    keep: Value,
-    max_boxes: int,
-) -> list[Value]:
-    """The four outputs from the kept mask over the ranked boxes."""
-    b, n = keep.shape
-    k = min(max_boxes, n)
-    first = ctx.const(np.arange(n, 0, -1).astype(np.float32))  # earlier ranks weigh more
-    weight, pos = ctx.op("topk", [ctx.emit("mul", keep, first)], k=k, axis=1, largest=True)
-    picked = ctx.emit("gather_elements", order, pos, axis=1)  # [B, k] box indices
-    count = ctx.emit("reduce_sum", keep, axes=[1], keepdims=False)
-    count = ctx.emit("minimum", count, _scalar(ctx, float(max_boxes), "float32"))
-    filled = ctx.emit("greater", weight, _scalar(ctx, 0.0, "float32"))
-    if k:  # no survivor: the best box, counted once
-        none = ctx.emit("equal", count, _scalar(ctx, 0.0, "float32"))
-        slot0 = ctx.const(np.arange(k) == 0)
-        fallback = ctx.emit("logical_and", ctx.emit("reshape", none, shape=[b, 1]), slot0)
-        filled = ctx.emit("logical_or", filled, fallback)
-        count = ctx.emit("maximum", count, _scalar(ctx, 1.0, "float32"))
-    mask = ctx.emit("reshape", filled, shape=[b, k, 1])
-    zero = _scalar(ctx, 0.0, "float32")
-    out_boxes = ctx.emit("where", mask, _take(ctx, boxes, picked), zero)
-    out_scores = ctx.emit("where", mask, _take(ctx, scores, picked), zero)
-    indices = ctx.emit(
-        "where", filled, ctx.emit("cast", picked, to="float32"), _scalar(ctx, -1.0, "float32")
-    )
-    if max_boxes > k:
-        grow = max_boxes - k
-        out_boxes = ctx.emit("pad", out_boxes, pads=[0, 0, 0, 0, grow, 0])
-        out_scores = ctx.emit("pad", out_scores, pads=[0, 0, 0, 0, grow, 0])
-        indices = ctx.emit("pad", indices, pads=[0, 0, 0, grow], value=-1.0)
-    return [out_boxes, out_scores, indices, count]
 
 
 # -- random ----------------------------------------------------------------------------------
