@@ -26,6 +26,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import compiler  # noqa: E402
+from compiler.errors import InputError  # noqa: E402
 
 logging.getLogger("coremltools").setLevel(logging.ERROR)
 import coremltools as ct  # noqa: E402
@@ -510,3 +511,140 @@ def test_matches_pytorch(corpus: Corpus, name: str, flavour: str) -> None:
     model = corpus.get(name, flavour)
     got = compiler.compile(model.path).run(model.feeds)
     _compare(list(got.values()), model.expected, f"{name} {flavour}")
+
+
+def _saved(model: Any, folder: Path, name: str, flavour: str) -> Path:
+    path = folder / f"{name}.{'mlmodel' if flavour == 'mlmodel' else 'mlpackage'}"
+    model.save(str(path))
+    return path
+
+
+class _Features(nn.Module):
+    """conv -> relu -> conv, whatever the spatial size (for flexible inputs)."""
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(channels, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 2, 3, padding=1, stride=2)
+
+    def forward(self, x: Any) -> Any:
+        return self.b(torch.relu(self.a(x)))
+
+
+class _Sequence(nn.Module):
+    """A transformer-style block over a sequence of any length (flexible inputs; nnxc's
+    convolutions need static spatial dims, so a flexible image size is out of reach)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 6)
+        self.norm = nn.LayerNorm(6)
+
+    def forward(self, x: Any) -> Any:
+        h = self.norm(F.gelu(self.a(x)))
+        return F.softmax(h @ h.transpose(1, 2), dim=-1) @ h
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("flexibility", ["range", "enumerated"])
+def test_flexible_input_runs_at_two_sizes(tmp_path: Path, flavour: str, flexibility: str) -> None:
+    torch.manual_seed(0)
+    module = _Sequence().eval()
+    lengths = [5, 9]
+    if flexibility == "range":
+        shape: Any = ct.Shape((1, ct.RangeDim(2, 16, 5), 8))
+    else:
+        shape = ct.EnumeratedShapes([(1, n, 8) for n in lengths], default=(1, 5, 8))
+    example = (torch.rand(1, 5, 8),)
+    model = _convert(module, example, flavour, inputs=[ct.TensorType(name="x", shape=shape)])
+    cm = compiler.compile(_saved(model, tmp_path, "flexible", flavour))
+    for n in lengths:
+        x = _rand(1, n, 8, seed=n)
+        with torch.no_grad():
+            want = _flat(module(torch.from_numpy(x)))
+        _compare(list(cm.run({"x": x}).values()), want, f"{flexibility} {flavour} length {n}")
+    # A length the model does not allow (past the range, or not listed) is refused.
+    with pytest.raises(InputError, match="allows"):
+        cm.run({"x": _rand(1, 7 if flexibility == "enumerated" else 17, 8)})
+
+
+class _Classifier(nn.Module):
+    """Image -> class probabilities."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.features = _Features(channels)
+        self.fc = nn.Linear(2, 4)
+
+    def forward(self, x: Any) -> Any:
+        pooled = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return F.softmax(self.fc(pooled) * 3, dim=1)
+
+
+LABELS = ["cat", "dog", "bird", "fish"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("layout", ["BGR", "G"])
+def test_image_classifier(tmp_path: Path, flavour: str, layout: str) -> None:
+    """Pixels in the declared colour order, scaled and biased by the model, and the
+    classifier's labels kept in the metadata with the probabilities as the output."""
+    channels = 3 if layout == "BGR" else 1
+    torch.manual_seed(0)
+    module = _Classifier(channels).eval()
+    scale, bias = 1 / 64, [-1.0, -2.0, 0.5][:channels]
+    color = ct.colorlayout.BGR if layout == "BGR" else ct.colorlayout.GRAYSCALE
+    image = ct.ImageType(
+        name="image",
+        shape=(1, channels, 6, 8),
+        scale=scale,
+        bias=bias if layout == "BGR" else bias[0],
+        color_layout=color,
+    )
+    example = (torch.rand(1, channels, 6, 8),)
+    model = _convert(
+        module, example, flavour, inputs=[image], classifier_config=ct.ClassifierConfig(LABELS)
+    )
+    cm = compiler.compile(_saved(model, tmp_path, f"classifier_{layout}", flavour))
+    assert cm.metadata.extra["labels"] == LABELS
+    pixels = np.random.default_rng(5).integers(0, 256, (1, channels, 6, 8)).astype(np.float32)
+    shifted = pixels * np.float32(scale) + np.asarray(bias, np.float32).reshape(1, -1, 1, 1)
+    with torch.no_grad():
+        (want,) = _flat(module(torch.from_numpy(shifted)))
+    (got,) = cm.run({"image": pixels}).values()
+    _compare([np.reshape(got, want.shape)], [want], f"{layout} classifier {flavour}")
+    # The model applies the preprocessing: the preprocessed input fed as pixels differs.
+    (wrong,) = cm.run({"image": shifted}).values()
+    assert not np.allclose(np.reshape(wrong, want.shape), want, rtol=1e-3, atol=1e-4)
+
+
+class _Tokens(nn.Module):
+    """Token ids -> embeddings -> a linear head (ids arrive as int32)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, ids: Any) -> Any:
+        return self.head(self.embed(ids)).sum(dim=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_int32_token_ids(tmp_path: Path, flavour: str) -> None:
+    torch.manual_seed(0)
+    module = _Tokens().eval()
+    ids = np.array([[1, 4, 9, 0, 4], [7, 2, 2, 5, 3]], np.int32)
+    inputs = [ct.TensorType(name="ids", shape=ids.shape, dtype=np.int32)]
+    model = _convert(module, (torch.from_numpy(ids).long(),), flavour, inputs=inputs)
+    cm = compiler.compile(_saved(model, tmp_path, "tokens", flavour))
+    # coremltools declares a NeuralNetwork's int32 input as float32 (the ids as floats).
+    dtype = "float32" if flavour == "mlmodel" else "int32"
+    (inp,) = cm.metadata.inputs
+    assert (inp.name, str(inp.dtype)) == ("ids", dtype)
+    with torch.no_grad():
+        want = _flat(module(torch.from_numpy(ids).long()))
+    _compare(list(cm.run({"ids": ids.astype(dtype)}).values()), want, f"tokens {flavour}")
