@@ -53,7 +53,6 @@ class Fn(nn.Module):
 class Case:
     module: nn.Module
     inputs: dict[str, np.ndarray]
-    flavours: tuple[str, ...] = FLAVOURS
 
 
 def _rand(*shape: int, lo: float = -1.0, hi: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -228,6 +227,49 @@ def _pads(x: Any) -> tuple[Any, ...]:
     )
 
 
+def _more_activations(x: Any) -> Any:
+    return torch.cat(
+        [
+            F.glu(x, dim=1),
+            # F.logsigmoid: coremltools has no converter for it.
+            F.softsign(x),
+            F.selu(x),
+            # F.celu: coremltools has no converter for it.
+            F.threshold(x, 0.2, -1.0),
+            F.tanhshrink(x),
+            # F.hardshrink, F.softshrink: coremltools has no converters for them.
+            torch.clamp_min(x, 0.1),
+            torch.clamp(x, max=0.3),
+        ],
+        dim=1,
+    )
+
+
+def _statistics(x: Any, m: Any, a: Any, b: Any) -> tuple[Any, ...]:
+    return (
+        x.var(dim=-1),
+        x.std(dim=(1, 2), keepdim=True),
+        F.normalize(x, dim=1),
+        x.mean(),
+        torch.addmm(m, a, b),
+        torch.baddbmm(x[:, :, :4], x, x.transpose(1, 2)[:, :, :4] * 0.5, alpha=0.5),
+    )
+
+
+def _arithmetic(x: Any, y: Any) -> tuple[Any, ...]:
+    # Sizes from x.shape fail in coremltools (an int() of a 1-element array): constants.
+    causal = torch.triu(torch.ones(5, 6), diagonal=1).bool()
+    return (
+        torch.roll(x, 2, dims=-1),
+        torch.remainder(x * 5, 1.5),
+        torch.floor_divide(x * 5, 1.5),
+        x.masked_fill(causal, float("-inf")).softmax(-1),
+        x + torch.arange(6, dtype=torch.float32),
+        # torch.fmod: coremltools has no converter for it.
+        x / (y.abs() + 0.5) - y,
+    )
+
+
 def _sdpa(q: Any, k: Any, v: Any) -> tuple[Any, ...]:
     mask = torch.tensor([[True, False, True, True, False, True]]).expand(5, 6)
     return (
@@ -387,6 +429,57 @@ def _cases() -> dict[str, Callable[[], Case]]:
         inputs = {"x": _rand(2, 4, 5), "y": _rand(2, 5, 3, seed=1)}
         return Case(Fn(lambda x, y: _products(x, y, w)), inputs)
 
+    def more_windows() -> Case:
+        parts = {
+            "same": nn.Conv2d(2, 3, 3, padding="same"),
+            "same_dilated": nn.Conv2d(2, 2, 3, padding="same", dilation=2, bias=False),
+        }
+
+        def fn(p: Any, x: Any) -> tuple[Any, ...]:
+            line = x.flatten(2)
+            return (
+                p["same"](x),
+                p["same_dilated"](x),
+                F.max_pool1d(line, 3, stride=2),
+                F.adaptive_avg_pool1d(line, 5),
+                # A fractional bilinear scale (1.5): coremltools refuses it.
+                F.interpolate(x, scale_factor=3, mode="nearest"),
+                # Nearest resizing by a fractional factor: coremltools makes it a bilinear
+                # NeuralNetwork upsample (it warns), another function than PyTorch's.
+            )
+
+        return Case(Fn(fn, **parts), {"x": _rand(1, 2, 6, 5)})
+
+    def windows3d() -> Case:
+        parts = {"transposed": nn.ConvTranspose3d(2, 3, 2, stride=2)}
+
+        def fn(p: Any, x: Any) -> tuple[Any, ...]:
+            return (
+                p["transposed"](x),
+                F.max_pool3d(x, 2),
+                F.avg_pool3d(x, (1, 2, 2), stride=(1, 2, 2)),
+                # adaptive_avg_pool3d: coremltools has no converter for it.
+            )
+
+        return Case(Fn(fn, **parts), {"x": _rand(1, 2, 4, 4, 6)})
+
+    def more_activations() -> Case:
+        return Case(Fn(_more_activations), {"x": _rand(1, 4, 3, 5, lo=-2, hi=2)})
+
+    def statistics() -> Case:
+        inputs = {
+            "x": _rand(2, 4, 6),
+            "m": _rand(3, 5, seed=1),
+            "a": _rand(3, 4, seed=2),
+            "b": _rand(4, 5, seed=3),
+        }
+        return Case(Fn(_statistics), inputs)
+
+    def arithmetic() -> Case:
+        return Case(
+            Fn(_arithmetic), {"x": _rand(1, 5, 6, lo=-2, hi=2), "y": _rand(1, 5, 6, seed=1)}
+        )
+
     def linear() -> Case:
         parts = {"a": nn.Linear(6, 5), "b": nn.Linear(5, 3, bias=False)}
         m = Fn(lambda p, x: p["b"](torch.relu(p["a"](x))), **parts)
@@ -422,6 +515,11 @@ def _cases() -> dict[str, Callable[[], Case]]:
             comparisons,
             reductions,
             products,
+            more_windows,
+            windows3d,
+            more_activations,
+            statistics,
+            arithmetic,
             linear,
             broadcasts,
             softmaxes,
@@ -510,7 +608,10 @@ def _compare(got: list[np.ndarray], want: list[np.ndarray], what: str) -> None:
 def test_matches_pytorch(corpus: Corpus, name: str, flavour: str) -> None:
     model = corpus.get(name, flavour)
     got = compiler.compile(model.path).run(model.feeds)
-    _compare(list(got.values()), model.expected, f"{name} {flavour}")
+    want = model.expected
+    if flavour == "mlmodel":  # NeuralNetworks have no rank-0 blobs: a scalar comes as [1]
+        want = [w.reshape(1) if w.ndim == 0 else w for w in want]
+    _compare(list(got.values()), want, f"{name} {flavour}")
 
 
 def _saved(model: Any, folder: Path, name: str, flavour: str) -> Path:
