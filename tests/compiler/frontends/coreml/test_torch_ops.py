@@ -34,7 +34,9 @@ import coremltools as ct  # noqa: E402
 TOLERANCE = 1e-4
 """Largest error allowed, relative to the largest magnitude of each output."""
 
-FLAVOURS = ("mlmodel", "mlpackage")
+FLAVOURS = ("mlmodel", "mlpackage", "mlpackage-ios18")
+"""A NeuralNetwork, an ML Program of coremltools' default target (iOS15 ops) and one for iOS18
+(the ops' later revisions, and fused ops such as scaled_dot_product_attention)."""
 
 
 class Fn(nn.Module):
@@ -543,6 +545,8 @@ def _convert(module: nn.Module, example: tuple[Any, ...], flavour: str, **kwargs
         traced = torch.jit.trace(module.eval(), example)
     if flavour == "mlmodel":
         return ct.convert(traced, convert_to="neuralnetwork", **kwargs)
+    if flavour == "mlpackage-ios18":
+        kwargs["minimum_deployment_target"] = ct.target.iOS18
     return ct.convert(
         traced, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32, **kwargs
     )
@@ -581,9 +585,7 @@ class Corpus:
             expected = _flat(case.module.eval()(*example))
         inputs = [ct.TensorType(name=k, shape=v.shape) for k, v in case.inputs.items()]
         model = _convert(case.module, example, flavour, inputs=inputs)
-        ext = "mlmodel" if flavour == "mlmodel" else "mlpackage"
-        path = self.folder / f"{name}.{ext}"
-        model.save(str(path))
+        path = _saved(model, self.folder, name, flavour)
         return Converted(path, dict(case.inputs), expected)
 
 
@@ -615,7 +617,8 @@ def test_matches_pytorch(corpus: Corpus, name: str, flavour: str) -> None:
 
 
 def _saved(model: Any, folder: Path, name: str, flavour: str) -> Path:
-    path = folder / f"{name}.{'mlmodel' if flavour == 'mlmodel' else 'mlpackage'}"
+    ext = "mlmodel" if flavour == "mlmodel" else "mlpackage"
+    path = folder / f"{name}-{flavour}.{ext}"
     model.save(str(path))
     return path
 
