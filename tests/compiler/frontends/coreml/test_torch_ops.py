@@ -752,3 +752,89 @@ def test_int32_token_ids(tmp_path: Path, flavour: str) -> None:
     with torch.no_grad():
         want = _flat(module(torch.from_numpy(ids).long()))
     _compare(list(cm.run({"ids": ids.astype(dtype)}).values()), want, f"tokens {flavour}")
+
+
+def _compressions() -> dict[str, tuple[Any, str, Callable[[Any], Any]]]:
+    """Weight compressions of ``ct.optimize.coreml``: name -> (deployment target, the
+    constexpr op it must emit, the compression). Palettes are uniform: k-means needs
+    scikit-learn. Joint modes prune first, then compress the kept values."""
+    from coremltools.optimize import coreml as cto
+
+    def quantize(model: Any, joint: bool = False, **config: Any) -> Any:
+        op = cto.OpLinearQuantizerConfig(weight_threshold=0, **config)
+        return cto.linear_quantize_weights(
+            model, cto.OptimizationConfig(op), joint_compression=joint
+        )
+
+    def palettize(model: Any, joint: bool = False, **config: Any) -> Any:
+        op = cto.OpPalettizerConfig(mode="uniform", weight_threshold=0, **config)
+        return cto.palettize_weights(model, cto.OptimizationConfig(op), joint_compression=joint)
+
+    def prune(model: Any) -> Any:
+        op = cto.OpMagnitudePrunerConfig(target_sparsity=0.5, weight_threshold=0)
+        return cto.prune_weights(model, cto.OptimizationConfig(op))
+
+    ios16, ios18 = ct.target.iOS16, ct.target.iOS18
+    return {
+        "int8": (ios16, "constexpr_affine_dequantize", quantize),
+        "int8-ios18": (ios18, "constexpr_blockwise_shift_scale", quantize),
+        "int4-blockwise": (
+            ios18,
+            "constexpr_blockwise_shift_scale",
+            lambda m: quantize(
+                m, mode="linear", dtype="int4", granularity="per_block", block_size=2
+            ),
+        ),
+        "palette": (ios16, "constexpr_lut_to_dense", lambda m: palettize(m, nbits=4)),
+        "palette-grouped": (
+            ios18,
+            "constexpr_lut_to_dense",
+            lambda m: palettize(m, nbits=2, granularity="per_grouped_channel", group_size=2),
+        ),
+        "sparse": (ios16, "constexpr_sparse_to_dense", prune),
+        "sparse-palette": (
+            ios18,
+            "constexpr_lut_to_sparse",
+            lambda m: palettize(prune(m), nbits=2, joint=True),
+        ),
+        "sparse-int8": (
+            ios18,
+            "constexpr_sparse_blockwise_shift_scale",
+            lambda m: quantize(prune(m), joint=True),
+        ),
+    }
+
+
+COMPRESSIONS = _compressions()
+
+
+def _op_types(model: Any) -> set[str]:
+    main = model.get_spec().mlProgram.functions["main"]
+    return {op.type for op in main.block_specializations[main.opset].operations}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compression", list(COMPRESSIONS))
+def test_compressed_weights(tmp_path: Path, compression: str) -> None:
+    """A weight-compressed ML Program gives what the same program with the weights that
+    coremltools decompresses gives (``decompress_weights``, its own reading of the ops)."""
+    from coremltools.optimize.coreml import decompress_weights
+
+    target, op_type, compress = COMPRESSIONS[compression]
+    torch.manual_seed(0)
+    module = _Features().eval()
+    x = _rand(1, 3, 6, 8)
+    model = _convert(
+        module,
+        (torch.from_numpy(x),),
+        "mlpackage",
+        inputs=[ct.TensorType(name="x", shape=x.shape)],
+        minimum_deployment_target=target,
+    )
+    compressed = compress(model)
+    assert op_type in _op_types(compressed)
+    dense = decompress_weights(compressed)
+    assert not any(t.startswith("constexpr_") for t in _op_types(dense))
+    want = compiler.compile(_saved(dense, tmp_path, "dense", "mlpackage")).run({"x": x})
+    cm = compiler.compile(_saved(compressed, tmp_path, "compressed", "mlpackage"))
+    _compare(list(cm.run({"x": x}).values()), list(want.values()), compression)
