@@ -367,6 +367,16 @@ def _cases() -> dict[str, Callable[[], Case]]:
 
         return Case(Fn(fn, **parts), {"x": _rand(1, 6, 4)})
 
+    def lstm_states() -> Case:
+        parts = {"lstm": nn.LSTM(4, 5, num_layers=2, batch_first=True)}
+
+        def fn(p: Any, x: Any, h: Any, c: Any) -> tuple[Any, ...]:
+            out, (h, c) = p["lstm"](x, (h, c))
+            return out, h, c
+
+        inputs = {"x": _rand(1, 6, 4), "h": _rand(2, 1, 5, seed=1), "c": _rand(2, 1, 5, seed=2)}
+        return Case(Fn(fn, **parts), inputs)
+
     def bidirectional_gru() -> Case:
         gru = nn.GRU(4, 3, bidirectional=True)
         return Case(Fn(lambda p, x: p["gru"](x)[0], gru=gru), {"x": _rand(5, 1, 4)})
@@ -503,6 +513,7 @@ def _cases() -> dict[str, Callable[[], Case]]:
             adaptive_pool,
             norms,
             recurrent,
+            lstm_states,
             bidirectional_gru,
             sdpa,
             causal_sdpa,
@@ -671,6 +682,41 @@ def test_flexible_input_runs_at_two_sizes(tmp_path: Path, flavour: str, flexibil
     # A length the model does not allow (past the range, or not listed) is refused.
     with pytest.raises(InputError, match="allows"):
         cm.run({"x": _rand(1, 7 if flexibility == "enumerated" else 17, 8)})
+
+
+class _Control(nn.Module):
+    """Data-dependent control flow (scripted, not traced): a while loop and an if."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        while bool(y.sum() < 20.0):
+            y = y.abs() * 2.0 + 0.1
+        if bool(x.mean() > 0):
+            y = y * 3.0
+        else:
+            y = y - x
+        return y
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_scripted_control_flow(tmp_path: Path, flavour: str) -> None:
+    """Both branches, and loops of different trip counts, in one compiled model."""
+    module = torch.jit.script(_Control())
+    kwargs: dict[str, Any] = {"inputs": [ct.TensorType(name="x", shape=(2, 3))]}
+    if flavour == "mlmodel":
+        model = ct.convert(module, convert_to="neuralnetwork", **kwargs)
+    else:
+        if flavour == "mlpackage-ios18":
+            kwargs["minimum_deployment_target"] = ct.target.iOS18
+        model = ct.convert(
+            module, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32, **kwargs
+        )
+    cm = compiler.compile(_saved(model, tmp_path, "control", flavour))
+    for x in (_rand(2, 3, lo=0.1, hi=1), -_rand(2, 3, lo=0.1, hi=1, seed=1), _rand(2, 3) * 9):
+        with torch.no_grad():
+            want = _flat(module(torch.from_numpy(x)))
+        _compare(list(cm.run({"x": x}).values()), want, f"control {flavour}")
 
 
 class _Classifier(nn.Module):
