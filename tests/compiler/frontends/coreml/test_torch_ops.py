@@ -272,6 +272,41 @@ def _arithmetic(x: Any, y: Any) -> tuple[Any, ...]:
     )
 
 
+def _scatters(x: Any, y: Any) -> tuple[Any, ...]:
+    idx = torch.tensor([[2, 0, 1, 3, 4], [1, 2, 0, 4, 3], [0, 1, 2, 3, 4]])
+    put = x.clone()
+    put[:, 1] = y[:, 0]
+    rows = x.clone()
+    rows[1:3] = 0.5
+    return (
+        torch.scatter(x, 1, idx, y),
+        torch.scatter_add(x, 1, idx, y),
+        put,
+        rows,
+        torch.narrow(x, 1, 1, 3),
+        x.select(1, 2),
+    )
+
+
+def _logic(x: Any, y: Any) -> tuple[Any, ...]:
+    a, b = x > 0, y > 0.2
+    return (
+        # The operators &, |, ^ on bools: coremltools has no converters (the functions work).
+        torch.logical_and(a, b).float(),
+        torch.logical_or(a, b).float(),
+        torch.logical_xor(a, b).float(),
+        torch.logical_not(a).float(),
+        a.any(dim=1).float(),
+        a.all(dim=-1).float(),
+        torch.clamp(x, min=y - 0.5, max=y + 0.5),
+        x.int().float(),
+        torch.round(x * 3),
+        # torch.trunc: coremltools has no converter for it.
+        torch.flip(torch.cumsum(torch.flip(x, [1]), 1), [1]),
+        torch.argsort(x, dim=1).float(),
+    )
+
+
 def _sdpa(q: Any, k: Any, v: Any) -> tuple[Any, ...]:
     mask = torch.tensor([[True, False, True, True, False, True]]).expand(5, 6)
     return (
@@ -492,6 +527,43 @@ def _cases() -> dict[str, Callable[[], Case]]:
             Fn(_arithmetic), {"x": _rand(1, 5, 6, lo=-2, hi=2), "y": _rand(1, 5, 6, seed=1)}
         )
 
+    def more_norms() -> Case:
+        parts = {
+            "batch1d": nn.BatchNorm1d(4),
+            "batch_flat": nn.BatchNorm1d(4 * 5),
+            "lrn": nn.LocalResponseNorm(3, alpha=0.1, beta=0.75, k=1.5),
+            "channel_last": nn.LayerNorm(4),
+        }
+        for p in (parts["batch1d"], parts["batch_flat"]):
+            p.running_mean.uniform_(-1, 1)
+            p.running_var.uniform_(0.5, 2)
+
+        def fn(p: Any, x: Any) -> tuple[Any, ...]:
+            image = x.unsqueeze(-1)
+            return (
+                p["batch1d"](x),
+                p["batch_flat"](x.flatten(1)),
+                p["lrn"](image),
+                p["channel_last"](image.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+                F.normalize(x, p=1.0, dim=-1),
+                F.softmax(image, dim=1),
+            )
+
+        return Case(Fn(fn, **parts).eval(), {"x": _rand(2, 4, 5, lo=-2, hi=2)})
+
+    def scatters() -> Case:
+        return Case(Fn(_scatters), {"x": _rand(3, 5), "y": _rand(3, 5, seed=1)})
+
+    def logic() -> Case:
+        return Case(Fn(_logic), {"x": _rand(2, 5, 4, lo=-2, hi=2), "y": _rand(2, 5, 4, seed=1)})
+
+    def attention_heads() -> Case:
+        def fn(q: Any, k: Any) -> tuple[Any, ...]:
+            scores = torch.einsum("bhid,bhjd->bhij", q, k) / 2
+            return scores.softmax(-1), torch.einsum("bhij,bhjd->bihd", scores, k).flatten(2)
+
+        return Case(Fn(fn), {"q": _rand(1, 2, 3, 4), "k": _rand(1, 2, 5, 4, seed=1)})
+
     def linear() -> Case:
         parts = {"a": nn.Linear(6, 5), "b": nn.Linear(5, 3, bias=False)}
         m = Fn(lambda p, x: p["b"](torch.relu(p["a"](x))), **parts)
@@ -533,6 +605,10 @@ def _cases() -> dict[str, Callable[[], Case]]:
             more_activations,
             statistics,
             arithmetic,
+            more_norms,
+            scatters,
+            logic,
+            attention_heads,
             linear,
             broadcasts,
             softmaxes,
