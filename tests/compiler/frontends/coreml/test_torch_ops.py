@@ -446,6 +446,16 @@ def _cases() -> dict[str, Callable[[], Case]]:
     def reshapes() -> Case:
         return Case(Fn(_reshapes), {"x": _rand(1, 4, 5, 6)})
 
+    def windows_partition() -> Case:
+        def fn(x: Any) -> tuple[Any, ...]:
+            # Swin's window partition and its inverse, batch dim left out: Core ML tensors
+            # have rank <= 5 (coremltools refuses rank 6 and 7).
+            w = x.reshape(2, 3, 2, 2, 4).permute(0, 2, 1, 3, 4).reshape(-1, 3 * 2, 4)
+            back = w.reshape(2, 2, 3, 2, 4).permute(0, 2, 1, 3, 4).reshape(6, 4, 4)
+            return w, back + x, x.reshape(2, 3, 2, 2, 4).sum(dim=(1, 3))
+
+        return Case(Fn(fn), {"x": _rand(6, 4, 4)})
+
     def indexing() -> Case:
         return Case(Fn(_indexing), {"x": _rand(1, 4, 6, 5)})
 
@@ -592,6 +602,7 @@ def _cases() -> dict[str, Callable[[], Case]]:
             resampling,
             pads,
             reshapes,
+            windows_partition,
             indexing,
             sorting,
             selection,
