@@ -31,6 +31,12 @@ from compiler.errors import InputError  # noqa: E402
 logging.getLogger("coremltools").setLevel(logging.ERROR)
 import coremltools as ct  # noqa: E402
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+    pytest.mark.filterwarnings("ignore:Output, .* has been renamed:UserWarning"),
+]
+
 TOLERANCE = 1e-4
 """Largest error allowed, relative to the largest magnitude of each output."""
 
