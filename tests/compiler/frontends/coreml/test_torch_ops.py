@@ -863,6 +863,40 @@ def test_image_classifier(tmp_path: Path, flavour: str, layout: str) -> None:
     assert not np.allclose(np.reshape(wrong, want.shape), want, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_grayscale_float16_image(tmp_path: Path) -> None:
+    """An iOS16 float16 program's GRAYSCALE_FLOAT16 image input takes float32 pixels like any
+    image; the program computes in float16 (to float16's precision)."""
+    torch.manual_seed(0)
+    module = _Classifier(1).eval()
+    image = ct.ImageType(
+        name="image",
+        shape=(1, 1, 6, 8),
+        scale=1 / 64,
+        bias=-1.0,
+        color_layout=ct.colorlayout.GRAYSCALE_FLOAT16,
+    )
+    with torch.no_grad():
+        traced = torch.jit.trace(module, torch.rand(1, 1, 6, 8))
+    model = ct.convert(
+        traced,
+        convert_to="mlprogram",
+        inputs=[image],
+        minimum_deployment_target=ct.target.iOS16,
+        classifier_config=ct.ClassifierConfig(LABELS),
+    )
+    cm = compiler.compile(_saved(model, tmp_path, "gray16", "mlpackage"))
+    assert cm.metadata.extra["labels"] == LABELS
+    assert cm.metadata.extra["precision"] == "float16"
+    (inp,) = cm.metadata.inputs
+    assert (inp.name, str(inp.dtype)) == ("image", "float32")
+    pixels = np.random.default_rng(5).integers(0, 256, (1, 1, 6, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(pixels / 64 - 1)).numpy()
+    (got,) = cm.run({"image": pixels}).values()
+    np.testing.assert_allclose(np.reshape(got, want.shape), want, rtol=1e-2, atol=2e-3)
+
+
 class _Tokens(nn.Module):
     """Token ids -> embeddings -> a linear head (ids arrive as int32)."""
 
