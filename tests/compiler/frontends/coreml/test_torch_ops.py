@@ -580,6 +580,29 @@ def _cases() -> dict[str, Callable[[], Case]]:
 
         return Case(Fn(fn), {"q": _rand(1, 2, 3, 4), "k": _rand(1, 2, 5, 4, seed=1)})
 
+    def blocks() -> Case:
+        parts = {
+            "dw": nn.Conv2d(4, 4, 7, padding=3, groups=4),
+            "norm": nn.LayerNorm(4, eps=1e-6),
+            "up": nn.Linear(4, 8),
+            "down": nn.Linear(8, 4),
+            "squeeze": nn.Conv2d(4, 2, 1),
+            "excite": nn.Conv2d(2, 4, 1),
+        }
+
+        def fn(p: Any, x: Any) -> tuple[Any, ...]:
+            # ConvNeXt: depthwise conv, channels-last LayerNorm and MLP, residual.
+            h = p["dw"](x).permute(0, 2, 3, 1)
+            h = p["down"](F.gelu(p["up"](p["norm"](h)))).permute(0, 3, 1, 2)
+            convnext = x + h * 0.5
+            # EfficientNet's squeeze-and-excitation.
+            scale = torch.sigmoid(p["excite"](F.silu(p["squeeze"](x.mean((2, 3), keepdim=True)))))
+            # ShuffleNet's channel shuffle (sizes from x.shape fail in coremltools).
+            shuffled = x.view(1, 2, 2, 6, 5).transpose(1, 2).reshape(1, 4, 6, 5)
+            return convnext, x * scale, shuffled
+
+        return Case(Fn(fn, **parts), {"x": _rand(1, 4, 6, 5)})
+
     def linear() -> Case:
         parts = {"a": nn.Linear(6, 5), "b": nn.Linear(5, 3, bias=False)}
         m = Fn(lambda p, x: p["b"](torch.relu(p["a"](x))), **parts)
@@ -626,6 +649,7 @@ def _cases() -> dict[str, Callable[[], Case]]:
             scatters,
             logic,
             attention_heads,
+            blocks,
             linear,
             broadcasts,
             softmaxes,
