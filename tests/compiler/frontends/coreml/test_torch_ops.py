@@ -418,6 +418,25 @@ def _cases() -> dict[str, Callable[[], Case]]:
         inputs = {"x": _rand(1, 6, 4), "h": _rand(2, 1, 5, seed=1), "c": _rand(2, 1, 5, seed=2)}
         return Case(Fn(fn, **parts), inputs)
 
+    def bidirectional_states() -> Case:
+        parts = {
+            "gru": nn.GRU(4, 3, num_layers=2, bidirectional=True, batch_first=True),
+            "lstm": nn.LSTM(4, 5, bidirectional=True),
+        }
+
+        def fn(p: Any, x: Any, h: Any, lh: Any, lc: Any) -> tuple[Any, ...]:
+            out, h = p["gru"](x, h)
+            seq, (lh, lc) = p["lstm"](x.transpose(0, 1) * 2, (lh, lc))
+            return out, h, seq, lh, lc
+
+        inputs = {
+            "x": _rand(1, 6, 4),
+            "h": _rand(4, 1, 3, seed=1),
+            "lh": _rand(2, 1, 5, seed=2),
+            "lc": _rand(2, 1, 5, seed=3),
+        }
+        return Case(Fn(fn, **parts), inputs)
+
     def bidirectional_gru() -> Case:
         gru = nn.GRU(4, 3, bidirectional=True)
         return Case(Fn(lambda p, x: p["gru"](x)[0], gru=gru), {"x": _rand(5, 1, 4)})
@@ -626,6 +645,7 @@ def _cases() -> dict[str, Callable[[], Case]]:
             recurrent,
             lstm_states,
             bidirectional_gru,
+            bidirectional_states,
             sdpa,
             causal_sdpa,
             resampling,
@@ -777,15 +797,26 @@ class _Sequence(nn.Module):
         return F.softmax(h @ h.transpose(1, 2), dim=-1) @ h
 
 
+FLEXIBLE = [
+    (flexibility, flavour)
+    for flexibility in ("range", "unbounded", "enumerated")
+    for flavour in FLAVOURS
+    # ML Programs cannot have an unbounded range (coremltools refuses to convert).
+    if flexibility != "unbounded" or flavour == "mlmodel"
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("flexibility", ["range", "enumerated"])
+@pytest.mark.parametrize(("flexibility", "flavour"), FLEXIBLE)
 def test_flexible_input_runs_at_two_sizes(tmp_path: Path, flavour: str, flexibility: str) -> None:
     torch.manual_seed(0)
     module = _Sequence().eval()
     lengths = [5, 9]
     if flexibility == "range":
         shape: Any = ct.Shape((1, ct.RangeDim(2, 16, 5), 8))
+    elif flexibility == "unbounded":
+        shape = ct.Shape((1, ct.RangeDim(1, -1, 5), 8))
+        lengths.append(40)
     else:
         shape = ct.EnumeratedShapes([(1, n, 8) for n in lengths], default=(1, 5, 8))
     example = (torch.rand(1, 5, 8),)
@@ -797,8 +828,9 @@ def test_flexible_input_runs_at_two_sizes(tmp_path: Path, flavour: str, flexibil
             want = _flat(module(torch.from_numpy(x)))
         _compare(list(cm.run({"x": x}).values()), want, f"{flexibility} {flavour} length {n}")
     # A length the model does not allow (past the range, or not listed) is refused.
+    refused = {"range": 17, "unbounded": 0, "enumerated": 7}[flexibility]
     with pytest.raises(InputError, match="allows"):
-        cm.run({"x": _rand(1, 7 if flexibility == "enumerated" else 17, 8)})
+        cm.run({"x": _rand(1, refused, 8)})
 
 
 class _Control(nn.Module):
