@@ -1,12 +1,16 @@
 """A corpus of small PyTorch modules converted by ``ct.convert``, covering the ops real models
 use beyond the whole models of ``test_models.py``: each module is traced, converted to a
-NeuralNetwork (``.mlmodel``) and a float32 ML Program (``.mlpackage``), compiled by nnxc and
-compared with PyTorch's outputs to 1e-4 of each output's scale. Related ops share one module
-(one TVM build each). Also: flexible ML Program inputs (a range and enumerated shapes), image
-inputs (BGR, grayscale) with classifier labels, and int32 token-id inputs.
+NeuralNetwork (``.mlmodel``), a float32 ML Program of the default target and one for iOS18
+(later op revisions, fused attention), compiled by nnxc and compared with PyTorch's outputs to
+1e-4 of each output's scale. Related ops share one module (one TVM build each), converted once
+per session. Also: flexible inputs (ranges, enumerated shapes) run at several sizes, image
+inputs (BGR, grayscale, float16 grayscale) with classifier labels, int32 token ids, scripted
+control flow, and weight-compressed ML Programs checked against coremltools' decompression.
 
 Ops that coremltools 9 (with torch 2.13) cannot convert, or not to the NeuralNetwork flavour,
-are left out with a comment where they would be.
+are left out with a comment where they would be. With torch 2.13, sizes read from
+``x.shape`` in a traced module make coremltools fail (an int() of a 1-element array), so the
+modules use constant sizes.
 """
 
 from __future__ import annotations
