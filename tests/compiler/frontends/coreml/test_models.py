@@ -44,7 +44,10 @@ def test_matches_pytorch(models: dict[str, Exported], name: str, flavour: str) -
         f"{name} {flavour}: error {err:.3g}, scale {scale:.3g}"
     )
     precision = cm.metadata.extra.get("precision")
-    assert precision == ("float16" if flavour.endswith("fp16") else None)
+    # iOS15's lstm takes float32 only (float16 from iOS17): coremltools keeps that program
+    # wholly in float32, so nothing in it computes in float16.
+    fp16 = flavour.endswith("fp16") and name != "lstm"
+    assert precision == ("float16" if fp16 else None)
 
 
 @pytest.mark.slow
