@@ -843,9 +843,15 @@ def test_float16_model_computes_in_float16(tmp_path: Path) -> None:
         output_name="c",
     )
     b.add_pooling("p", 2, 2, 2, 2, "AVERAGE", "VALID", "c", "y")
-    array = b.spec.description.input[0].type.multiArrayType
-    array.dataType = array.FLOAT16
+    # Input and output FLOAT16: an output declared DOUBLE would be cast to float32.
+    for feature in (b.spec.description.input[0], b.spec.description.output[0]):
+        array = feature.type.multiArrayType
+        array.dataType = array.FLOAT16
     conv = F.conv2d(F.pad(_t(x.astype(np.float32)), (1, 1, 1, 1)), _t(w))
     want = F.avg_pool2d(conv, 2).numpy()
-    (got,) = check(save_nn(b, tmp_path), {"x": x}, [want], rtol=1e-2, atol=1e-2)
+    path = save_nn(b, tmp_path)
+    (got,) = check(path, {"x": x}, [want], rtol=1e-2, atol=1e-2)
     assert got.dtype == np.float16
+    graph, _ = import_coreml(path)
+    floats = {str(v.dtype) for v in graph.values() if "float" in str(v.dtype)}
+    assert floats == {"float16"}
