@@ -29,6 +29,7 @@ from . import (  # noqa: F401  (registers the converters)
     control,
     elementwise,
     nn,
+    random,
     recurrent,
     reduce,
     tensor,

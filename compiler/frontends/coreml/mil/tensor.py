@@ -1,7 +1,7 @@
 """MIL ops that move data: reshapes, transposes, concat/split/stack/tile, slices, pads, gather and
 scatter families, select, band_part, one_hot, shape/fill/range, depth/space/batch
 rearrangements, non_zero (its output size is data), non_maximum_suppression (shared with the
-NeuralNetwork layer, ``coreml.nms``), and the random samplers.
+NeuralNetwork layer, ``coreml.nms``).
 
 Shape-defining inputs (reshape's shape, slice bounds, pads, repeats) must be known at compile
 time: a constant in the program, a value pymil inferred, or one nnxc folded from static
@@ -767,65 +767,3 @@ def batch_to_space(ctx: MilContext) -> Value:
     t = _reshape(ctx, t, [n // (bh * bw), c, h * bh, w * bw])
     slices = [slice(None, None, 1)] * 2 + [slice(ct, h * bh - cb, 1), slice(cl, w * bw - cr, 1)]
     return _slice(ctx, t, slices)
-
-
-# -- random ----------------------------------------------------------------------------------
-
-
-def _seed(ctx: MilContext) -> float | None:
-    seed = int(ctx.attr("seed", -1))
-    return None if seed == -1 else float(seed)
-
-
-def _random(ctx: MilContext, op: str, **attrs: Any) -> Value:
-    shape = _ints(ctx, "shape")
-    return ctx.emit(op, dtype=ctx.out_dtype(), shape=shape, seed=_seed(ctx), **attrs)
-
-
-@mil_op("random_uniform")
-def random_uniform(ctx: MilContext) -> Value:
-    low, high = float(ctx.attr("low", 0.0)), float(ctx.attr("high", 1.0))
-    return _random(ctx, "random_uniform", low=low, high=high)
-
-
-@mil_op("random_normal")
-def random_normal(ctx: MilContext) -> Value:
-    mean, std = float(ctx.attr("mean", 0.0)), float(ctx.attr("stddev", 1.0))
-    return _random(ctx, "random_normal", mean=mean, scale=std)
-
-
-@mil_op("random_bernoulli")
-def random_bernoulli(ctx: MilContext) -> Value:
-    """1 where a uniform in [0, 1) is below prob."""
-    dtype = ctx.out_dtype()
-    u = _random(ctx, "random_uniform")
-    below = ctx.emit("less", u, _scalar(ctx, ctx.attr("prob", 0.5), dtype))
-    return ctx.emit("cast", below, to=dtype)
-
-
-@mil_op("random_categorical")
-def random_categorical(ctx: MilContext) -> Value:
-    """``size`` class indices per distribution (the last axis): inverse-CDF sampling, the
-    number of cumulative probabilities at or below a uniform. ``probs`` are normalized."""
-    x = ctx.x("x")
-    classes = x.shape[-1]
-    if not isinstance(classes, int):
-        raise ctx.error(f"the class axis of {x.type} must be static")
-    rank = x.type.rank
-    mode = ctx.attr("mode", "logits")
-    if mode == "logits":
-        probs = ctx.emit("softmax", x, axis=-1)
-    elif mode == "probs":
-        total = ctx.emit("reduce_sum", x, axes=[rank - 1], keepdims=True)
-        probs = ctx.emit("div", x, total)
-    else:
-        raise ctx.error(f"mode {mode!r} is not supported (logits, probs)")
-    size = int(ctx.attr("size", 1))
-    lead = list(x.shape[:-1])
-    cdf = _reshape(ctx, ctx.emit("cumsum", probs, axis=rank - 1), [*lead, 1, classes])
-    corner = ctx.emit("slice", cdf, axes=[rank], starts=[0], ends=[1])
-    like = ctx.emit("broadcast_to", corner, shape=[*lead, size, 1])
-    u = ctx.emit("random_uniform", like, dtype=x.dtype, seed=_seed(ctx))
-    below = ctx.emit("cast", ctx.emit("less_equal", cdf, u), to=x.dtype)
-    count = ctx.emit("reduce_sum", below, axes=[rank], keepdims=False)
-    return _cast_to(ctx, ctx.emit("minimum", count, _scalar(ctx, classes - 1, x.dtype)))

@@ -29,6 +29,7 @@ from . import (  # noqa: F401  (registers the converters)
     nd_math,
     nd_tensor,
     normalize,
+    random,
     recurrent,
     tensor,
     window,

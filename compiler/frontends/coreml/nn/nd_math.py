@@ -1,6 +1,6 @@
 """The ND layers (spec >= 4) that compute: broadcastable binaries, unary math, comparisons and
 logic, reductions, softmaxND, batchedMatmul, topK/argMax/argMin/argSort, cumSum, oneHot, band
-ops, non-maximum suppression (a loop to a fixed point), random samples.
+ops, non-maximum suppression (``coreml.nms``).
 
 A NeuralNetwork computes in floating point: every blob is a float tensor, comparisons and
 logic give 1.0/0.0 (NeuralNetwork.proto: "Output is 1.0f if the condition is true"), logic
@@ -472,99 +472,3 @@ def _threshold(ctx: NnContext, i: int, param: float) -> Value:
         return _scalar(ctx, param, "float32")
     v = ctx.emit("cast", ctx.x(i), to="float32")
     return ctx.emit("reshape", v, shape=[])
-
-
-# -- random ----------------------------------------------------------------------------------
-
-
-def _seed(p: Any) -> float | None:
-    """-1 (coremltools' default) asks for fresh randomness; other seeds reproduce."""
-    return None if int(p.seed) == -1 else float(p.seed)
-
-
-def _random_shape(ctx: NnContext, kind: str) -> dict[str, Any]:
-    """The shape source of a random layer: ``like`` input, static shape, or a known input."""
-    if kind.endswith("Like"):
-        return {"like": ctx.x()}
-    if kind.endswith("Static"):
-        return {"shape": [int(d) for d in ctx.params.outputShape]}
-    data = ctx.require_value(0, "shape", "it decides the output shape").reshape(-1)
-    return {"shape": [int(d) for d in data]}
-
-
-def _sample(ctx: NnContext, op: str, kind: str, **attrs: Any) -> Value:
-    src = _random_shape(ctx, kind)
-    like = src.pop("like", None)
-    args = [like] if like is not None else []
-    return ctx.emit(op, *args, dtype="float32", seed=_seed(ctx.params), **src, **attrs)
-
-
-def _normal(kind: str) -> LayerFn:
-    def convert(ctx: NnContext) -> Value:
-        p = ctx.params
-        return _sample(ctx, "random_normal", kind, mean=float(p.mean), scale=float(p.stdDev))
-
-    convert.__name__ = kind
-    return convert
-
-
-def _uniform(kind: str) -> LayerFn:
-    def convert(ctx: NnContext) -> Value:
-        p = ctx.params
-        return _sample(ctx, "random_uniform", kind, low=float(p.minVal), high=float(p.maxVal))
-
-    convert.__name__ = kind
-    return convert
-
-
-def _bernoulli(kind: str) -> LayerFn:
-    def convert(ctx: NnContext) -> Value:
-        """1.0 where a uniform in [0, 1) is below ``prob``: probability prob exactly."""
-        u = _sample(ctx, "random_uniform", kind)
-        below = ctx.emit("less", u, _scalar(ctx, float(ctx.params.prob), "float32"))
-        return ctx.emit("cast", below, to="float32")
-
-    convert.__name__ = kind
-    return convert
-
-
-for _suffix in ("Like", "Static", "Dynamic"):
-    layer(f"randomNormal{_suffix}")(_normal(f"randomNormal{_suffix}"))
-    layer(f"randomUniform{_suffix}")(_uniform(f"randomUniform{_suffix}"))
-    layer(f"randomBernoulli{_suffix}")(_bernoulli(f"randomBernoulli{_suffix}"))
-
-
-@layer("categoricalDistribution")
-def categorical_distribution(ctx: NnContext) -> Value:
-    """numSamples class indices (float) per distribution of the last axis, drawn with
-    replacement: the count of cumulative probabilities at or below a uniform (inverse-CDF
-    sampling). Logits are softmaxed; probabilities are normalized by their sum."""
-    p = ctx.params
-    temperature = float(p.temperature) or 1.0
-    if temperature != 1.0:
-        raise ctx.error(
-            f"temperature {temperature}: Core ML does not document how it applies; nnxc "
-            "converts temperature 1"
-        )
-    x = ctx.emit("cast", _float(ctx, ctx.x()), to="float32")
-    shape = list(x.shape)
-    if not shape:
-        raise ctx.error("the input needs rank >= 1")
-    classes = shape[-1]
-    samples = int(p.numSamples)
-    if not isinstance(classes, int) or samples < 1:
-        raise ctx.error(f"needs a static class axis and numSamples >= 1, got {shape}, {samples}")
-    last = len(shape) - 1
-    if p.isLogits:
-        probs = ctx.emit("softmax", x, axis=last)
-    else:
-        total = ctx.emit("reduce_sum", x, axes=[last], keepdims=True)
-        probs = ctx.emit("div", x, total)
-    cdf = ctx.emit("cumsum", probs, axis=last)
-    cdf = ctx.emit("reshape", cdf, shape=[*shape[:-1], 1, classes])
-    corner = ctx.emit("slice", cdf, axes=[last + 1], starts=[0], ends=[1])
-    like = ctx.emit("broadcast_to", corner, shape=[*shape[:-1], samples, 1])
-    u = ctx.emit("random_uniform", like, dtype="float32", seed=_seed(p))
-    below = ctx.emit("cast", ctx.emit("less_equal", cdf, u), to="float32")
-    count = ctx.emit("reduce_sum", below, axes=[last + 1], keepdims=False)
-    return ctx.emit("minimum", count, _scalar(ctx, float(classes - 1), "float32"))
