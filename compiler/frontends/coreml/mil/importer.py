@@ -143,7 +143,7 @@ def _blob_values(program: Any) -> list[tuple[str, Any]]:
 
 
 def _function(program: Any, files: CoreMLFiles, function: str | None) -> tuple[str, Any]:
-    names = list(program.functions)
+    names = sorted(program.functions)  # a protobuf map: no order of its own
     default = files.spec.description.defaultFunctionName or "main"
     name = function or (default if default in names else names[0])
     if name not in program.functions:
