@@ -10,15 +10,17 @@ node's outputs: one Value, or a list with None for unused optional outputs.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
 from compiler.errors import ConversionError, NeedsValueError, UnsupportedOpsError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Value
+from compiler.ir.types import Dim
 
 Ctx = TypeVar("Ctx", bound="NodeContext")
 Result = Value | Sequence[Value | None]
@@ -110,6 +112,62 @@ class NodeContext:
 
     def const(self, array: Any, dtype: str | None = None) -> Value:
         return self.builder.const(array, dtype)
+
+
+def product_dim(ctx: NodeContext, dims: Sequence[Dim]) -> Dim:
+    """The product of dims as one dim: an int, or a lone name times static ones."""
+    names = [d for d in dims if isinstance(d, str)]
+    size = math.prod(d for d in dims if isinstance(d, int))
+    if not names:
+        return size
+    if len(names) == 1 and size == 1:
+        return names[0]
+    raise ctx.error(
+        f"the dim {' * '.join(map(str, dims))} is a product of symbolic dims; "
+        "bind the input shapes (--input-shape) to convert it"
+    )
+
+
+ZeroMeans = Literal["size", "copy", "copy_right"]
+
+
+def resolve_reshape(
+    ctx: NodeContext, in_shape: Sequence[Dim], spec: Sequence[int], zero: ZeroMeans
+) -> list[Dim]:
+    """A reshape target with its 0 and -1 entries resolved against the input shape, as every
+    format's reshape reads them. A 0 is a size (``"size"``: ONNX ``allowzero``, Core ML's
+    reshapeStatic), copies the input dim at its position (``"copy"``), or at the same
+    distance from the right, 1 where the input has none (``"copy_right"``: MIL from iOS17).
+    One -1 takes the rest, a symbolic dim when one name is left over."""
+    rank, k = len(in_shape), len(spec)
+    out: list[Dim | None] = []
+    for i, s in enumerate(spec):
+        if s == 0 and zero != "size":
+            j = i - (k - rank) if zero == "copy_right" else i
+            if not 0 <= j < rank and zero == "copy":
+                raise ctx.error(f"shape {list(spec)} copies dim {i} of a rank-{rank} input")
+            out.append(in_shape[j] if 0 <= j < rank else 1)
+        elif s == -1:
+            out.append(None)
+        elif s < 0:
+            raise ctx.error(f"shape {list(spec)} has a negative entry other than -1")
+        else:
+            out.append(s)
+    if out.count(None) > 1:
+        raise ctx.error(f"shape {list(spec)} has more than one -1")
+    if None not in out:
+        return out  # type: ignore[return-value]
+    known = [d for d in out if d is not None]
+    rest = Counter(d for d in in_shape if isinstance(d, str))
+    rest.subtract(d for d in known if isinstance(d, str))
+    if any(c < 0 for c in rest.values()):
+        raise ctx.error(f"cannot infer the -1 of shape {list(spec)} from input {list(in_shape)}")
+    in_size = math.prod(d for d in in_shape if isinstance(d, int))
+    out_size = math.prod(d for d in known if isinstance(d, int))
+    if out_size == 0 or in_size % out_size:
+        raise ctx.error(f"cannot reshape {list(in_shape)} to {list(spec)}")
+    inferred = product_dim(ctx, [*rest.elements(), in_size // out_size])
+    return [inferred if d is None else d for d in out]
 
 
 def run_converter(ctx: Ctx, fn: Callable[[Ctx], Result]) -> list[Value | None]:

@@ -8,7 +8,6 @@ clamped slice bounds, pads with axes) is resolved before a core op is emitted.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,25 +17,12 @@ from compiler.ir.ops.shapes import broadcast_shapes, normalize_axes, normalize_a
 from compiler.ir.types import Dim
 from compiler.ir.types import dtype as dtype_of
 
+from ..converters import product_dim, resolve_reshape
 from .registry import NodeContext, converter, onnx_dtype
 
 
 def _ints(array: np.ndarray) -> list[int]:
     return [int(v) for v in np.asarray(array).reshape(-1)]
-
-
-def _product(ctx: NodeContext, dims: Sequence[Dim]) -> Dim:
-    """The product of dims as one dim: an int, or a lone name times static ones."""
-    names = [d for d in dims if isinstance(d, str)]
-    size = math.prod(d for d in dims if isinstance(d, int))
-    if not names:
-        return size
-    if len(names) == 1 and size == 1:
-        return names[0]
-    raise ctx.error(
-        f"the dim {' * '.join(map(str, dims))} is a product of symbolic dims; "
-        "bind the input shapes (--input-shape) to convert it"
-    )
 
 
 def _reshape(ctx: NodeContext, x: Value, shape: Sequence[Dim]) -> Value:
@@ -49,47 +35,11 @@ def _reshape(ctx: NodeContext, x: Value, shape: Sequence[Dim]) -> Value:
 # -- Reshape, Flatten, Squeeze, Unsqueeze ----------------------------------------------------
 
 
-def resolve_reshape(
-    ctx: NodeContext, in_shape: Sequence[Dim], spec: Sequence[int], allowzero: bool
-) -> list[Dim]:
-    """ONNX Reshape's shape operand with copy-0 and -1 resolved against the input shape."""
-    out: list[Dim | None] = []
-    for i, s in enumerate(spec):
-        if s == 0 and not allowzero:
-            if i >= len(in_shape):
-                raise ctx.error(
-                    f"shape {list(spec)} copies dim {i} of a rank-{len(in_shape)} input"
-                )
-            out.append(in_shape[i])
-        elif s == -1:
-            out.append(None)
-        elif s < 0:
-            raise ctx.error(f"shape {list(spec)} has a negative entry other than -1")
-        else:
-            out.append(s)
-    if out.count(None) > 1:
-        raise ctx.error(f"shape {list(spec)} has more than one -1")
-    if None not in out:
-        return out  # type: ignore[return-value]
-    known = [d for d in out if d is not None]
-    rest = Counter(d for d in in_shape if isinstance(d, str))
-    rest.subtract(d for d in known if isinstance(d, str))
-    if any(c < 0 for c in rest.values()):
-        raise ctx.error(f"cannot infer the -1 of shape {list(spec)} from input {list(in_shape)}")
-    names = list(rest.elements())
-    in_size = math.prod(d for d in in_shape if isinstance(d, int))
-    out_size = math.prod(d for d in known if isinstance(d, int))
-    if out_size == 0 or in_size % out_size:
-        raise ctx.error(f"cannot reshape {list(in_shape)} to {list(spec)}")
-    inferred = _product(ctx, [*names, in_size // out_size])
-    return [inferred if d is None else d for d in out]
-
-
 @converter("Reshape", since=5)
 def reshape(ctx: NodeContext):
     x = ctx.input(0)
     spec = _ints(ctx.require_value(1, "shape"))
-    shape = resolve_reshape(ctx, x.shape, spec, bool(ctx.attr("allowzero", 0)))
+    shape = resolve_reshape(ctx, x.shape, spec, "size" if ctx.attr("allowzero", 0) else "copy")
     return _reshape(ctx, x, shape)
 
 
@@ -100,7 +50,7 @@ def flatten(ctx: NodeContext):
     axis = axis + x.type.rank if axis < 0 else axis  # in [-rank, rank]
     if not 0 <= axis <= x.type.rank:
         raise ctx.error(f"axis {ctx.attr('axis')} is out of range for {x.type}")
-    shape = [_product(ctx, x.shape[:axis]), _product(ctx, x.shape[axis:])]
+    shape = [product_dim(ctx, x.shape[:axis]), product_dim(ctx, x.shape[axis:])]
     return _reshape(ctx, x, shape)
 
 

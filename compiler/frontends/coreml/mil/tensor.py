@@ -13,7 +13,6 @@ undefined, and nnxc does not check ``validate_indices`` at run time).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.shapes import normalize_axis
 from compiler.ir.types import Dim
 
+from ...converters import ZeroMeans, product_dim, resolve_reshape
 from ..nms import non_maximum_suppression
 from ..nms import scalar as nms_scalar
 from .registry import MilContext, mil_op
@@ -76,17 +76,6 @@ def _transpose(ctx: MilContext, x: Value, perm: list[int]) -> Value:
     return x if perm == sorted(perm) else ctx.emit("transpose", x, perm=perm)
 
 
-def _product(ctx: MilContext, dims: Sequence[Dim]) -> Dim:
-    """The product of dims: an int, or a lone dim name times ones."""
-    names = [d for d in dims if isinstance(d, str)]
-    size = math.prod(d for d in dims if isinstance(d, int))
-    if not names:
-        return size
-    if len(names) == 1 and size == 1:
-        return names[0]
-    raise ctx.error(f"the dim {' * '.join(map(str, dims))} is a product of symbolic dims")
-
-
 def _cast_to(ctx: MilContext, v: Value, index: int = 0) -> Value:
     want = ctx.out_dtype(index)
     return v if v.dtype == want else ctx.emit("cast", v, to=want)
@@ -106,42 +95,7 @@ def _scalar(ctx: MilContext, value: Any, dtype: str) -> Value:
 # -- reshapes ------------------------------------------------------------------------------
 
 
-def resolve_shape(
-    ctx: MilContext, in_shape: Sequence[Dim], spec: Sequence[int], right_aligned: bool
-) -> list[Dim]:
-    """MIL reshape's shape with 0 and -1 resolved: a 0 copies the input dim at the same
-    position (before iOS17) or at the same distance from the right (iOS17; 1 where the
-    input has no such dim); -1 takes the rest."""
-    rank, k = len(in_shape), len(spec)
-    out: list[Dim | None] = []
-    for i, s in enumerate(spec):
-        if s == 0:
-            j = i - (k - rank) if right_aligned else i
-            if not 0 <= j < rank and not right_aligned:
-                raise ctx.error(f"shape {list(spec)} copies dim {i} of a rank-{rank} input")
-            out.append(in_shape[j] if 0 <= j < rank else 1)
-        elif s == -1:
-            out.append(None)
-        elif s < 0:
-            raise ctx.error(f"shape {list(spec)} has a negative entry other than -1")
-        else:
-            out.append(s)
-    if out.count(None) > 1:
-        raise ctx.error(f"shape {list(spec)} has more than one -1")
-    if None not in out:
-        return out  # type: ignore[return-value]
-    known = [d for d in out if d is not None]
-    rest = Counter(d for d in in_shape if isinstance(d, str))
-    rest.subtract(d for d in known if isinstance(d, str))
-    in_size = math.prod(d for d in in_shape if isinstance(d, int))
-    out_size = math.prod(d for d in known if isinstance(d, int))
-    if any(c < 0 for c in rest.values()) or out_size == 0 or in_size % out_size:
-        raise ctx.error(f"cannot reshape {list(in_shape)} to {list(spec)}")
-    inferred = _product(ctx, [*rest.elements(), in_size // out_size])
-    return [inferred if d is None else d for d in out]
-
-
-def _reshape_op(ctx: MilContext, right_aligned: bool) -> Value:
+def _reshape_op(ctx: MilContext, zero: ZeroMeans) -> Value:
     x = ctx.x("x")
     try:
         spec = _ints(ctx, "shape")
@@ -152,7 +106,7 @@ def _reshape_op(ctx: MilContext, right_aligned: bool) -> Value:
         if shape is None:
             raise
         return _reshape(ctx, x, shape)
-    return _reshape(ctx, x, resolve_shape(ctx, x.shape, spec, right_aligned))
+    return _reshape(ctx, x, resolve_reshape(ctx, x.shape, spec, zero))
 
 
 def _pymil_dims(
@@ -174,13 +128,13 @@ def _pymil_dims(
 
 @mil_op("reshape")
 def reshape(ctx: MilContext) -> Value:
-    return _reshape_op(ctx, right_aligned=False)
+    return _reshape_op(ctx, "copy")
 
 
 @mil_op("reshape", since=IOS17)
 def reshape_ios17(ctx: MilContext) -> Value:
     """iOS17: a 0 copies the input dim at the same distance from the right."""
-    return _reshape_op(ctx, right_aligned=True)
+    return _reshape_op(ctx, "copy_right")
 
 
 @mil_op("reshape_like")
@@ -230,7 +184,7 @@ def flatten2d(ctx: MilContext) -> Value:
     axis = axis + x.type.rank if axis < 0 else axis
     if not 0 <= axis <= x.type.rank:
         raise ctx.error(f"axis {ctx.attr('axis')} is out of range for {x.type}")
-    return _reshape(ctx, x, [_product(ctx, x.shape[:axis]), _product(ctx, x.shape[axis:])])
+    return _reshape(ctx, x, [product_dim(ctx, x.shape[:axis]), product_dim(ctx, x.shape[axis:])])
 
 
 @mil_op("identity")
@@ -256,7 +210,7 @@ def concat(ctx: MilContext) -> Value:
         raise ctx.error("interleave needs inputs of one shape")
     parts = [_reshape(ctx, x, shape[: axis + 1] + [1] + shape[axis + 1 :]) for x in xs]
     joined = ctx.emit("concat", *parts, axis=axis + 1)
-    merged = _product(ctx, [shape[axis], len(xs)])
+    merged = product_dim(ctx, [shape[axis], len(xs)])
     return _reshape(ctx, joined, shape[:axis] + [merged] + shape[axis + 1 :])
 
 
@@ -752,7 +706,7 @@ def space_to_batch(ctx: MilContext) -> Value:
         raise ctx.error(f"padded H, W {h}, {w} are not multiples of the block {bh}, {bw}")
     t = _reshape(ctx, x, [n, c, h // bh, bh, w // bw, bw])
     t = ctx.emit("transpose", t, perm=[3, 5, 0, 1, 2, 4])
-    return _reshape(ctx, t, [_product(ctx, [bh * bw, n]), c, h // bh, w // bw])
+    return _reshape(ctx, t, [product_dim(ctx, [bh * bw, n]), c, h // bh, w // bw])
 
 
 @mil_op("batch_to_space")

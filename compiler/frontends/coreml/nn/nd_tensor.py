@@ -21,6 +21,7 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.shapes import broadcast_shapes, normalize_axes, normalize_axis
 from compiler.ir.types import Dim
 
+from ...converters import resolve_reshape
 from .registry import NnContext, layer
 
 _BIG = 2**62
@@ -62,36 +63,6 @@ def _full_like(ctx: NnContext, like: Value, value: float, dtype: str) -> Value:
         return ctx.emit("broadcast_to", scalar, shape=list(like.shape))
     # where(x == x, v, v) is v wherever x is, NaN included, and keeps like's dim names.
     return ctx.emit("where", ctx.emit("equal", like, like), scalar, scalar)
-
-
-def _resolve_shape(
-    ctx: NnContext, in_shape: Sequence[Dim], spec: Sequence[int], copy_zero: bool
-) -> list[Dim]:
-    """A target shape with its -1 inferred (and, with ``copy_zero``, 0 copying the input's
-    dim at that position)."""
-    out: list[Dim | None] = []
-    for i, s in enumerate(spec):
-        if s == 0 and copy_zero:
-            if i >= len(in_shape):
-                raise ctx.error(f"target shape {list(spec)} copies dim {i} of {list(in_shape)}")
-            out.append(in_shape[i])
-        elif s == -1:
-            out.append(None)
-        elif s < 0:
-            raise ctx.error(f"target shape {list(spec)} has a negative entry other than -1")
-        else:
-            out.append(s)
-    if out.count(None) > 1:
-        raise ctx.error(f"target shape {list(spec)} has more than one -1")
-    if None in out:
-        if not all(isinstance(d, int) for d in in_shape):
-            raise ctx.error(f"inferring the -1 of {list(spec)} needs static input dims")
-        total = math.prod(in_shape)
-        known = math.prod(d for d in out if d is not None)
-        if known == 0 or total % known:
-            raise ctx.error(f"cannot reshape {list(in_shape)} to {list(spec)}")
-        out[out.index(None)] = total // known
-    return out  # type: ignore[return-value]
 
 
 # -- gather / scatter ---------------------------------------------------------------------------
@@ -599,14 +570,14 @@ def reshape_like(ctx: NnContext) -> Value:
 @layer("reshapeStatic")
 def reshape_static(ctx: NnContext) -> Value:
     x = ctx.x()
-    return _reshape(ctx, x, _resolve_shape(ctx, x.shape, _ints(ctx.params.targetShape), False))
+    return _reshape(ctx, x, resolve_reshape(ctx, x.shape, _ints(ctx.params.targetShape), "size"))
 
 
 @layer("reshapeDynamic")
 def reshape_dynamic(ctx: NnContext) -> Value:
     x = ctx.x(0)
     spec = _ints(ctx.require_value(1, "shape", "it is the output shape"))
-    return _reshape(ctx, x, _resolve_shape(ctx, x.shape, spec, False))
+    return _reshape(ctx, x, resolve_reshape(ctx, x.shape, spec, "size"))
 
 
 @layer("rankPreservingReshape")
@@ -615,7 +586,7 @@ def rank_preserving_reshape(ctx: NnContext) -> Value:
     spec = _ints(ctx.params.targetShape)
     if len(spec) != x.type.rank:
         raise ctx.error(f"targetShape {spec} must have one entry per axis of {x.type}")
-    return _reshape(ctx, x, _resolve_shape(ctx, x.shape, spec, True))
+    return _reshape(ctx, x, resolve_reshape(ctx, x.shape, spec, "copy"))
 
 
 # -- constantPad, whereNonZero ----------------------------------------------------------------
