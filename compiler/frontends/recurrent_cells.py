@@ -1,7 +1,7 @@
 """One time step of the RNN, GRU and LSTM cells, emitted as core ops.
 
-Format-neutral: the ONNX frontend unrolls these cells over a static sequence length, and a
-later loop region (and the Core ML frontend) can use them as a loop body unchanged. A cell
+Format-neutral: the ONNX and Core ML frontends unroll these cells over a static sequence
+length, and run them as the body of one ``loop`` over a symbolic one (``recur_in_loop``). A cell
 gets ``x_t``, the input projection of its time step with the biases that do not depend on
 the state already added (``X_t @ W^T + Wb + Rb``, computed for every step in one matmul
 before the recurrence), so only ``h @ R^T`` remains per step.
@@ -17,13 +17,17 @@ epilogue leaves its slice out of the kernel, as a copy of its own per step).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from compiler.ir.builder import Emitter
+from compiler.ir.builder import CapturingBuilder, Emitter
 from compiler.ir.graph import Value
+from compiler.ir.ops.control import BOOL, INDEX
+
+from .converters import NodeContext
 
 # -- activations ---------------------------------------------------------------------------
 
@@ -232,3 +236,68 @@ def masked(
     if keep is None:
         return tuple(new)
     return tuple(b.emit("where", keep, n, o) for n, o in zip(new, old, strict=True))
+
+
+# -- a recurrence over a symbolic number of steps ---------------------------------------------
+
+Cell = Callable[[Emitter, Value, tuple[Value, ...], Any], tuple[Value, ...]]
+KeepFn = Callable[[Emitter, list[Value]], Value | None]
+
+
+@dataclass
+class LoopResult:
+    """What ``recur_in_loop`` gives: each step's first state output stacked in processing order
+    (``[T, ...]``; None unless asked for), the reverse index ``T-1 .. 0`` (to put a reverse
+    direction's outputs back in time order with a gather), and the final state."""
+
+    y: Value | None
+    order: Value | None
+    final: tuple[Value, ...]
+
+
+def recur_in_loop(
+    ctx: NodeContext,
+    parts: Sequence[Value],
+    reverse: Sequence[bool],
+    state: tuple[Value, ...],
+    cell: Cell,
+    weights: Any,
+    want_y: bool,
+    keep: KeepFn | None = None,
+) -> LoopResult:
+    """The recurrence over a symbolic number of steps T (the first axis of each of ``parts``,
+    one per direction) as a ``loop`` whose body is one cell step: at iteration i a forward
+    direction reads its part at time i, a reverse one at T - 1 - i; the directions' reads are
+    concatenated on axis 1. ``keep`` (given the emitter and each direction's time index)
+    may give a mask under which the state advances (steps past a sequence's length)."""
+    steps = parts[0].shape[0]
+    count = ctx.emit("reshape", ctx.emit("shape", parts[0], start=0, end=1), shape=[])
+    graph = ctx.builder.graph
+    region = graph.region([INDEX, BOOL, *(v.type for v in state)], ["t", "go"])
+    b = CapturingBuilder(graph, region, ctx.builder.fold)
+    i, go, *carried = region.inputs
+    backwards = b.emit("sub", b.emit("sub", count, b.const(np.array(1, np.int64))), i)
+    times = [backwards if rev else i for rev in reverse]
+    reads = [
+        b.emit("gather", p, b.emit("reshape", t, shape=[1]), axis=0) for p, t in zip(parts, times)
+    ]
+    x_t = reads[0] if len(reads) == 1 else b.emit("concat", *reads, axis=1)
+    new = cell(b, x_t, tuple(carried), weights)
+    mask = keep(b, times) if keep is not None else None
+    region.outputs = [go, *masked(b, mask, new, tuple(carried))]
+    if want_y:
+        zero = b.const(np.zeros((), new[0].dtype))
+        region.outputs.append(new[0] if mask is None else b.emit("where", mask, new[0], zero))
+        region.outputs.append(backwards)  # stacked: T-1 .. 0
+    outs = ctx.builder.op(
+        "loop",
+        [count, None, *state, *b.captures],
+        {"num_carried": len(state), "iterations": steps},
+        node_name=ctx.name,
+        regions=[region],
+    )
+    final = tuple(outs[: len(state)])
+    if not want_y:
+        return LoopResult(None, None, final)
+    y, order = outs[len(state)], outs[len(state) + 1]  # [T, 1, ...], [T]
+    return LoopResult(ctx.emit("reshape", y, shape=[steps, *y.shape[2:]]), order, final)

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir.builder import CapturingBuilder
+from compiler.ir.builder import Emitter
 from compiler.ir.graph import Value
-from compiler.ir.ops.control import BOOL, INDEX
 from compiler.ir.types import FLOAT_DTYPES
 
 from ..recurrent_cells import (
@@ -36,6 +35,7 @@ from ..recurrent_cells import (
     gru_cell,
     lstm_cell,
     masked,
+    recur_in_loop,
     rnn_cell,
 )
 from .registry import NodeContext, converter
@@ -194,7 +194,7 @@ def _convert(ctx: NodeContext, kind: _Kind, layout: int) -> list[Value | None]:
             ctx.emit("reshape", _take(ctx, s, 0, lo, hi), shape=state_shape) for s in initial
         )
         if not isinstance(steps, int):
-            y_parts, state = _recur_in_loop(ctx, x, parts, state, cell, weights, grp, want[0])
+            y_parts, state = _recur_in_loop(ctx, parts, state, cell, weights, grp, want[0])
             finals.append(tuple(ctx.emit("reshape", v, shape=state_shape[1:]) for v in state))
             ys.extend(y_parts)
             continue
@@ -284,7 +284,6 @@ def _initial(
 
 def _recur_in_loop(
     ctx: NodeContext,
-    x: Value,
     parts: list[Value],
     state: tuple[Value, ...],
     cell: CellFn,
@@ -292,53 +291,28 @@ def _recur_in_loop(
     grp: _Group,
     want_y: bool,
 ) -> tuple[list[Value], tuple[Value, ...]]:
-    """The recurrence over a symbolic number of steps T as a ``loop`` whose body is one cell
-    step: at iteration i a forward direction reads the projection at time i, a reverse one at
-    T - 1 - i. Returns each direction's Y in time order ([T, 1, batch, H]; none unless
-    ``want_y``) and the final state."""
-    steps = parts[0].shape[0]
-    count = ctx.emit("reshape", ctx.emit("shape", parts[0], start=0, end=1), shape=[])
-    graph = ctx.builder.graph
-    region = graph.region([INDEX, BOOL, *(v.type for v in state)], ["t", "go"])
-    b = CapturingBuilder(graph, region)
-    i, go, *carried = region.inputs
-    backwards = b.emit("sub", b.emit("sub", count, b.const(np.array(1, np.int64))), i)
-    times = [backwards if rev else i for rev in grp.reverse]
-    reads = [
-        b.emit("gather", p, b.emit("reshape", t, shape=[1]), axis=0) for p, t in zip(parts, times)
-    ]
-    x_t = reads[0] if len(reads) == 1 else b.emit("concat", *reads, axis=1)
-    new = cell(b, x_t, tuple(carried), weights)
+    """The recurrence over a symbolic number of steps T (``recur_in_loop``), steps past a
+    batch entry's ``sequence_lens`` leaving its state. Returns each direction's Y in time
+    order ([T, 1, batch, H]; none unless ``want_y``) and the final state."""
     lens = ctx.input(4)
-    keep = None
-    if lens is not None:
+
+    def keep(b: Emitter, times: list[Value]) -> Value:
         stamps = [
             b.emit("reshape", b.emit("cast", t, to=lens.dtype), shape=[1, 1, 1]) for t in times
         ]
         stamp = stamps[0] if len(stamps) == 1 else b.emit("concat", *stamps, axis=0)
-        keep = b.emit("less", stamp, b.emit("reshape", lens, shape=[1, lens.shape[0], 1]))
-    region.outputs = [go, *masked(b, keep, new, tuple(carried))]
-    if want_y:
-        zero = b.const(np.zeros((), x.dtype))
-        region.outputs.append(new[0] if keep is None else b.emit("where", keep, new[0], zero))
-        region.outputs.append(backwards)  # stacked: T-1 .. 0, to put reverse outputs in order
-    outs = ctx.builder.op(
-        "loop",
-        [count, None, *state, *b.captures],
-        {"num_carried": len(state), "iterations": steps},
-        node_name=ctx.name,
-        regions=[region],
+        return b.emit("less", stamp, b.emit("reshape", lens, shape=[1, lens.shape[0], 1]))
+
+    run = recur_in_loop(
+        ctx, parts, grp.reverse, state, cell, weights, want_y, keep if lens is not None else None
     )
-    final = tuple(outs[: len(state)])
-    if not want_y:
-        return [], final
-    y, order = outs[len(state)], outs[len(state) + 1]  # [T, 1, d, batch, H], [T]
-    y = ctx.emit("reshape", y, shape=[steps, *y.shape[2:]])
+    if run.y is None:
+        return [], run.final
     ys = []
     for k, rev in enumerate(grp.reverse):
-        part = _take(ctx, y, 1, k, k + 1)
-        ys.append(ctx.emit("gather", part, order, axis=0) if rev else part)
-    return ys, final
+        part = _take(ctx, run.y, 1, k, k + 1)
+        ys.append(ctx.emit("gather", part, run.order, axis=0) if rev else part)
+    return ys, run.final
 
 
 def _masks(ctx: NodeContext, batch: Any, steps: int | str) -> Callable[[list[int]], Value | None]:

@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir.builder import CapturingBuilder
 from compiler.ir.graph import Value
-from compiler.ir.ops.control import BOOL, INDEX
 
 from ...recurrent_cells import (
     Activation,
@@ -28,6 +26,7 @@ from ...recurrent_cells import (
     activate,
     gru_cell,
     lstm_cell,
+    recur_in_loop,
     rnn_cell,
 )
 from .registry import MilContext, mil_op
@@ -115,30 +114,11 @@ def _loop(
 ) -> tuple[Value, tuple[Value, ...]]:
     """``_run`` over a symbolic number of steps T: a ``loop`` whose body is one step reading
     the projection at time i (T - 1 - i in reverse), scanning out each step's output."""
-    steps = xw.shape[0]
-    count = ctx.emit("reshape", ctx.emit("shape", xw, start=0, end=1), shape=[])
-    graph = ctx.builder.graph
-    region = graph.region([INDEX, BOOL, *(v.type for v in state)], ["t", "go"])
-    b = CapturingBuilder(graph, region)
-    i, go, *carried = region.inputs
-    backwards = b.emit("sub", b.emit("sub", count, b.const(np.array(1, np.int64))), i)
-    t = backwards if reverse else i
-    x_t = b.emit("gather", xw, b.emit("reshape", t, shape=[1]), axis=0)
-    new = step(b, x_t, tuple(carried), weights)
-    region.outputs = [go, *new, new[0], backwards]
-    outs = ctx.builder.op(
-        "loop",
-        [count, None, *state, *b.captures],
-        {"num_carried": len(state), "iterations": steps},
-        node_name=ctx.name,
-        regions=[region],
-    )
-    final = tuple(outs[: len(state)])
-    y, order = outs[len(state)], outs[len(state) + 1]  # [T, 1, b, H], [T]
-    y = ctx.emit("reshape", y, shape=[steps, *y.shape[2:]])
+    run = recur_in_loop(ctx, [xw], [reverse], state, step, weights, want_y=True)
+    y = run.y
     if reverse and time_order:
-        y = ctx.emit("gather", y, order, axis=0)  # row k: the step that read time k
-    return y, final
+        y = ctx.emit("gather", y, run.order, axis=0)  # row k: the step that read time k
+    return y, run.final
 
 
 def _inputs(ctx: MilContext, gates: int) -> tuple[Value, int, int]:

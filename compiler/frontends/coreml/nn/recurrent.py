@@ -26,9 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir.builder import CapturingBuilder
 from compiler.ir.graph import Value
-from compiler.ir.ops.control import BOOL, INDEX
 
 from ...recurrent_cells import (
     Activation,
@@ -37,6 +35,7 @@ from ...recurrent_cells import (
     RNNWeights,
     gru_cell,
     lstm_cell,
+    recur_in_loop,
     rnn_cell,
 )
 from .registry import NnContext, layer
@@ -297,36 +296,14 @@ def _in_loop(
 ) -> tuple[Value, tuple[Value, ...]]:
     """The recurrence over a symbolic Seq T as a ``loop`` whose body is one step: at
     iteration i a forward direction reads time i of ``xw``, a reverse one T - 1 - i."""
-    steps = xw.shape[0]
-    count = ctx.emit("reshape", ctx.emit("shape", xw, start=0, end=1), shape=[])
     parts = [_time_slice(ctx, xw, 1, j, j + 1) for j in range(len(dirs))]
-    graph = ctx.builder.graph
-    region = graph.region([INDEX, BOOL, *(v.type for v in state)], ["t", "go"])
-    b = CapturingBuilder(graph, region, ctx.builder.fold)
-    i, go, *carried = region.inputs
-    back = b.emit("sub", b.emit("sub", count, b.const(np.array(1, np.int64))), i)
-    reads = [
-        b.emit("gather", p, b.emit("reshape", back if k.reverse else i, shape=[1]), axis=0)
-        for p, k in zip(parts, dirs)
-    ]
-    x_t = reads[0] if len(reads) == 1 else b.emit("concat", *reads, axis=1)
-    new = cell(b, x_t, tuple(carried), weights)
-    region.outputs = [go, *new]
-    if sequence_output:
-        region.outputs += [new[0], back]  # Y per step, and the order back to input order
-    outs = ctx.builder.op(
-        "loop",
-        [count, None, *state, *b.captures],
-        {"num_carried": len(state), "iterations": steps},
-        node_name=ctx.name,
-        regions=[region],
-    )
-    final = tuple(outs[: len(state)])
-    if not sequence_output:
-        return final[0], final
-    y, order = outs[len(state)], outs[len(state) + 1]  # [T, 1, D, Batch, H], [T]
-    y = ctx.emit("reshape", y, shape=[steps, *y.shape[2:]])
-    return _in_order(ctx, y, dirs, lambda p: ctx.emit("gather", p, order, axis=0)), final
+    reverse = [d.reverse for d in dirs]
+    run = recur_in_loop(ctx, parts, reverse, state, cell, weights, sequence_output)
+    if run.y is None:
+        return run.final[0], run.final
+    return _in_order(
+        ctx, run.y, dirs, lambda p: ctx.emit("gather", p, run.order, axis=0)
+    ), run.final
 
 
 def _cell(
