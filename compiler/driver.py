@@ -105,7 +105,7 @@ class CompiledModel:
         return Metadata(
             inputs=ins,
             outputs=outs,
-            target=self.target.config,
+            target=self.target.to_json(),
             source_format=self.source.format,
             source_sha256=self.source.sha256,
             source_name=self.source.name,

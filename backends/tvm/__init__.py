@@ -1,7 +1,8 @@
-"""The TVM backend: IR -> Relax (one rule per op) -> LLVM code in one shared library."""
+"""The TVM backend: IR -> Relax (one rule per op) -> LLVM or CUDA code in one shared library."""
 
-from .build import TargetError, TargetSpec, build, export, resolve_target
+from .build import build, export
 from .lower import LoweringError, check_supported, lower_graph
+from .targets import TargetError, TargetSpec, resolve_target
 
 __all__ = [
     "LoweringError",

@@ -1,100 +1,51 @@
-"""Targets and building: Relax module -> TVM executable, exported as one shared library."""
+"""Building: Relax module -> TVM executable, exported as one shared library."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-from dataclasses import dataclass
-from typing import Any
 
 import tvm
 from tvm import relax
 
-from compiler.errors import NnxcError
-
-
-class TargetError(NnxcError):
-    """A target name or JSON the backend does not understand."""
-
-
-TARGET_ALIASES: dict[str, dict[str, Any]] = {
-    "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu"},
-}
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """The TVM target as a JSON-able dict, and whether code runs on this host."""
-
-    config: dict[str, Any]
-
-    @property
-    def kind(self) -> str:
-        return str(self.config["kind"])
-
-    @property
-    def is_host(self) -> bool:
-        triple = self.config.get("mtriple")
-        return self.kind == "llvm" and (triple is None or triple == host_triple())
-
-    def tvm_target(self) -> tvm.target.Target:
-        return tvm.target.Target(self.config)
-
-    def __str__(self) -> str:
-        return json.dumps(self.config, sort_keys=True)
-
-
-def host_triple() -> str:
-    return str(tvm.target.codegen.llvm_get_system_triple())
-
-
-def host_cpu() -> str:
-    return str(tvm.target.codegen.llvm_get_system_cpu())
-
-
-def resolve_target(target: str | dict[str, Any] = "cpu") -> TargetSpec:
-    """``cpu`` (LLVM for this host, mcpu detected), an alias, or a TVM target JSON dict."""
-    if isinstance(target, dict):
-        config = dict(target)
-    elif target == "cpu":
-        config = {"kind": "llvm", "mcpu": host_cpu(), "num-cores": 1}
-        config.pop("num-cores")
-    elif target in TARGET_ALIASES:
-        config = dict(TARGET_ALIASES[target])
-    elif target.lstrip().startswith("{"):
-        try:
-            config = json.loads(target)
-        except json.JSONDecodeError as e:
-            raise TargetError(f"target JSON does not parse: {e}") from None
-    else:
-        choices = ", ".join(["cpu", *TARGET_ALIASES, 'a JSON dict such as {"kind": "llvm"}'])
-        raise TargetError(f"unknown target {target!r}; use one of: {choices}")
-    if not isinstance(config, dict) or "kind" not in config:
-        raise TargetError(f"target {config!r} needs a 'kind'")
-    if config["kind"] != "llvm":
-        raise TargetError(f"target kind {config['kind']!r} is not supported yet (only llvm)")
-    try:
-        tvm.target.Target(config)
-    except Exception as e:  # noqa: BLE001 - TVM raises several kinds
-        raise TargetError(f"TVM refuses target {config}: {e}") from None
-    return TargetSpec(config)
+from .targets import TargetError, TargetSpec
 
 
 def build(
-    mod: tvm.IRModule, target: TargetSpec, records: str | os.PathLike | None = None
+    mod: tvm.IRModule,
+    target: TargetSpec,
+    records: str | os.PathLike | None = None,
+    precision: str = "fp32",
 ) -> relax.VMExecutable:
     """Compile with nnxc's Relax pipeline for the target (``pipeline.pipeline_for``), applying
-    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given."""
+    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given. CUDA
+    kernels are built by nvcc into a fatbin for the target's archs (``cuda.codegen``)."""
     from .pipeline import pipeline_for
 
     tvm_target = target.tvm_target()
-    pipeline = pipeline_for(tvm_target, None if records is None else str(records))
-    return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline)
+    # Until pipeline_for takes a precision (the pipeline branch adds it), pass it only when set.
+    extra = {} if precision == "fp32" else {"precision": precision}
+    pipeline = pipeline_for(tvm_target, None if records is None else str(records), **extra)
+    if target.kind != "cuda":
+        return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline)
+    from .cuda.codegen import check_executable, cuda_codegen
+
+    with cuda_codegen(target):
+        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline)
+    check_executable(executable.mod)
+    return executable
 
 
 def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> None:
-    """Write the shared library; cross targets need a C compiler for their triple."""
+    """Write the shared library; cross targets need a C compiler for their triple. A CUDA
+    library (host code built by the system C compiler) is checked to hold a fatbin with every
+    arch of the target and no CUDA source."""
+    if target.kind == "cuda":
+        from .cuda.codegen import check_library
+
+        executable.export_library(path)
+        check_library(path, target)
+        return
     if target.is_host or platform.machine() in str(target.config.get("mtriple", "")):
         executable.export_library(path)
         return

@@ -27,7 +27,7 @@ import tvm_ffi
 
 from compiler.errors import NnxcError
 
-from .build import TargetError, TargetSpec
+from .targets import TargetError, TargetSpec
 
 Progress = Callable[[str], None]
 

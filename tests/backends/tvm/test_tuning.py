@@ -17,7 +17,7 @@ from onnxutil import make_model
 
 import compiler
 from backends.tvm import lower_graph, resolve_target
-from backends.tvm.build import TargetError
+from backends.tvm.targets import TargetError
 from backends.tvm.tuning import (
     MIN_TASK_TRIALS,
     RECORD_FILES,
