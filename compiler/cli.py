@@ -7,6 +7,7 @@ Errors a user can act on print as one line (``nnxc: error: ...``) with exit stat
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -219,6 +220,13 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
+def _describe_target(target: dict) -> str:
+    """``cuda (archs sm_80, sm_90)``, or the LLVM target's JSON."""
+    if target.get("kind") == "cuda":
+        return f"cuda (archs {', '.join(target.get('archs') or [target.get('arch', '?')])})"
+    return json.dumps(target, sort_keys=True)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from compiler.artifact import is_artifact, read_metadata
 
@@ -226,7 +234,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         meta = read_metadata(args.model)
         print(f"nnxc artifact {args.model}")
         print(f"  built by:  nnxc {meta.nnxc_version}, TVM {meta.tvm_version}")
-        print(f"  target:    {meta.target}")
+        print(f"  target:    {_describe_target(meta.target)}")
+        if meta.target.get("kind") == "cuda":
+            from backends.tvm.cuda.fatbin import read_cuda_contents
+
+            print(f"  CUDA code: {read_cuda_contents(args.model).describe()}")
         print(f"  source:    {meta.source_format} {meta.source_name} sha256 {meta.source_sha256}")
         for t in meta.inputs:
             print(f"  input      {t}")

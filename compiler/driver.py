@@ -124,6 +124,11 @@ class CompiledModel:
         """Run in this process (host targets only), with the same checks as ``load().run``."""
         from compiler.runtime import Runtime
 
+        if self.target.kind == "cuda":
+            raise NnxcError(
+                "CompiledModel.run runs CPU code only: export the CUDA artifact and load it "
+                "with compiler.load(path, device='cuda')"
+            )
         if not self.target.is_host:
             raise NnxcError(f"code for {self.target} cannot run on this machine")
         return Runtime.from_executable(self.executable, self.metadata).run(inputs)

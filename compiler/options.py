@@ -15,8 +15,11 @@ class CompileOptions:
     target: str = field(
         default="cpu",
         metadata={
-            "help": "cpu (LLVM for this host, -mcpu detected), aarch64, or a TVM target JSON "
-            'dict such as \'{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}\'',
+            "help": "cpu (LLVM for this host, -mcpu detected), aarch64, cuda (NVIDIA GPUs: "
+            "one fatbin with SASS for sm_80, sm_86, sm_89, sm_90 and PTX for newer GPUs; needs "
+            "nvcc), cuda:sm_80,sm_90 (the archs to ship), or a TVM target JSON dict such as "
+            '\'{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}\' or \'{"kind": "cuda", '
+            '"arch": "sm_90"}\'',
         },
     )
     input_shapes: dict[str, list[int | str]] = field(

@@ -138,7 +138,7 @@ def test_inspect_artifact_prints_metadata(tiny_onnx: Path, tiny_so: Path) -> Non
     out = r.stdout
     assert f"nnxc artifact {tiny_so}" in out
     assert f"nnxc {__version__}" in out and f"TVM {tvm.__version__}" in out
-    assert re.search(r"target:.*'kind': 'llvm'", out)
+    assert re.search(r'target:.*"kind": "llvm"', out)
     assert hashlib.sha256(tiny_onnx.read_bytes()).hexdigest() in out
     assert "onnx tiny.onnx" in out
     assert re.search(r"input\s+x: float32\[N, 4\]", out)
@@ -462,7 +462,8 @@ def test_external_data_missing(tmp_path: Path) -> None:
     [
         ("foo", ["unknown target 'foo'", "cpu", "aarch64"]),
         ('{"kind": "llvm"', ["does not parse"]),
-        ('{"kind": "cuda"}', ["cuda", "not supported"]),
+        ('{"kind": "rocm"}', ["rocm", "not supported", "llvm, cuda"]),
+        ("cuda:sm_8x", ["unknown CUDA arch 'sm_8x'", "sm_NN"]),
         ('{"mtriple": "x86_64-linux-gnu"}', ["kind"]),
     ],
 )
