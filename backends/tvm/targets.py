@@ -98,9 +98,8 @@ def resolve_target(target: str | dict[str, Any] = "cpu") -> TargetSpec:
     elif target in TARGET_ALIASES:
         config = dict(TARGET_ALIASES[target])
     elif target == "cuda" or target.startswith("cuda:"):
-        names = target.partition(":")[2]
-        archs = [a.strip() for a in names.split(",")] if names.strip() else []
-        config = {"kind": "cuda", "archs": archs} if archs else {"kind": "cuda"}
+        _, colon, names = target.partition(":")
+        config = {"kind": "cuda", "archs": names.split(",")} if colon else {"kind": "cuda"}
     elif target.lstrip().startswith("{"):
         try:
             config = json.loads(target)

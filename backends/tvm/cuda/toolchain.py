@@ -1,7 +1,7 @@
 """The CUDA toolkit on this machine, and TVM's CUDA runtime in this process, for building.
 
 Finding the toolkit: ``CUDA_PATH`` when set, else the ``nvcc`` on PATH, else
-/usr/local/cuda. The ``nvcc`` on PATH may be a wrapper script (``exec
+/usr/local/cuda (``FALLBACK_ROOT``). The ``nvcc`` on PATH may be a wrapper script (``exec
 /usr/local/cuda-13.0/bin/nvcc "$@"``), so its folder is not the toolkit's: we ask nvcc
 itself (``nvcc --dryrun`` prints ``TOP=``, the toolkit it runs from).
 
@@ -15,6 +15,7 @@ library. Nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -31,6 +32,7 @@ from ..targets import TargetError
 # The CUDA runtime libtvm_runtime_cuda.so was linked against (its DT_NEEDED entry).
 CUDART_SONAME = "libcudart.so.13"
 STUB_SOURCE = Path(__file__).with_name("libcuda_stub.c")
+FALLBACK_ROOT = Path("/usr/local/cuda")  # where NVIDIA's installers put it
 
 _INSTALL_HINT = (
     "install NVIDIA's CUDA toolkit 13 (https://developer.nvidia.com/cuda-downloads, or e.g. "
@@ -76,9 +78,8 @@ def _find_toolkit(cuda_path: str | None, path: str) -> CudaToolkit:
                 f"it, and nvcc --dryrun names none); set CUDA_PATH to the toolkit's folder"
             )
         return _toolkit(root)
-    default = Path("/usr/local/cuda")
-    if _is_toolkit(default):
-        return _toolkit(default.resolve())
+    if _is_toolkit(FALLBACK_ROOT):
+        return _toolkit(FALLBACK_ROOT.resolve())
     raise TargetError(
         f"CUDA targets need nvcc, found neither on PATH nor in CUDA_PATH; {_INSTALL_HINT}"
     )
@@ -235,5 +236,6 @@ def stub_library() -> Path:
             "writable folder"
         ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return out
