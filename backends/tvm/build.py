@@ -41,10 +41,10 @@ def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> Non
     library (host code built by the system C compiler) is checked to hold a fatbin with every
     arch of the target and no CUDA source."""
     if target.kind == "cuda":
-        from .cuda.codegen import check_library
+        from .cuda.codegen import check_library, cuda_modules
 
         executable.export_library(path)
-        check_library(path, target)
+        check_library(path, target, has_kernels=bool(cuda_modules(executable.mod)))
         return
     if target.is_host or platform.machine() in str(target.config.get("mtriple", "")):
         executable.export_library(path)

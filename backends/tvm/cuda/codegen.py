@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..targets import TargetError, TargetSpec, arch_number
 from .toolchain import CudaToolkit, find_toolkit, load_cuda_runtime
@@ -119,23 +120,31 @@ def cuda_codegen(spec: TargetSpec) -> Iterator[CodegenLog]:
                 os.environ[key] = value
 
 
-def check_executable(module: object) -> None:
-    """Every CUDA module in the built executable's import tree holds binary code: TVM's
-    fallback module, which keeps source for NVRTC at load, is not runnable as built."""
-    stack = [module]
+def cuda_modules(module: Any) -> list[Any]:
+    """The CUDA modules in a built executable's import tree (one per device code unit)."""
+    found, stack = [], [module]
     while stack:
         m = stack.pop()
-        stack.extend(m.imports)  # type: ignore[attr-defined]
-        if m.kind == "cuda" and not m.is_runnable():  # type: ignore[attr-defined]
-            raise TargetError(
-                "TVM kept the CUDA kernels as source (its CUDA runtime was not loaded when it "
-                "built them): the artifact would need a CUDA compiler at load"
-            )
+        stack.extend(m.imports)
+        if m.kind == "cuda":
+            found.append(m)
+    return found
 
 
-def check_library(path: str | os.PathLike, spec: TargetSpec) -> None:
+def check_executable(module: Any) -> None:
+    """Every CUDA module in the built executable holds binary code: TVM's fallback module,
+    which keeps source for NVRTC at load, is not runnable as built."""
+    if any(not m.is_runnable() for m in cuda_modules(module)):
+        raise TargetError(
+            "TVM kept the CUDA kernels as source (its CUDA runtime was not loaded when it "
+            "built them): the artifact would need a CUDA compiler at load"
+        )
+
+
+def check_library(path: str | os.PathLike, spec: TargetSpec, has_kernels: bool = True) -> None:
     """The exported library holds SASS for every arch of ``spec``, the newest arch's PTX,
-    and no CUDA source; a TargetError otherwise (the artifact would need a compiler at load)."""
+    and no CUDA source; a TargetError otherwise (the artifact would need a compiler at load).
+    ``has_kernels``: False for a model without GPU kernels, which has no fatbin."""
     from .fatbin import read_cuda_contents
 
     found = read_cuda_contents(path)
@@ -144,8 +153,8 @@ def check_library(path: str | os.PathLike, spec: TargetSpec) -> None:
             f"{path} holds CUDA source instead of binary code: TVM's CUDA runtime was not "
             "loaded when it built the kernels"
         )
-    if not found.entries:
-        return  # a model without GPU kernels (all host code) has no fatbin
+    if not found.entries and not has_kernels:
+        return
     newest = f"compute_{arch_number(spec.archs[-1])}"
     missing = [a for a in spec.archs if a not in found.sass_archs]
     missing += [] if newest in found.ptx_archs else [newest]

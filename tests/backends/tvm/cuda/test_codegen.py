@@ -105,3 +105,20 @@ def test_source_kept_by_tvm_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(TargetError, match="holds CUDA source"):
         export(executable, str(path), spec)
     assert read_cuda_contents(path).has_source
+
+
+def test_library_lacking_an_arch(tmp_path: Path) -> None:
+    from backends.tvm.cuda.toolchain import find_toolkit
+
+    spec = TargetSpec.from_json({"kind": "cuda", "arch": "sm_80", "archs": ["sm_80", "sm_90"]})
+    lib = tmp_path / "lib.so"
+    kernel = 'extern "C" __global__ void k(float* x) { x[0] = 1.0f; }'
+    lib.write_bytes(b"\x7fELF" + codegen.compile_fatbin(kernel, ("sm_80",), find_toolkit()))
+    with pytest.raises(
+        TargetError, match=r"lacks sm_90, compute_90 \(SASS sm_80; PTX compute_80\)"
+    ):
+        codegen.check_library(lib, spec)
+    lib.write_bytes(b"\x7fELF")
+    codegen.check_library(lib, spec, has_kernels=False)  # nothing for the GPU: no fatbin
+    with pytest.raises(TargetError, match="lacks sm_80, sm_90, compute_90"):
+        codegen.check_library(lib, spec)
