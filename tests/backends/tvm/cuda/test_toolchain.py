@@ -100,13 +100,16 @@ def test_cuda_runtime_loads() -> None:
 
 
 def test_gencode_flags() -> None:
-    assert codegen.gencode_flags(("sm_90", "sm_80")) == [
+    """One front-end pass for all SASS (at the lowest arch), one more for the newest's PTX."""
+    assert codegen.gencode_flags(("sm_90", "sm_80", "sm_86")) == [
         "-gencode",
-        "arch=compute_80,code=sm_80",
-        "-gencode",
-        "arch=compute_90,code=sm_90",
+        "arch=compute_80,code=[sm_80,sm_86,sm_90]",
         "-gencode",
         "arch=compute_90,code=compute_90",
+    ]
+    assert codegen.gencode_flags(("sm_90",)) == [
+        "-gencode",
+        "arch=compute_90,code=[sm_90,compute_90]",
     ]
 
 
