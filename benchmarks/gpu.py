@@ -88,7 +88,7 @@ def export_onnx(module: Any, x: Any, path: Path) -> None:
 
 def pack(data: bytes) -> bytes:
     """xz with LZMA2 tuned for arrays of 4-byte values (most of an artifact is weights)."""
-    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9, "lc": 0, "lp": 2, "pb": 2}]
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 6, "lc": 0, "lp": 2, "pb": 2}]
     return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
 
 
