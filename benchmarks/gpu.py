@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import inspect
 import json
 import lzma
 import math
@@ -271,13 +272,17 @@ class Bench:
         path.write_bytes(data)
         info = entry["inputs"][0]
         feed = x.to(getattr(self.torch, info["dtype"]))
-        if self.cuda:
-            rt = compiler.load(path, device=f"cuda:{self.device.index or 0}")
-            return lambda: self.torch.from_dlpack(
+        from_dlpack = self.torch.from_dlpack
+        if "device" in inspect.signature(compiler.load).parameters:
+            # The runtime with devices: PyTorch tensors in and out through DLPack, no copies.
+            rt = compiler.load(path, device=str(self.device))
+            return lambda: from_dlpack(
                 next(iter(rt.run({info["name"]: feed}, as_numpy=False).values()))
             )
-        rt = compiler.load(path)
-        array = feed.numpy()
+        if self.cuda:
+            raise RuntimeError("this nnxc runtime has no compiler.load(device=...)")
+        # A runtime without devices (CPU only): numpy in and out.
+        rt, array = compiler.load(path), feed.numpy()
         return lambda: self.torch.from_numpy(next(iter(rt.run({info["name"]: array}).values())))
 
     def row(self, entry: dict) -> dict:
