@@ -26,7 +26,9 @@ TF32 settings (printed), fp16 runs PyTorch under ``torch.autocast("cuda", torch.
 Correctness in the same run: max |y - ref| / max |ref| against PyTorch eager in strict fp32
 (TF32 off for the reference only). Rows run in the order of the issue's goals (fp32 batch 1,
 fp32 batch 16, fp16 batch 16, fp16 batch 1; ResNet-50 first) and are skipped, with a note,
-when the time left in ``--budget-s`` (420) is short, so the whole run stays under 8 minutes.
+when the time left in ``--budget-s`` (400) is short, so the whole run stays under 8 minutes
+(a row's cost is guessed as 1.25 times the slowest row of its model so far, or a prior).
+``--precisions``/``--batches``/``--models`` select rows, to split the run over two calls.
 The table goes to stdout and, as JSON, to ``$OUT/gpu-bench.json`` when ``OUT`` is set.
 
 Exit status: 0 when every row that ran passed its correctness check, 1 otherwise.
@@ -246,8 +248,8 @@ class Bench:
         key = (name, batch)
         if key not in self.refs:
             saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
             try:
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
                 with torch.no_grad():
                     self.refs[key] = module(x).float()
             finally:
@@ -337,7 +339,8 @@ class Bench:
 
     def budget_allows(self, name: str) -> tuple[bool, float]:
         left = self.deadline - time.monotonic()
-        need = self.row_s.get(name, PRIOR_ROW_S.get(name, DEFAULT_ROW_S))
+        seen = self.row_s.get(name)
+        need = 1.25 * seen if seen else PRIOR_ROW_S.get(name, DEFAULT_ROW_S)
         return left >= need, left
 
 
@@ -439,8 +442,13 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = json.loads((Path(args.dir) / MANIFEST).read_text())
     entries = manifest["entries"]
-    if args.models:
-        entries = [e for e in entries if e["model"] in args.models]
+    for key, wanted in (
+        ("model", args.models),
+        ("batch", args.batches),
+        ("precision", args.precisions),
+    ):
+        if wanted:
+            entries = [e for e in entries if e[key] in wanted]
     bench = Bench(args, manifest)
     env = environment(torch, bench.device)
     env["compile_modes"] = args.compile_modes
@@ -454,7 +462,10 @@ def run(args: argparse.Namespace) -> int:
         ok, left = bench.budget_allows(entry["model"])
         if not ok:
             skipped.append(label)
-            print(f"skipped {label}: {left:.0f} s left of --budget-s {args.budget_s}", flush=True)
+            print(
+                f"skipped {label}: {max(left, 0):.0f} s left of --budget-s {args.budget_s:g}",
+                flush=True,
+            )
             continue
         t = time.monotonic()
         try:
@@ -529,9 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--tiny", action="store_true", help="the small test versions of the models")
     rp = sub.add_parser("run", help="time and check everything (on the GPU machine)")
     rp.add_argument("dir", help="the folder prepare wrote")
-    rp.add_argument("--budget-s", type=float, default=420.0, help="skip rows past this")
+    rp.add_argument("--budget-s", type=float, default=400.0, help="skip rows past this")
     rp.add_argument("--device", default="cuda:0", help="cuda:N, or cpu to try the steps here")
     rp.add_argument("--models", type=_list, default=None, help="only these (comma-separated)")
+    rp.add_argument("--batches", type=lambda s: [int(b) for b in _list(s)], help="only these")
+    rp.add_argument("--precisions", type=_list, default=None, help="only these")
     rp.add_argument(
         "--compile-modes",
         type=lambda s: [] if s == "none" else _list(s),

@@ -176,16 +176,15 @@ def test_prepare_refuses_past_the_budget(tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / gpu.MANIFEST).exists()
 
 
-def test_run_skips_rows_when_the_budget_is_short(tmp_path: Path) -> None:
-    """No time left: every row is skipped with a note, and the run reports failure."""
-    (tmp_path / gpu.MANIFEST).write_text(
-        json.dumps(
-            {
-                "target": "cpu",
-                "tiny": True,
-                "entries": [{"model": "gpt2", "batch": 1, "precision": "fp32"}],
-            }
-        )
-    )
-    argv = ["run", str(tmp_path), "--device", "cpu", "--budget-s", "0"]
+def test_run_skips_rows_when_the_budget_is_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """No time left: every selected row is skipped with a note, and the run reports failure."""
+    entries = [{"model": "gpt2", "batch": 1, "precision": p} for p in ("fp32", "fp16")]
+    manifest = {"target": "cpu", "tiny": True, "entries": entries}
+    (tmp_path / gpu.MANIFEST).write_text(json.dumps(manifest))
+    argv = ["run", str(tmp_path), "--device", "cpu", "--budget-s", "0", "--precisions", "fp16"]
     assert gpu.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "skipped gpt2 b1 fp16: 0 s left of --budget-s 0" in out
+    assert "skipped for time: gpt2 b1 fp16\n" in out
