@@ -13,8 +13,9 @@ Two steps on two machines. Here (nnxc, onnx, PyTorch on the CPU, nvcc; no GPU ne
 ``prepare`` exports each model to ONNX (TorchScript exporter, static shapes), compiles it with
 ``compiler.compile(..., target="cuda:sm_90", precision=...)`` and packs the artifacts with xz
 next to ``manifest.json``; it refuses when the packed total passes ``--budget-mib`` (56: the
-GPU machine receives at most 64 MiB, the checkout and .gpu included). Then on the GPU machine,
-as one device command carrying ``[".gpu", ".gpu-bench"]``:
+GPU machine receives at most 64 MiB, the checkout and .gpu included; all 20 artifacts for sm_90
+packed to 13.3 MiB, in 9 minutes on 2 cores). Then on the GPU machine, as one device command
+carrying ``[".gpu", ".gpu-bench"]`` (timeout 600 s):
 
     source .gpu/setup.sh && python3 -m benchmarks.gpu run .gpu-bench
 
