@@ -491,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped for time: {', '.join(skipped)}")
     ratio_note = "the fastest of them" if len(args.compile_modes) > 1 else "it"
     print(
-        f"torch.compile modes: {', '.join(args.compile_modes)}; nnxc/compile is against "
+        f"torch.compile modes: {', '.join(args.compile_modes) or 'none'}; nnxc/compile is against "
         f"{ratio_note}. Errors: max |y - ref| / max |ref|, ref = eager strict fp32."
     )
     if os.environ.get("OUT"):
@@ -507,7 +507,7 @@ def run(args: argparse.Namespace) -> int:
 def _progress(label: str, row: dict) -> str:
     parts = [f"{label} ({row['row_s']} s):"]
     for k, v in row.items():
-        if k.endswith("_ms") and v is not None:
+        if k.endswith("_ms") and k != "compile_ms" and v is not None:
             parts.append(f"{k[:-3]} {v:.3f} ms")
         elif k.endswith("_build_s"):
             parts.append(f"{k[:-8]} built in {v} s")
