@@ -112,8 +112,12 @@ def arch_runs_on(code: str, capability: tuple[int, int]) -> bool:
 
 
 def runnable_code(archs: tuple[str, ...], capability: tuple[int, int]) -> str | None:
-    """The first image of an artifact built for ``archs`` that runs on the GPU, if any."""
-    return next((c for c in shipped_code(archs) if arch_runs_on(c, capability)), None)
+    """The image of an artifact built for ``archs`` that the driver picks on the GPU (the
+    newest SASS that runs, else the newest PTX), if any."""
+    runs = [c for c in shipped_code(archs) if arch_runs_on(c, capability)]
+    if not runs:
+        return None
+    return max(runs, key=lambda c: (c.startswith("sm_"), int(_ARCH.fullmatch(c)[2])))
 
 
 # -- TVM's CUDA runtime ---------------------------------------------------------------------------
@@ -147,22 +151,25 @@ def load_cuda_runtime() -> None:
 
 
 def _tvm_cuda_library(tvm: Any) -> Path:
-    """libtvm_runtime_cuda.so: from the GPU bundle's variable, beside libtvm_runtime, or in
-    TVM's library folders."""
-    candidates = []
-    if os.environ.get(ENV_TVM_CUDA_RUNTIME):
-        candidates.append(Path(os.environ[ENV_TVM_CUDA_RUNTIME]))
-    runtime = tvm.base._LOADED_LIBS.get("tvm_runtime")
-    if runtime is not None:
-        candidates.append(Path(runtime._name).resolve().parent / TVM_CUDA_RUNTIME)
-    candidates += [Path(d) / TVM_CUDA_RUNTIME for d in tvm.libinfo.package_lib_paths()]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in tvm_cuda_candidates(tvm) if p.is_file()), None)
     if found is None:
         raise DeviceError(
             f"this TVM has no CUDA runtime ({TVM_CUDA_RUNTIME} not found: a CPU-only build "
             f"of TVM; set {ENV_TVM_CUDA_RUNTIME} to its path if it lives elsewhere)"
         )
     return found
+
+
+def tvm_cuda_candidates(tvm: Any) -> list[Path]:
+    """Where libtvm_runtime_cuda.so may be, in the order tried: the GPU bundle's variable,
+    beside the loaded libtvm_runtime, TVM's library folders."""
+    candidates = []
+    if os.environ.get(ENV_TVM_CUDA_RUNTIME):
+        candidates.append(Path(os.environ[ENV_TVM_CUDA_RUNTIME]))
+    runtime = tvm.base._LOADED_LIBS.get("tvm_runtime")
+    if runtime is not None:
+        candidates.append(Path(runtime._name).resolve().parent / TVM_CUDA_RUNTIME)
+    return candidates + [Path(d) / TVM_CUDA_RUNTIME for d in tvm.libinfo.package_lib_paths()]
 
 
 def _check_driver() -> None:
