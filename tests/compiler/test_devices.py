@@ -26,6 +26,8 @@ from compiler.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytest_plugins = ["models_fixture", "cuda_artifacts"]  # tiny_cuda_so
+
 
 @pytest.mark.parametrize(
     ("text", "default", "expected"),
@@ -163,3 +165,65 @@ def test_cpu_only_tvm(tmp_path: Path, runtime_only: bool) -> None:
     line = r.stdout.strip().splitlines()[-1]
     assert line.startswith("DeviceError: this TVM has no CUDA runtime"), r.stdout
     assert "CPU-only build of TVM" in line
+
+
+class FakeGPU:
+    """What ``open_gpu`` reads of ``tvm.cuda(i)``."""
+
+    def __init__(self, index: int, count: int, capability: str = "9.0") -> None:
+        self.exist = index < count
+        self.compute_version = capability
+        self.device_name = "NVIDIA H100 80GB HBM3"
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - a setter
+    """``fake_gpus(count, capability)``: TVM sees that many GPUs; nothing CUDA is loaded."""
+    import tvm
+
+    import compiler.devices as devices
+
+    monkeypatch.setattr(devices, "load_cuda_runtime", lambda: None)
+
+    def install(count: int, capability: str = "9.0") -> None:
+        monkeypatch.setattr(tvm, "cuda", lambda index=0: FakeGPU(index, count, capability))
+
+    return install
+
+
+def test_open_gpu_checks_index_and_arch(fake_gpus) -> None:  # noqa: ANN001
+    from compiler.devices import DeviceError, open_gpu
+
+    fake_gpus(0)
+    with pytest.raises(DeviceError, match="^no NVIDIA GPU found$"):
+        open_gpu(0, ("sm_90",))
+    fake_gpus(2)
+    assert open_gpu(1, ("sm_90",)).exist
+    with pytest.raises(DeviceError, match=r"^this machine has 2 GPUs \(cuda:0 to cuda:1\)$"):
+        open_gpu(2, ("sm_90",))
+    fake_gpus(1)
+    with pytest.raises(DeviceError, match=r"^this machine has 1 GPU \(cuda:0 to cuda:0\)$"):
+        open_gpu(3, ())
+    fake_gpus(1, "8.0")
+    with pytest.raises(DeviceError) as e:
+        open_gpu(0, ("sm_90",))
+    assert str(e.value) == (
+        "the artifact has code for sm_90, compute_90; cuda:0 is NVIDIA H100 80GB HBM3 "
+        "(sm_80, compute capability 8.0): compile with --target cuda:sm_80"
+    )
+    assert open_gpu(0, ("sm_80", "sm_90")).exist  # SASS sm_80
+    assert open_gpu(0, ()).exist  # no archs recorded: not checked
+    fake_gpus(1, "12.0")
+    assert open_gpu(0, ("sm_80", "sm_90")).exist  # PTX compute_90
+
+
+def test_load_names_artifact_and_device(fake_gpus, tiny_cuda_so: Path) -> None:  # noqa: ANN001
+    """compiler.load wraps the reason: artifact, device, reason on one line."""
+    import compiler
+    from compiler.errors import ArtifactError
+
+    fake_gpus(1, "7.5")
+    with pytest.raises(ArtifactError) as e:
+        compiler.load(tiny_cuda_so)
+    assert str(e.value).startswith(f"{tiny_cuda_so}: cannot run on cuda:0: the artifact has code")
+    assert "sm_75" in str(e.value) and "\n" not in str(e.value)

@@ -5,6 +5,10 @@ with TVM's own CUDA pipeline: without a driver TVM keeps the CUDA source in the 
 of a fatbin, which is enough for the tests of loading without a GPU (they fail before any code
 runs). Once ``compiler.compile(..., target="cuda:sm_90")`` exists, it is used instead and the
 artifact holds a fatbin that runs on an sm_90 GPU (the GPU tests need that).
+
+The GPU machine has neither TVM's compiler nor onnxruntime: prepare the GPU tests' artifacts
+and references here with ``python tests/helpers/cuda_artifacts.py DIR``, carry DIR, and run
+``NNXC_GPU_TEST_DIR=DIR python -m pytest -m gpu tests/compiler/test_runtime_gpu.py`` there.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 CUDA_ARCH = "sm_90"  # the GPU machine's (H100/H200)
 
@@ -105,3 +112,74 @@ def cuda_stubs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "build": build_stub(base / "build").parent,
         "init": build_stub(base / "init", ("cuInit",)).parent,
     }
+
+
+# -- artifacts for the GPU tests, built here and carried to the GPU machine ----------------------
+def small_cnn(seed: int = 0) -> onnx.ModelProto:
+    """conv 3x3 -> relu -> max pool -> global average pool -> gemm -> softmax, batch symbolic:
+    the kernels a CNN needs, small enough to build in seconds."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fb"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        [weight("w", 8, 3, 3, 3), weight("b", 8), weight("fc", 10, 8), weight("fb", 10)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def prepare_gpu_checks(folder: str | os.PathLike) -> Path:
+    """Everything the GPU tests need where TVM's compiler and onnxruntime are absent: the
+    tiny model and a small CNN compiled for ``CUDA_ARCH``, and the CNN's input and onnxruntime
+    output (``small_cnn_ref.npz``). Point the tests at it with NNXC_GPU_TEST_DIR."""
+    from models_fixture import ort_run, tiny_model
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, model in (("tiny", tiny_model()), ("small_cnn", small_cnn())):
+        src = out / f"{name}.onnx"
+        if not src.exists():
+            onnx.save(model, src)
+        so = out / f"{name}_cuda.so"
+        if not so.exists():
+            build_cuda_artifact(src, so)
+    ref = out / "small_cnn_ref.npz"
+    if not ref.exists():
+        x = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+        (y,) = ort_run(small_cnn(), {"x": x})
+        np.savez(ref, x=x, y=y)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gpu_checks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of ``prepare_gpu_checks``: $NNXC_GPU_TEST_DIR (prepared elsewhere), else
+    built here, which needs the compiler's CUDA target."""
+    if os.environ.get("NNXC_GPU_TEST_DIR"):
+        return Path(os.environ["NNXC_GPU_TEST_DIR"])
+    if not compiler_has_cuda_target():
+        pytest.skip("building CUDA fatbins needs the compiler's CUDA target")
+    return prepare_gpu_checks(tmp_path_factory.getbasetemp() / "gpu_checks")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages
+    print(prepare_gpu_checks(sys.argv[1] if len(sys.argv) > 1 else "gpu_checks"))
