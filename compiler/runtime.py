@@ -90,10 +90,10 @@ class Runtime:
             metadata.extra.get("dim_bounds") or metadata.extra.get("input_shape_choices")
         )
         self._view = tvm_ffi.from_dlpack  # any alignment and layout: checked here
-        self._adopt = tvm.runtime.from_dlpack
         self._alloc = _ffi_api.TVMTensorAllocWithScope
         self._copy = _ffi_api.TVMTensorCopyFromTo
         self._tensor = tvm.runtime.tensor
+        self._copied = False  # whether TVM copied an input in this run
 
     @classmethod
     def from_executable(cls, executable: Any, metadata: Metadata) -> Runtime:
@@ -119,23 +119,44 @@ class Runtime:
         """Output name -> numpy array (``as_numpy=False``: ``tvm.runtime.Tensor`` left on the
         run's device, readable without a copy by ``torch.from_dlpack``/``np.from_dlpack``).
 
-        A feed is a numpy array or any DLPack tensor (PyTorch, CuPy, JAX, TVM). It is used in
-        place, without a copy, when it is on the run's device, C-contiguous and 64-byte aligned
-        (what TVM's kernels assume); anything else is copied first: numpy arrays into a GPU,
-        misaligned buffers (numpy aligns to 16 bytes only), non-contiguous views, host tensors
-        into a GPU. A GPU tensor on another device is refused. With PyTorch tensors on a GPU
-        the model runs on PyTorch's current stream. Outputs with ``as_numpy=False`` may share
-        memory with an input the model returns unchanged; narrow types TVM stores as integers
-        (float8, int4) come back in that storage dtype.
+        A feed is a numpy array or any DLPack tensor (PyTorch, CuPy, JAX, a TVM tensor from an
+        earlier run). It is used in place, without a copy, when it is on the run's device,
+        C-contiguous and 64-byte aligned (what TVM's kernels assume). Anything else is copied
+        first: numpy arrays and host tensors into a GPU, misaligned buffers (numpy aligns to 16
+        bytes only), non-contiguous views (on a GPU: PyTorch's only, cloned on its stream). A
+        tensor on another GPU is refused. With PyTorch CUDA tensors the model runs on PyTorch's
+        current stream. Outputs with ``as_numpy=False`` may share memory with an input the model
+        returns unchanged; narrow types TVM stores as integers (float8, int4) come back in that
+        storage dtype.
         """
+        self._copied = False
         args = self.check_inputs(feeds)
-        with self._stream(feeds):
-            result = self._main(*args)
-            if not as_numpy:
-                return {p.name: result[i] for i, p in enumerate(self._outs)}
-            if not self._on_cpu:
+        if not self._on_cpu:
+            return self._run_on_gpu(feeds, args, as_numpy)
+        result = self._main(*args)
+        if not as_numpy:
+            return {p.name: result[i] for i, p in enumerate(self._outs)}
+        return {p.name: self._to_numpy(result[i], p) for i, p in enumerate(self._outs)}
+
+    def _run_on_gpu(self, feeds: Mapping[str, Any], args: list[Any], as_numpy: bool) -> dict:
+        """Kernels run on TVM's current stream of the device: PyTorch's current one when
+        PyTorch CUDA tensors are fed, so that they run after the work producing their inputs and
+        before PyTorch's work on the outputs. TVM copies inputs on the default stream: those
+        copies are waited for when the kernels run on another stream."""
+        import tvm_ffi
+
+        stream = self._torch_stream(feeds)
+        context = nullcontext() if stream is None else tvm_ffi.use_raw_stream(self.device, stream)
+        with context:
+            if self._copied and tvm_ffi.get_raw_stream(self.device):
                 self.device.sync()
-            return {p.name: self._to_numpy(result[i], p) for i, p in enumerate(self._outs)}
+            result = self._main(*args)
+            outs = [result[i] for i in range(len(self._outs))]
+            if as_numpy:
+                self.device.sync(tvm_ffi.get_raw_stream(self.device))
+        if not as_numpy:
+            return {p.name: t for p, t in zip(self._outs, outs)}
+        return {p.name: self._to_numpy(t, p) for p, t in zip(self._outs, outs)}
 
     def check_inputs(self, feeds: Mapping[str, Any]) -> list[Any]:
         """The inputs in signature order as TVM tensors on the run's device, or an InputError
@@ -162,7 +183,7 @@ class Runtime:
                     f"input {port.name!r} has shape {list(shape)}; the model expects {port.info}"
                 )
             shapes[port.name] = shape
-            args.append(self._place(port, x))
+            args.append(self._place(port, x, feeds[port.name]))
         if self._flexible:
             self._check_flexible(shapes, dims)
         return args
@@ -188,25 +209,32 @@ class Runtime:
         except Exception as e:  # noqa: BLE001 - producers raise BufferError, TypeError, ...
             raise InputError(f"input {port.name!r} cannot be read through DLPack: {e}") from None
 
-    def _place(self, port: _Port, x: Any) -> Any:
-        """A TVM tensor on the run's device: ``x`` itself where TVM may use it, else a copy."""
+    def _place(self, port: _Port, x: Any, source: Any = None) -> Any:
+        """A TVM tensor on the run's device: ``x`` (a numpy array, or a TVM view of the DLPack
+        tensor ``source``) itself where TVM may use it, else a copy."""
         if isinstance(x, np.ndarray):
             if not port.numpy_dlpack or not x.flags.writeable:
+                self._copied = True
                 return self._tensor(to_storage(x, port.info.dtype), self.device)
             if not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)
             x = self._view(x)
         device = x.device
         here = device == self.device
+        host = device.dlpack_device_type() == _KDL_CPU
         contiguous = x.is_contiguous()
         if here and contiguous and x.data_ptr() % ALIGNMENT == 0:
             t = x
-        elif contiguous and (here or device.dlpack_device_type() == _KDL_CPU):
+        elif here and not self._on_cpu and _is_torch(source):
+            # PyTorch copies on its current stream, after the work that produced the tensor.
+            return self._place(port, self._view(source.clone()))
+        elif contiguous and (here or host):
             t = self._alloc(x.shape, x.dtype, self.device, None)
             self._copy(x, t)
-        elif device.dlpack_device_type() == _KDL_CPU and port.numpy_dlpack:
+            self._copied = True
+        elif host and port.numpy_dlpack:
             return self._place(port, np.ascontiguousarray(np.from_dlpack(x)))
-        elif here or device.dlpack_device_type() == _KDL_CPU:
+        elif here or host:
             raise InputError(f"input {port.name!r} is not contiguous: pass a contiguous copy")
         else:
             raise InputError(f"input {port.name!r} is on {device}; the model runs on {self.device}")
@@ -235,18 +263,19 @@ class Runtime:
             return np.from_dlpack(t).copy()  # the VM may return a weight: never alias it
         return from_storage(t.numpy(), port.info.dtype)
 
-    def _stream(self, feeds: Mapping[str, Any]) -> Any:
-        """On a GPU, run on PyTorch's current stream when PyTorch tensors are fed, so that the
-        model sees their values and PyTorch sees its outputs in order."""
-        if self._on_cpu or "torch" not in sys.modules:
-            return nullcontext()
-        torch = sys.modules["torch"]
-        if not any(isinstance(x, torch.Tensor) and x.is_cuda for x in feeds.values()):
-            return nullcontext()
-        import tvm_ffi
+    def _torch_stream(self, feeds: Mapping[str, Any]) -> int | None:
+        """PyTorch's current stream on the run's GPU when PyTorch CUDA tensors are fed."""
+        torch = sys.modules.get("torch")
+        if torch is None or not any(
+            isinstance(x, torch.Tensor) and x.is_cuda for x in feeds.values()
+        ):
+            return None
+        return int(torch.cuda.current_stream(self.device.index).cuda_stream)
 
-        stream = torch.cuda.current_stream(self.device.index).cuda_stream
-        return tvm_ffi.use_raw_stream(self.device, stream)
+
+def _is_torch(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _dims_match(

@@ -166,3 +166,18 @@ def test_flexible_shapes_checked_on_torch(tiny_so: Path, tmp_path: Path) -> None
         rt.run({"x": torch.ones(5, 4)})
     with pytest.raises(InputError, match=r"input 'x' has shape \[2, 4\]; the model allows"):
         rt.run({"x": torch.ones(2, 4)})
+
+
+def test_gpu_run_path_on_the_cpu(two_input_so: Path) -> None:
+    """The GPU run path (stream bookkeeping, PyTorch clones of misaligned tensors, outputs
+    copied through ``.numpy()``) driven on the CPU device, where CI can run it."""
+    rt = compiler.load(two_input_so, threads=1)
+    rt._on_cpu = False
+    a = torch.from_numpy(aligned(np.ones((3, 2), np.float32), 4))  # misaligned: cloned
+    b = np.full((3, 2), 2, np.float32)  # numpy: copied by TVM
+    k = torch.tensor([1, 2, 3])
+    out = rt.run({"a": a, "b": b, "k": k})
+    np.testing.assert_array_equal(out["z"], np.full((3, 2), 3, np.float32))
+    assert rt._copied
+    kept = rt.run({"a": a, "b": b, "k": k}, as_numpy=False)
+    np.testing.assert_array_equal(np.from_dlpack(kept["c"]), [1, 2, 3])
