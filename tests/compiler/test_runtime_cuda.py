@@ -107,8 +107,17 @@ def _load_in_fresh_process(artifact: Path, env: dict[str, str], preload: str = "
 
 
 @no_driver
-@pytest.mark.parametrize("runtime_only", [False, True], ids=["full-tvm", "runtime-only"])
-@pytest.mark.parametrize("stub", ["none", "build", "init", "preloaded"])
+@pytest.mark.parametrize(
+    ("stub", "runtime_only"),
+    [
+        ("none", False),
+        ("none", True),
+        ("build", True),
+        ("init", True),
+        ("preloaded", False),
+    ],
+    ids=lambda v: {False: "full-tvm", True: "runtime-only"}.get(v, v),
+)
 def test_load_without_gpu(
     tiny_cuda_so: Path, cuda_stubs: dict[str, Path], stub: str, runtime_only: bool
 ) -> None:
@@ -141,12 +150,8 @@ def test_nnxc_run_device(tiny_so_static: Path, tiny_cuda_so: Path) -> None:
     """``nnxc run``: the artifact's kind by default, --device to choose; one error line."""
     r = nnxc("run", tiny_cuda_so)
     assert_one_error_line(r, str(tiny_cuda_so), "cannot run on cuda:0", "no NVIDIA driver")
-    r = nnxc("run", tiny_cuda_so, "--device", "cuda:2")
-    assert_one_error_line(r, "cannot run on cuda:2")
     r = nnxc("run", tiny_so_static, "--device", "cuda")
     assert_one_error_line(r, str(tiny_so_static), "compiled for cpu, it cannot run on cuda:0")
-    r = nnxc("run", tiny_so_static, "--device", "tpu")
-    assert_one_error_line(r, "unknown device 'tpu'")
     r = nnxc("run", tiny_so_static, "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("y: float32[")
