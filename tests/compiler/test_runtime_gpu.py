@@ -19,7 +19,7 @@ from models_fixture import tiny_expected  # noqa: E402
 
 import compiler  # noqa: E402
 
-pytest_plugins = ["models_fixture", "cuda_artifacts"]  # tiny_so, gpu_checks
+pytest_plugins = ["models_fixture", "cuda_artifacts"]  # gpu_checks
 
 pytestmark = pytest.mark.gpu
 
@@ -96,8 +96,8 @@ def test_side_stream(gpu_checks: Path, torch_cuda) -> None:  # noqa: ANN001
     np.testing.assert_allclose(y.cpu().numpy(), ref["y"], rtol=1e-4, atol=1e-5)
 
 
-def test_cuda_tensor_into_cpu_model(tiny_so: Path, torch_cuda) -> None:  # noqa: ANN001
-    rt = compiler.load(tiny_so)
+def test_cuda_tensor_into_cpu_model(gpu_checks: Path, torch_cuda) -> None:  # noqa: ANN001
+    rt = compiler.load(gpu_checks / "tiny_cpu.so")
     with pytest.raises(InputError, match=r"'x' is on cuda:0; the model runs on cpu"):
         rt.run({"x": torch_cuda.zeros(2, 4, device="cuda")})
 

@@ -146,9 +146,12 @@ def small_cnn(seed: int = 0) -> onnx.ModelProto:
 
 def prepare_gpu_checks(folder: str | os.PathLike) -> Path:
     """Everything the GPU tests need where TVM's compiler and onnxruntime are absent: the
-    tiny model and a small CNN compiled for ``CUDA_ARCH``, and the CNN's input and onnxruntime
-    output (``small_cnn_ref.npz``). Point the tests at it with NNXC_GPU_TEST_DIR."""
+    tiny model and a small CNN compiled for ``CUDA_ARCH``, the tiny model for a generic CPU,
+    and the CNN's input and onnxruntime output (``small_cnn_ref.npz``). Point the tests at it
+    with NNXC_GPU_TEST_DIR."""
     from models_fixture import ort_run, tiny_model
+
+    import compiler
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +162,9 @@ def prepare_gpu_checks(folder: str | os.PathLike) -> Path:
         so = out / f"{name}_cuda.so"
         if not so.exists():
             build_cuda_artifact(src, so)
+    cpu = out / "tiny_cpu.so"  # generic x86-64/AArch64: runs on the GPU machine's CPU too
+    if not cpu.exists():
+        compiler.compile(str(out / "tiny.onnx"), target={"kind": "llvm"}).export(str(cpu))
     ref = out / "small_cnn_ref.npz"
     if not ref.exists():
         x = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
