@@ -31,6 +31,7 @@ CPU = "cpu"
 CUDA = "cuda"
 DRIVER = "libcuda.so.1"
 CUDART = "libcudart.so.13"  # what the TVM 0.27 wheel's libtvm_runtime_cuda.so links against
+CUDA_MAJOR = 13
 TVM_CUDA_RUNTIME = "libtvm_runtime_cuda.so"
 ENV_TVM_CUDA_RUNTIME = "NNXC_TVM_CUDA_RUNTIME"  # set by the GPU bundle's setup.sh
 
@@ -180,6 +181,22 @@ def _check_driver() -> None:
         raise DeviceError(f"no NVIDIA driver ({DRIVER} not found)") from None
     if not hasattr(driver, "cuInit"):
         raise DeviceError(f"no NVIDIA GPU: the {DRIVER} found is a stub for building, not a driver")
+    version = driver_cuda_version(driver)
+    if version is not None and version < (CUDA_MAJOR, 0):
+        raise DeviceError(
+            f"the NVIDIA driver supports CUDA {version[0]}.{version[1]}; TVM's CUDA runtime "
+            f"needs CUDA {CUDA_MAJOR} (a newer driver)"
+        )
+
+
+def driver_cuda_version(driver: Any) -> tuple[int, int] | None:
+    """The CUDA version the driver supports (cuDriverGetVersion, which needs no cuInit)."""
+    if not hasattr(driver, "cuDriverGetVersion"):
+        return None
+    value = ctypes.c_int(0)
+    if driver.cuDriverGetVersion(ctypes.byref(value)) != 0:
+        return None
+    return value.value // 1000, value.value % 1000 // 10
 
 
 def _load_cudart() -> None:

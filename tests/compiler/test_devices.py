@@ -227,3 +227,20 @@ def test_load_names_artifact_and_device(fake_gpus, tiny_cuda_so: Path) -> None: 
         compiler.load(tiny_cuda_so)
     assert str(e.value).startswith(f"{tiny_cuda_so}: cannot run on cuda:0: the artifact has code")
     assert "sm_75" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_driver_cuda_version() -> None:
+    from compiler.devices import driver_cuda_version
+
+    class Driver:
+        def __init__(self, value: int, status: int = 0) -> None:
+            self.value, self.status = value, status
+
+        def cuDriverGetVersion(self, out: object) -> int:  # noqa: N802 - the driver's name
+            out._obj.value = self.value  # type: ignore[attr-defined]
+            return self.status
+
+    assert driver_cuda_version(Driver(13000)) == (13, 0)
+    assert driver_cuda_version(Driver(12080)) == (12, 8)
+    assert driver_cuda_version(Driver(13000, status=3)) is None
+    assert driver_cuda_version(object()) is None  # a stub without the function
