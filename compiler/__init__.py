@@ -3,8 +3,8 @@
     import compiler
     m = compiler.compile("model.onnx")        # target="cpu" by default
     m.export("model.so")
-    rt = compiler.load("model.so")            # device="cuda:0" etc.; default: the artifact's
-    outs = rt.run({"data": x})                # numpy or DLPack tensors (PyTorch, CuPy) in
+    rt = compiler.load("model.so")            # on the artifact's device, or device="cuda:1"
+    outs = rt.run({"data": x})                # numpy arrays or DLPack tensors (PyTorch, CuPy)
 
     compiler.tune("model.onnx", records="tuned", trials=200)   # MetaSchedule search
     compiler.compile("model.onnx", records="tuned")            # with the best kernels found
