@@ -227,7 +227,9 @@ class Runtime:
             t = x
         elif here and not self._on_cpu and _is_torch(source):
             # PyTorch copies on its current stream, after the work that produced the tensor.
-            return self._place(port, self._view(source.clone()))
+            torch = sys.modules["torch"]
+            copy = source.clone(memory_format=torch.contiguous_format)
+            return self._place(port, self._view(copy))
         elif contiguous and (here or host):
             t = self._alloc(x.shape, x.dtype, self.device, None)
             self._copy(x, t)

@@ -181,3 +181,5 @@ def test_gpu_run_path_on_the_cpu(two_input_so: Path) -> None:
     assert rt._copied
     kept = rt.run({"a": a, "b": b, "k": k}, as_numpy=False)
     np.testing.assert_array_equal(np.from_dlpack(kept["c"]), [1, 2, 3])
+    strided = torch.arange(6, dtype=torch.float32).reshape(2, 3).T  # cloned contiguous
+    np.testing.assert_array_equal(rt.run({"a": strided, "b": b, "k": k})["z"], strided + 2)
