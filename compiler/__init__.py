@@ -3,8 +3,8 @@
     import compiler
     m = compiler.compile("model.onnx")        # target="cpu" by default
     m.export("model.so")
-    rt = compiler.load("model.so")
-    outs = rt.run({"data": x})
+    rt = compiler.load("model.so")            # on the artifact's device, or device="cuda:1"
+    outs = rt.run({"data": x})                # numpy arrays or DLPack tensors (PyTorch, CuPy)
 
     compiler.tune("model.onnx", records="tuned", trials=200)   # MetaSchedule search
     compiler.compile("model.onnx", records="tuned")            # with the best kernels found
@@ -36,8 +36,9 @@ def tune(model: Any, records: Any, trials: int, target: str = "cpu", **options: 
     return _tune(model, records, trials, target, **options)
 
 
-def load(path: Any, threads: int | None = None) -> Any:
-    """Load an artifact; see ``compiler.runtime.load``."""
+def load(path: Any, threads: int | None = None, device: str | None = None) -> Any:
+    """Load an artifact to run on ``device`` (``None``: the artifact's kind, device 0;
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"``); see ``compiler.runtime.load``."""
     from compiler.runtime import load as _load
 
-    return _load(path, threads)
+    return _load(path, threads, device)

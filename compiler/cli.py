@@ -179,7 +179,7 @@ def _summary(x: np.ndarray) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from compiler.runtime import load
 
-    rt = load(args.artifact, threads=args.threads)
+    rt = load(args.artifact, threads=args.threads, device=args.device)
     if args.inputs:
         feeds = _load_npz(args.inputs)
     else:
@@ -330,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", help="the .so written by nnxc compile")
     p.add_argument("--inputs", help=".npz with one array per model input")
     p.add_argument("--outputs", help="write the outputs to this .npz")
+    p.add_argument(
+        "--device",
+        metavar="DEV",
+        help="cpu, cuda or cuda:N (default: the artifact's kind: CPU code on the CPU, CUDA "
+        "code on cuda:0)",
+    )
     p.add_argument("--threads", type=int, help="threads for the runtime (default: all cores)")
     p.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")

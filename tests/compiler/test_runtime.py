@@ -230,3 +230,10 @@ def test_narrow_dtypes_through_an_artifact(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got.view(f"u{e.itemsize}"), e.view(f"u{e.itemsize}"))
     with pytest.raises(InputError, match="bfloat16"):
         rt.run({"x": x.astype(np.float32), "q": q})
+    # The same through DLPack: PyTorch's bfloat16 and float8 (stored as uint8 by TVM).
+    import torch
+
+    tx = torch.from_numpy(x.view(np.uint16)).view(torch.bfloat16)
+    tq = torch.from_numpy(q.view(np.uint8)).view(torch.float8_e5m2)
+    for name, got in rt.run({"x": tx, "q": tq}).items():
+        np.testing.assert_array_equal(got.view(np.uint8), out[name].view(np.uint8))
