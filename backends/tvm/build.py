@@ -82,14 +82,21 @@ def resolve_target(target: str | dict[str, Any] = "cpu") -> TargetSpec:
 
 
 def build(
-    mod: tvm.IRModule, target: TargetSpec, records: str | os.PathLike | None = None
+    mod: tvm.IRModule,
+    target: TargetSpec,
+    records: str | os.PathLike | None = None,
+    precision: str = "fp32",
+    cuda_graph: bool = True,
 ) -> relax.VMExecutable:
     """Compile with nnxc's Relax pipeline for the target (``pipeline.pipeline_for``), applying
-    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given."""
+    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given, in
+    ``precision`` ("fp32", or "fp16" for CUDA), CUDA graphs allowed by ``cuda_graph``."""
     from .pipeline import pipeline_for
 
     tvm_target = target.tvm_target()
-    pipeline = pipeline_for(tvm_target, None if records is None else str(records))
+    pipeline = pipeline_for(
+        tvm_target, None if records is None else str(records), precision, cuda_graph
+    )
     return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline)
 
 

@@ -143,7 +143,7 @@ def check_tunable(target: TargetSpec, trials: int) -> None:
     if target.kind != "llvm" or not target.is_host:
         raise TargetError(
             f"tuning measures kernels on this machine, so it needs an LLVM target for this "
-            f"host, not {target}"
+            f"host, not {target} (CUDA kernels cannot be tuned yet)"
         )
     if trials < 0:
         raise NnxcError(f"the number of trials must be 0 or more, not {trials}")
@@ -284,7 +284,7 @@ def schedule_with_rules(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> A
     """The Schedule our dlight rules give ``func`` (as ``dlight.ApplyDefaultSchedule`` would),
     or an unscheduled one where no rule matches: in both cases what a build without records
     compiles."""
-    from .schedules import cpu_rules
+    from .schedules.cpu import cpu_rules
 
     for rule in cpu_rules():
         space = rule.apply(func, target, False)
