@@ -147,7 +147,7 @@ def compile(  # noqa: A001 - the API name users expect
         target=target, input_shapes=dict(input_shapes or {}), **options
     )
     from backends.tvm import build, resolve_target
-    from backends.tvm.pipeline import check_precision
+    from backends.tvm.precision import check_precision
 
     spec = resolve_target(opts.target)
     check_precision(opts.precision, spec.kind)
@@ -192,7 +192,7 @@ def tune(
         target=target, input_shapes=dict(input_shapes or {}), **options
     )
     from backends.tvm import resolve_target
-    from backends.tvm.pipeline import check_precision
+    from backends.tvm.precision import check_precision
     from backends.tvm.tuning import check_tunable
     from backends.tvm.tuning import tune as tune_module
 

@@ -4,7 +4,7 @@
     -> [tuning records] -> scheduling -> dataflow lowering -> finalize
 
 - mixed precision (``precision="fp16"``, CUDA only): ``ToMixedPrecision`` on the Relax ops
-  our lowering emits (``mixed_precision_passes``).
+  our lowering emits (``precision.py``).
 - library dispatch: TVM's for the target family (sort, scan, sampling as TIR or library
   calls; ``DispatchSortScan`` picks GPU kernels for CUDA, ``tvm.contrib.sort`` for CPUs).
 - legalization: ``legalize.legalize_ops(target)``: rules shared by every target (erf,
@@ -34,37 +34,14 @@ from tvm.s_tir import dlight
 from compiler.errors import NnxcError
 
 from .legalize import legalize_ops
+from .precision import check_precision, mixed_precision_passes
 from .schedules.unit_reductions import fold_unit_reductions_pass
 
-PRECISIONS = ("fp32", "fp16")
 CUDA_GRAPH_CONFIG = "relax.backend.use_cuda_graph"
 
 
 def is_gpu(target: tvm.target.Target) -> bool:
     return target.kind.name == "cuda"
-
-
-def check_precision(precision: str, target_kind: str) -> None:
-    """fp16 is mixed precision for GPUs; LLVM targets compute in fp32 (refused, not ignored:
-    a user asking for fp16 on a CPU expects something that does not happen)."""
-    if precision not in PRECISIONS:
-        raise NnxcError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
-    if precision == "fp16" and target_kind != "cuda":
-        raise NnxcError(
-            f"precision fp16 is for CUDA targets; {target_kind} targets compute in fp32 "
-            "(drop --precision or use --precision fp32)"
-        )
-
-
-def mixed_precision_passes(precision: str) -> list[tvm.transform.Pass]:
-    """fp16: ``ToMixedPrecision`` computes convs, matmuls and elementwise ops in float16 with
-    float32 accumulation (``out_dtype``); the ops it has no fp16 policy for (softmax,
-    log_softmax, mean, variance, sum, batch_norm: the statistics of our normalizations)
-    stay float32, as does ``layer_norm``, whose TOPI computes in float32 whatever its input.
-    Model inputs and outputs keep their dtypes: the casts are inside."""
-    if precision == "fp16":
-        return [relax.transform.ToMixedPrecision(out_dtype="float32")]
-    return []
 
 
 def library_dispatch_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
