@@ -33,6 +33,7 @@ from tvm.s_tir import dlight
 
 from compiler.errors import NnxcError
 
+from .intrinsics import tensor_intrinsics_only
 from .legalize import legalize_ops
 from .precision import check_precision, mixed_precision_passes
 from .schedules.unit_reductions import fold_unit_reductions_pass
@@ -123,7 +124,13 @@ def pipeline_for(
     @tvm.transform.module_pass(opt_level=0, name="nnxc.pipeline")
     def _pipeline(mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         graphs = is_gpu(target) and cuda_graph and _static_shapes(mod)
-        with target, database if database is not None else contextlib.nullcontext():
+        # dlight's tensor-core rules import TVM's tensor intrinsics: the CUDA ones only.
+        intrinsics = tensor_intrinsics_only("cuda") if is_gpu(target) else None
+        with (
+            target,
+            database if database is not None else contextlib.nullcontext(),
+            intrinsics if intrinsics is not None else contextlib.nullcontext(),
+        ):
             tuned = []
             if database is not None:
                 # ApplyDatabase finds the target and the database in the context when made.
