@@ -124,8 +124,10 @@ def pipeline_for(
     @tvm.transform.module_pass(opt_level=0, name="nnxc.pipeline")
     def _pipeline(mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         graphs = is_gpu(target) and cuda_graph and _static_shapes(mod)
-        # dlight's tensor-core rules import TVM's tensor intrinsics: the CUDA ones only.
-        intrinsics = tensor_intrinsics_only("cuda") if is_gpu(target) else None
+        # fp16 takes dlight's tensor-core path, which imports TVM's tensor intrinsics: the
+        # CUDA ones only. (fp32 never does; int8 matmuls would, importing them all.)
+        fp16_gpu = is_gpu(target) and precision == "fp16"
+        intrinsics = tensor_intrinsics_only("cuda") if fp16_gpu else None
         with (
             target,
             database if database is not None else contextlib.nullcontext(),
