@@ -49,7 +49,6 @@ def _model(name: str):
     return str(light_path(name)) if name in LIGHT_MODELS else zoo_model(name)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", [*LIGHT_MODELS, *ZOO_MODELS])
 def test_model_compiles_for_cuda(name):
     """Every kernel is scheduled (an unscheduled one fails TVM's GPU verification: no thread
