@@ -2,7 +2,8 @@
 
 ``gpu_rules(target)`` is the list TVM's own CUDA pipeline applies (``Matmul``, ``GEMV``,
 ``Reduction``, ``GeneralReduction``, ``Fallback``), in its order: every fused PrimFunc gets
-one of them, ``Fallback`` (a flat thread binding) catching whatever the others refuse.
+one of them, ``Fallback`` (a flat thread binding) catching whatever the others refuse. A rule
+whose analysis asserts on a kernel counts as declining it (``_Tolerant``).
 
 nnxc-specific GPU rules (convolutions beyond dlight's implicit GEMM, normalization and
 softmax rows, attention) belong in this package, as modules of their own listed *before*
@@ -15,18 +16,39 @@ zoo models (mobilenet, transformer, unet, lstm) after our legalization and fusio
 
 from __future__ import annotations
 
+from tvm import tirx
 from tvm.s_tir import dlight
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.target import Target
 
 
+class _Tolerant(ScheduleRule):
+    """A dlight rule that does not apply where its analysis asserts. dlight's analyses assert
+    on some access patterns instead of declining: ``Reduction`` on roi_align's reads at
+    data-dependent positions (``collect_block_iter_vars_used_in_access_region``). The next
+    rule in the list then gets the kernel, as with any rule that declines."""
+
+    def __init__(self, rule: ScheduleRule) -> None:
+        self.rule = rule
+
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):
+        try:
+            return self.rule.apply(func, target, tunable)
+        except AssertionError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"_Tolerant({type(self.rule).__name__})"
+
+
 def gpu_rules(target: Target) -> list[ScheduleRule]:
     """The rules applied to every PrimFunc of a GPU build, most specific first (``target``:
     for the rules to come, which will depend on the architecture)."""
-    return [
+    rules = [
         dlight.gpu.Matmul(),
         dlight.gpu.GEMV(),
         dlight.gpu.Reduction(),
         dlight.gpu.GeneralReduction(),
         dlight.gpu.Fallback(),
     ]
+    return [_Tolerant(rule) for rule in rules]
