@@ -59,6 +59,56 @@ def test_model_compiles_for_cuda(name):
     assert "vm.builtin.cuda_graph.run_or_capture" in executable.as_text()
 
 
+def _one_node(op: str, inputs: dict, consts: dict, outputs: dict, **attrs):
+    """A one-node ONNX model: ``inputs`` name -> (elem type, shape), ``consts`` name ->
+    array (initializers), ``outputs`` name -> elem type."""
+    from onnx import helper, numpy_helper
+
+    node = helper.make_node(op, [*inputs, *consts], list(outputs), **attrs)
+    graph = helper.make_graph(
+        [node],
+        op,
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs.items()],
+        [numpy_helper.from_array(v, n) for n, v in consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _ops_with_cpu_style_lowerings():
+    """Ops lowered through TVM's sort/scan dispatch (CPU: ``tvm.contrib.sort`` packed
+    functions; CUDA: GPU kernels), or whose kernels dlight's analyses trip on."""
+    import numpy as np
+    from onnx import TensorProto
+
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    return {
+        "TopK": _one_node(
+            "TopK", {"x": (f, [4, 50])}, {"k": np.array([5])}, {"v": f, "i": i64}, axis=1
+        ),
+        "CumSum": _one_node("CumSum", {"x": (f, [4, 50])}, {"axis": np.array(1)}, {"y": f}),
+        "RoiAlign": _one_node(
+            "RoiAlign",
+            {"x": (f, [1, 8, 16, 16])},
+            {
+                "rois": np.array([[0, 0, 8, 8], [4, 4, 15, 15]], np.float32),
+                "batch": np.zeros(2, np.int64),
+            },
+            {"y": f},
+            output_height=4,
+            output_width=4,
+            sampling_ratio=2,
+        ),
+        "ArgMax": _one_node("ArgMax", {"x": (f, [4, 50])}, {}, {"y": i64}, axis=1),
+    }
+
+
+@pytest.mark.parametrize("op", ["TopK", "CumSum", "RoiAlign", "ArgMax"])
+def test_op_compiles_for_cuda(op):
+    source = _cuda_source(_compile(_ops_with_cpu_style_lowerings()[op]))
+    assert "__global__" in source
+
+
 def test_cuda_graph_can_be_turned_off():
     executable = _compile(_model("squeezenet"), cuda_graph=False)
     assert "cuda_graph" not in executable.as_text()
