@@ -156,9 +156,10 @@ def _use_cuda_graph(ctx: tvm.transform.PassContext):
     ``RewriteCUDAGraph`` (in CUDA's finalize) lifts the kernels between statically planned
     buffers into a function that the VM captures once into a CUDA graph and then replays: one
     launch instead of one per kernel, which is what batch-1 models are bound by. TVM leaves it
-    off by default; nnxc turns it on for models whose shapes are all static (symbolic shapes
-    would capture one graph per shape). A caller's explicit ``relax.backend.use_cuda_graph``
-    in the PassContext wins; ``nnxc compile --no-cuda-graph`` turns it off."""
+    off by default; nnxc turns it on for models without control flow whose shapes are all
+    static (``_static_shapes``; symbolic shapes would capture one graph per shape). A
+    caller's explicit ``relax.backend.use_cuda_graph`` in the PassContext wins; ``nnxc compile
+    --no-cuda-graph`` turns it off."""
     config = dict(ctx.config)
     if CUDA_GRAPH_CONFIG in config:
         yield
@@ -174,13 +175,14 @@ def _use_cuda_graph(ctx: tvm.transform.PassContext):
 
 
 def _static_shapes(mod: tvm.IRModule) -> bool:
-    """Whether every Relax function's parameters and results have fully static shapes."""
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            infos = [p.ty for p in func.params] + [func.ret_ty]
-            if not all(_static(s) for s in infos):
-                return False
-    return True
+    """Whether the module is one Relax function whose parameters and results all have static
+    shapes. Control flow (``if`` branches, loop steps) makes more functions; a loop step calls
+    itself, and the storage a captured graph caches would then be shared by nested calls."""
+    funcs = [f for f in mod.functions.values() if isinstance(f, relax.Function)]
+    if len(funcs) != 1:
+        return False
+    infos = [p.ty for p in funcs[0].params] + [funcs[0].ret_ty]
+    return all(_static(s) for s in infos)
 
 
 def _static(ty: relax.Type) -> bool:

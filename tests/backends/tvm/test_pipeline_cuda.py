@@ -103,6 +103,33 @@ def _ops_with_cpu_style_lowerings():
     }
 
 
+def test_control_flow_gets_no_cuda_graph():
+    """An ``if`` makes branch functions; loops would call theirs recursively."""
+    from onnx import TensorProto, helper
+
+    f = TensorProto.FLOAT
+
+    def branch(op: str):
+        out = helper.make_tensor_value_info(f"{op}_y", f, [4, 8])
+        return helper.make_graph([helper.make_node(op, ["x"], [f"{op}_y"])], op, [], [out])
+
+    node = helper.make_node(
+        "If", ["c"], ["y"], then_branch=branch("Relu"), else_branch=branch("Neg")
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", f, [4, 8]),
+        ],
+        [helper.make_tensor_value_info("y", f, [4, 8])],
+    )
+    executable = _compile(helper.make_model(graph))
+    assert "__global__" in _cuda_source(executable)
+    assert "cuda_graph" not in executable.as_text()
+
+
 @pytest.mark.parametrize("op", ["TopK", "CumSum", "RoiAlign", "ArgMax"])
 def test_op_compiles_for_cuda(op):
     source = _cuda_source(_compile(_ops_with_cpu_style_lowerings()[op]))
