@@ -6,6 +6,12 @@ Per target (CPU only):
   (``schedules/cpu/conv_layout.py``). GPU builds keep TVM's NCHW conv, which dlight's
   ``Matmul`` rule schedules as an implicit GEMM.
 
+Per target (CUDA only):
+
+- float16 / bfloat16 fmod (``relax.mod``): computed in float32 and cast back, which is exact
+  (the remainder is representable in the operands' type); CUDA has no half fmod, and TVM's
+  CUDA code generation refuses it.
+
 Shared by every target (the GPU rules schedule their fused kernels too:
 ``tests/backends/tvm/test_pipeline_cuda.py``):
 
@@ -143,6 +149,19 @@ def _legalize_softmax(bb: relax.BlockBuilder, call: relax.Call, gpu: bool) -> re
     return default(bb, call)
 
 
+def _legalize_half_mod(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    dtype = str(call.ty.dtype)
+    if dtype in ("float16", "bfloat16"):
+
+        def mod(a: te.Tensor, b: te.Tensor) -> te.Tensor:
+            wide = topi.mod(topi.cast(a, "float32"), topi.cast(b, "float32"))
+            return topi.cast(wide, dtype)
+
+        return bb.call_te(mod, *call.args, primfunc_name_hint="mod")
+    default = tvm.ir.Op.get("relax.mod").get_attr("FLegalize")
+    return default(bb, call)
+
+
 def legalize_ops(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
     """``LegalizeOps`` with nnxc's rules for ``target`` (see module doc; None: the CPU's);
     every other op as TVM lowers it."""
@@ -150,6 +169,8 @@ def legalize_ops(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
     rules: dict = {}
     if target is None or target.kind.name == "llvm":
         rules.update(conv_legalize_map(target))
+    if gpu:
+        rules["relax.mod"] = _legalize_half_mod
     rules |= {
         "relax.erf": _legalize_erf,
         "relax.nn.softmax": functools.partial(_legalize_softmax, gpu=gpu),

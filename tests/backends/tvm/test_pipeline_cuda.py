@@ -77,7 +77,9 @@ def _one_node(op: str, inputs: dict, consts: dict, outputs: dict, **attrs):
 
 def _ops_with_cpu_style_lowerings():
     """Ops lowered through TVM's sort/scan dispatch (CPU: ``tvm.contrib.sort`` packed
-    functions; CUDA: GPU kernels), or whose kernels dlight's analyses trip on."""
+    functions; CUDA: GPU kernels), whose kernels dlight's rules fail on (RoiAlign,
+    NegativeLogLikelihoodLoss: ``schedules/gpu._Tolerant``), or that CUDA lacks (float16
+    fmod: ``legalize._legalize_half_mod``)."""
     import numpy as np
     from onnx import TensorProto
 
@@ -100,6 +102,20 @@ def _ops_with_cpu_style_lowerings():
             sampling_ratio=2,
         ),
         "ArgMax": _one_node("ArgMax", {"x": (f, [4, 50])}, {}, {"y": i64}, axis=1),
+        "NegativeLogLikelihoodLoss": _one_node(
+            "NegativeLogLikelihoodLoss",
+            {"x": (f, [3, 5, 2])},
+            {"t": np.array([[0, 1], [2, 3], [4, 0]], np.int64)},
+            {"y": f},
+            reduction="mean",
+        ),
+        "Mod": _one_node(
+            "Mod",
+            {"a": (TensorProto.FLOAT16, [4, 8])},
+            {"b": np.full((4, 8), 1.5, np.float16)},
+            {"y": TensorProto.FLOAT16},
+            fmod=1,
+        ),
     }
 
 
@@ -130,7 +146,9 @@ def test_control_flow_gets_no_cuda_graph():
     assert "cuda_graph" not in executable.as_text()
 
 
-@pytest.mark.parametrize("op", ["TopK", "CumSum", "RoiAlign", "ArgMax"])
+@pytest.mark.parametrize(
+    "op", ["TopK", "CumSum", "RoiAlign", "ArgMax", "NegativeLogLikelihoodLoss", "Mod"]
+)
 def test_op_compiles_for_cuda(op):
     source = _cuda_source(_compile(_ops_with_cpu_style_lowerings()[op]))
     assert "__global__" in source

@@ -16,6 +16,7 @@ zoo models (mobilenet, transformer, unet, lstm) after our legalization and fusio
 
 from __future__ import annotations
 
+import tvm
 from tvm import tirx
 from tvm.s_tir import dlight
 from tvm.s_tir.dlight import ScheduleRule
@@ -23,10 +24,12 @@ from tvm.target import Target
 
 
 class _Tolerant(ScheduleRule):
-    """A dlight rule that does not apply where its analysis asserts. dlight's analyses assert
-    on some access patterns instead of declining: ``Reduction`` on roi_align's reads at
-    data-dependent positions (``collect_block_iter_vars_used_in_access_region``). The next
-    rule in the list then gets the kernel, as with any rule that declines."""
+    """A dlight rule that declines a kernel it fails on, so that the next rule in the list
+    gets it. dlight's analyses assert, and schedule primitives raise, on some kernels instead
+    of the rule declining: ``Reduction`` on roi_align's reads at data-dependent positions
+    and in ``rfactor`` of nll_loss's weighted sums, ``Fallback`` fusing the zero-extent
+    loops of a zero-size kernel (left unscheduled, it compiles to nothing). Each rule works
+    on its own copy of the function, so a failed one leaves nothing behind."""
 
     def __init__(self, rule: ScheduleRule) -> None:
         self.rule = rule
@@ -34,7 +37,7 @@ class _Tolerant(ScheduleRule):
     def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):
         try:
             return self.rule.apply(func, target, tunable)
-        except AssertionError:
+        except (AssertionError, tvm.error.InternalError, ValueError):
             return None
 
     def __repr__(self) -> str:
