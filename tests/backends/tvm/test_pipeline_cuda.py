@@ -78,8 +78,9 @@ def _one_node(op: str, inputs: dict, consts: dict, outputs: dict, **attrs):
 def _ops_with_cpu_style_lowerings():
     """Ops lowered through TVM's sort/scan dispatch (CPU: ``tvm.contrib.sort`` packed
     functions; CUDA: GPU kernels), whose kernels dlight's rules fail on (RoiAlign,
-    NegativeLogLikelihoodLoss: ``schedules/gpu._Tolerant``), or that CUDA lacks (float16
-    fmod: ``legalize._legalize_half_mod``)."""
+    NegativeLogLikelihoodLoss: ``schedules/gpu._Tolerant``; int64 Pow's 64 squarings:
+    ``schedules/gpu/chains.py``), or that CUDA lacks (float16 fmod:
+    ``legalize._legalize_half_mod``)."""
     import numpy as np
     from onnx import TensorProto
 
@@ -109,6 +110,7 @@ def _ops_with_cpu_style_lowerings():
             {"y": f},
             reduction="mean",
         ),
+        "Pow": _one_node("Pow", {"a": (i64, [4, 8]), "b": (i64, [4, 8])}, {}, {"y": i64}),
         "Mod": _one_node(
             "Mod",
             {"a": (TensorProto.FLOAT16, [4, 8])},
@@ -147,7 +149,7 @@ def test_control_flow_gets_no_cuda_graph():
 
 
 @pytest.mark.parametrize(
-    "op", ["TopK", "CumSum", "RoiAlign", "ArgMax", "NegativeLogLikelihoodLoss", "Mod"]
+    "op", ["TopK", "CumSum", "RoiAlign", "ArgMax", "NegativeLogLikelihoodLoss", "Mod", "Pow"]
 )
 def test_op_compiles_for_cuda(op):
     source = _cuda_source(_compile(_ops_with_cpu_style_lowerings()[op]))

@@ -3,11 +3,13 @@
 ``gpu_rules(target)`` is the list TVM's own CUDA pipeline applies (``Matmul``, ``GEMV``,
 ``Reduction``, ``GeneralReduction``, ``Fallback``), in its order: every fused PrimFunc gets
 one of them, ``Fallback`` (a flat thread binding) catching whatever the others refuse. A rule
-whose analysis asserts on a kernel counts as declining it (``_Tolerant``).
+that fails on a kernel counts as declining it (``_Tolerant``). Ahead of them,
+``ElementwiseChain`` takes the long elementwise chains dlight's inlining would blow up.
 
 nnxc-specific GPU rules (convolutions beyond dlight's implicit GEMM, normalization and
 softmax rows, attention) belong in this package, as modules of their own listed *before*
-dlight's rules, each with the measurements that justify it. None is here yet: the machines
+dlight's rules, each with the measurements that justify it. None is here yet (the one rule
+of ours, ``chains.ElementwiseChain``, makes a build finish, not run faster): the machines
 this was written on have no GPU, so no rule could be measured or checked numerically on one,
 and an unmeasured rule is a guess. dlight's optional rules (``LowBatchGEMV``, ``Transpose``,
 ``RMSNorm``) are left out: none of them applies to any fused kernel of squeezenet or of the
@@ -21,6 +23,8 @@ from tvm import tirx
 from tvm.s_tir import dlight
 from tvm.s_tir.dlight import ScheduleRule
 from tvm.target import Target
+
+from .chains import ElementwiseChain
 
 
 class _Tolerant(ScheduleRule):
@@ -48,6 +52,7 @@ def gpu_rules(target: Target) -> list[ScheduleRule]:
     """The rules applied to every PrimFunc of a GPU build, most specific first (``target``:
     for the rules to come, which will depend on the architecture)."""
     rules = [
+        ElementwiseChain(),
         dlight.gpu.Matmul(),
         dlight.gpu.GEMV(),
         dlight.gpu.Reduction(),
