@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import tvm
 
-from backends.tvm.build import TargetSpec, build
+from backends.tvm import TargetSpec, build
 from benchmarks.models import LIGHT_MODELS, light_path
 from benchmarks.zoo import ZOO_MODELS
 from benchmarks.zoo import build as zoo_model
