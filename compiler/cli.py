@@ -37,7 +37,9 @@ def add_compile_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] =
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not MISSING else None
         if f.type in ("bool", bool):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"])
+            # A field on by default gets a --no-... flag that turns it off.
+            action = "store_false" if f.default is True else "store_true"
+            parser.add_argument(flag, dest=f.name, action=action, help=f.metadata["help"])
         elif f.metadata.get("parse") == "shape":
             parser.add_argument(
                 flag,

@@ -152,15 +152,26 @@ def compile(  # noqa: A001 - the API name users expect
         target=target, input_shapes=dict(input_shapes or {}), **options
     )
     from backends.tvm import build, resolve_target
+    from backends.tvm.precision import check_precision
 
     spec = resolve_target(opts.target)
+    check_precision(opts.precision, spec.kind)
     if opts.records is not None:
         from backends.tvm.tuning import check_records
 
         check_records(opts.records)
     stage, timings = _stages(progress)
     graph, source, mod = _import_and_lower(model, opts, stage)
-    executable = stage("build", lambda: build(mod, spec, records=opts.records))
+    executable = stage(
+        "build",
+        lambda: build(
+            mod,
+            spec,
+            records=opts.records,
+            precision=opts.precision,
+            cuda_graph=opts.cuda_graph,
+        ),
+    )
     return CompiledModel(graph, executable, spec, source, timings)
 
 
@@ -186,10 +197,12 @@ def tune(
         target=target, input_shapes=dict(input_shapes or {}), **options
     )
     from backends.tvm import resolve_target
+    from backends.tvm.precision import check_precision
     from backends.tvm.tuning import check_tunable
     from backends.tvm.tuning import tune as tune_module
 
     spec = resolve_target(opts.target)
+    check_precision(opts.precision, spec.kind)
     check_tunable(spec, trials)
     stage, _ = _stages(progress)
     _, _, mod = _import_and_lower(model, opts, stage)

@@ -66,6 +66,23 @@ class CompileOptions:
         },
     )
 
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "fp32 (default) or fp16: mixed precision, float16 kernels with float32 "
+            "accumulation and float32 softmax/normalization statistics, inputs and outputs "
+            "keeping their dtypes (CUDA targets)",
+        },
+    )
+    cuda_graph: bool = field(
+        default=True,
+        metadata={
+            "flag": "--no-cuda-graph",
+            "help": "do not capture a static-shape model's kernels in a CUDA graph (CUDA "
+            "targets; on by default: one graph launch per run instead of one per kernel)",
+        },
+    )
+
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CompileOptions:
         names = {f.name for f in fields(cls)}

@@ -16,16 +16,18 @@ def build(
     target: TargetSpec,
     records: str | os.PathLike | None = None,
     precision: str = "fp32",
+    cuda_graph: bool = True,
 ) -> relax.VMExecutable:
     """Compile with nnxc's Relax pipeline for the target (``pipeline.pipeline_for``), applying
-    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given. CUDA
+    the tuning records in the folder ``records`` (written by ``nnxc tune``) when given, in
+    ``precision`` ("fp32", or "fp16" for CUDA), CUDA graphs allowed by ``cuda_graph``. CUDA
     kernels are built by nvcc into a fatbin for the target's archs (``cuda.codegen``)."""
     from .pipeline import pipeline_for
 
     tvm_target = target.tvm_target()
-    # Until pipeline_for takes a precision (the pipeline branch adds it), pass it only when set.
-    extra = {} if precision == "fp32" else {"precision": precision}
-    pipeline = pipeline_for(tvm_target, None if records is None else str(records), **extra)
+    pipeline = pipeline_for(
+        tvm_target, None if records is None else str(records), precision, cuda_graph
+    )
     if target.kind != "cuda":
         return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline)
     from .cuda.codegen import check_executable, cuda_codegen

@@ -1,7 +1,20 @@
-"""nnxc's legalization for CPUs: TVM's ``LegalizeOps`` with some ops lowered our way.
+"""nnxc's legalization: TVM's ``LegalizeOps`` with some ops lowered our way.
 
-- conv2d / conv2d_transpose: weights packed at compile time for our conv schedule rules
-  (``schedules/conv_layout.py``);
+Per target (CPU only):
+
+- conv2d / conv2d_transpose: weights packed at compile time for our CPU conv schedule rules
+  (``schedules/cpu/conv_layout.py``). GPU builds keep TVM's NCHW conv, which dlight's
+  ``Matmul`` rule schedules as an implicit GEMM.
+
+Per target (CUDA only):
+
+- float16 / bfloat16 fmod (``relax.mod``): computed in float32 and cast back, which is exact
+  (the remainder is representable in the operands' type); CUDA has no half fmod, and TVM's
+  CUDA code generation refuses it.
+
+Shared by every target (the GPU rules schedule their fused kernels too:
+``tests/backends/tvm/test_pipeline_cuda.py``):
+
 - float32 erf: TVM's rational approximation (``topi.fast_erf``, max error 4.2e-7 on
   [-6, 6] against ``math.erf``) instead of a scalar libm call per element, which cannot be
   vectorized and made a transformer's GELU epilogue 3x slower than its matmul. (TVM's float16
@@ -14,16 +27,23 @@
 - float max (``relax.max`` and softmax's row max): the reduction starts at -inf, not TVM's
   lowest finite value, so a row that is all -inf has max -inf as in numpy (an attention
   row masked everywhere is detected by comparing its max with -inf). Same loop, same speed.
+  On GPUs the max reduces in the next wider float (float16 in float32, float32 in float64)
+  from TVM's lowest finite identity instead, and casts back: an all -inf row then ends at the
+  wide type's lowest value, which the cast rounds to -inf; any other max is exact. (dlight's
+  cross-thread reductions match only the reducers in TVM's registry, whose float max starts
+  at the lowest finite value; registering ours from Python crashes the process at exit.)
+  float64 has no wider type and keeps TVM's max on GPUs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import tvm
 from tvm import relax, te, tirx, topi
 
-from .schedules.conv_layout import legalize_map as conv_legalize_map
+from .schedules.cpu.conv_layout import legalize_map as conv_legalize_map
 
 
 def _legalize_erf(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
@@ -40,11 +60,23 @@ _float_max = te.comm_reducer(
 """``te.max`` with -inf as identity (``te.max`` starts at the lowest finite value)."""
 
 
-def _max(dtype: str):
-    return _float_max if str(dtype).startswith("float") else te.max
+_WIDER = {"float16": "float32", "bfloat16": "float32", "float32": "float64"}
+"""The float a GPU max reduces in (see module doc)."""
 
 
-def max_te(x: te.Tensor, axis: list | None, keepdims: bool) -> te.Tensor:
+def _reduce_max(x: te.Tensor, shape: list, load, axes: list, gpu: bool, name: str) -> te.Tensor:
+    """``max(load(*idx))`` over ``axes`` for each index of ``shape``: an all -inf row gives
+    -inf (see module doc for how on GPUs)."""
+    dtype = str(x.dtype)
+    if gpu and dtype in _WIDER:
+        wide = _WIDER[dtype]
+        red = te.compute(shape, lambda *i: te.max(load(*i).astype(wide), axis=axes), name=name)
+        return te.compute(shape, lambda *i: red[i].astype(dtype), name=f"{name}_cast")
+    reducer = _float_max if dtype.startswith("float") and not gpu else te.max
+    return te.compute(shape, lambda *i: reducer(load(*i), axis=axes), name=name)
+
+
+def max_te(x: te.Tensor, axis: list | None, keepdims: bool, gpu: bool = False) -> te.Tensor:
     """max over ``axis`` (None: all), an all -inf row giving -inf."""
     nd = len(x.shape)
     axes = sorted({int(a) % nd for a in axis} if axis is not None else range(nd))
@@ -55,9 +87,8 @@ def max_te(x: te.Tensor, axis: list | None, keepdims: bool) -> te.Tensor:
         if keepdims
         else [x.shape[i] for i in kept]
     )
-    reducer = _max(x.dtype)
 
-    def body(*idx):
+    def load(*idx):
         at = iter(idx)
         full = []
         for i in range(nd):
@@ -67,12 +98,12 @@ def max_te(x: te.Tensor, axis: list | None, keepdims: bool) -> te.Tensor:
                 full.append(red[i])
             else:
                 full.append(next(at))
-        return reducer(x[tuple(full)], axis=[red[a] for a in axes])
+        return x[tuple(full)]
 
-    return te.compute(out_shape, body, name="max_red")
+    return _reduce_max(x, out_shape, load, [red[a] for a in axes], gpu, "max_red")
 
 
-def _legalize_max(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+def _legalize_max(bb: relax.BlockBuilder, call: relax.Call, gpu: bool) -> relax.Expr:
     x = call.args[0]
     shape = x.ty.shape
     empty = isinstance(shape, relax.ShapeExpr) and any(
@@ -80,13 +111,13 @@ def _legalize_max(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     )
     if str(x.ty.dtype).startswith("float") and x.ty.ndim > 0 and not empty:
         return bb.call_te(
-            max_te, x, call.attrs.axis, bool(call.attrs.keepdims), primfunc_name_hint="max"
+            max_te, x, call.attrs.axis, bool(call.attrs.keepdims), gpu, primfunc_name_hint="max"
         )
     default = tvm.ir.Op.get("relax.max").get_attr("FLegalize")
     return default(bb, call)
 
 
-def softmax_te(x: te.Tensor, axis: int) -> te.Tensor:
+def softmax_te(x: te.Tensor, axis: int, gpu: bool = False) -> te.Tensor:
     """Softmax over ``axis``: ``fast_exp`` in float32; float16 sums in float32."""
     nd = len(x.shape)
     axis %= nd
@@ -99,7 +130,7 @@ def softmax_te(x: te.Tensor, axis: int) -> te.Tensor:
         return (*r[:axis], j, *r[axis:])
 
     k = te.reduce_axis((0, x.shape[axis]), name="k")
-    peak = te.compute(rows, lambda *r: _float_max(x[along(r, k)], axis=k), name="softmax_max")
+    peak = _reduce_max(x, rows, lambda *r: x[along(r, k)], [k], gpu, "softmax_max")
     shifted = te.compute(x.shape, lambda *i: x[i] - peak[row(i)], name="softmax_shift")
     e = topi.fast_exp(shifted) if str(x.dtype) == "float32" else topi.exp(shifted)
     acc = "float32" if str(x.dtype) == "float16" else str(x.dtype)
@@ -110,20 +141,39 @@ def softmax_te(x: te.Tensor, axis: int) -> te.Tensor:
     return te.compute(x.shape, lambda *i: e[i] / total[row(i)].astype(x.dtype), name="softmax_norm")
 
 
-def _legalize_softmax(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+def _legalize_softmax(bb: relax.BlockBuilder, call: relax.Call, gpu: bool) -> relax.Expr:
     x = call.args[0]
     if x.ty.dtype in ("float32", "float16") and x.ty.ndim > 0:
-        return bb.call_te(softmax_te, x, int(call.attrs.axis), primfunc_name_hint="softmax")
+        return bb.call_te(softmax_te, x, int(call.attrs.axis), gpu, primfunc_name_hint="softmax")
     default = tvm.ir.Op.get("relax.nn.softmax").get_attr("FLegalize")
     return default(bb, call)
 
 
+def _legalize_half_mod(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    dtype = str(call.ty.dtype)
+    if dtype in ("float16", "bfloat16"):
+
+        def mod(a: te.Tensor, b: te.Tensor) -> te.Tensor:
+            wide = topi.mod(topi.cast(a, "float32"), topi.cast(b, "float32"))
+            return topi.cast(wide, dtype)
+
+        return bb.call_te(mod, *call.args, primfunc_name_hint="mod")
+    default = tvm.ir.Op.get("relax.mod").get_attr("FLegalize")
+    return default(bb, call)
+
+
 def legalize_ops(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
-    """``LegalizeOps`` with nnxc's rules (see module doc); every other op as TVM lowers it."""
-    rules = {
-        **conv_legalize_map(target),
+    """``LegalizeOps`` with nnxc's rules for ``target`` (see module doc; None: the CPU's);
+    every other op as TVM lowers it."""
+    gpu = target is not None and target.kind.name == "cuda"
+    rules: dict = {}
+    if target is None or target.kind.name == "llvm":
+        rules.update(conv_legalize_map(target))
+    if gpu:
+        rules["relax.mod"] = _legalize_half_mod
+    rules |= {
         "relax.erf": _legalize_erf,
-        "relax.nn.softmax": _legalize_softmax,
-        "relax.max": _legalize_max,
+        "relax.nn.softmax": functools.partial(_legalize_softmax, gpu=gpu),
+        "relax.max": functools.partial(_legalize_max, gpu=gpu),
     }
     return relax.transform.LegalizeOps(customize_legalize_map=rules)

@@ -13,11 +13,10 @@ them and runs only the trials still missing.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import tvm_ffi
 
 from compiler.errors import NnxcError
 
+from .intrinsics import tensor_intrinsics_only
 from .targets import TargetError, TargetSpec
 
 Progress = Callable[[str], None]
@@ -143,7 +143,7 @@ def check_tunable(target: TargetSpec, trials: int) -> None:
     if target.kind != "llvm" or not target.is_host:
         raise TargetError(
             f"tuning measures kernels on this machine, so it needs an LLVM target for this "
-            f"host, not {target}"
+            f"host, not {target} (CUDA kernels cannot be tuned yet)"
         )
     if trials < 0:
         raise NnxcError(f"the number of trials must be 0 or more, not {trials}")
@@ -169,7 +169,8 @@ def tune(
     """Tune the Relax module ``mod`` (from ``lower_graph``) with about ``trials`` measured
     candidates in all, writing records to ``records_dir``; one progress line per task."""
     check_tunable(target, trials)
-    with _cpu_tensor_intrinsics_only():
+    # MetaSchedule's LLVM rules look up only the x86 and ARM intrinsics.
+    with tensor_intrinsics_only("x86", "arm_cpu"):
         return _tune(mod, target, records_dir, trials, progress or (lambda _: None), seed)
 
 
@@ -284,7 +285,7 @@ def schedule_with_rules(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> A
     """The Schedule our dlight rules give ``func`` (as ``dlight.ApplyDefaultSchedule`` would),
     or an unscheduled one where no rule matches: in both cases what a build without records
     compiles."""
-    from .schedules import cpu_rules
+    from .schedules.cpu import cpu_rules
 
     for rule in cpu_rules():
         space = rule.apply(func, target, False)
@@ -439,37 +440,6 @@ def _build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> Any:
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     return build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
-
-
-@contextlib.contextmanager
-def _cpu_tensor_intrinsics_only() -> Iterator[None]:
-    """Within: the CPU tensor intrinsics alone. ``TuneContext`` imports the whole package
-    ``tvm.s_tir.tensor_intrin``, which parses some 250 TVMScript intrinsics (CUDA, ROCm,
-    Hexagon, ...) in 30 to 90 s; MetaSchedule's LLVM rules look up only the x86 and ARM ones.
-    The package stands in ``sys.modules`` without having run its ``__init__`` (which only
-    imports the submodules) and leaves after, so a later import of it still loads them all."""
-    import importlib
-    import importlib.util
-    import sys
-
-    import tvm.s_tir
-
-    name = "tvm.s_tir.tensor_intrin"
-    spec = None if name in sys.modules else importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        yield
-        return
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
-    try:
-        for sub in ("x86", "arm_cpu"):
-            importlib.import_module(f"{name}.{sub}")
-        yield
-    finally:
-        if sys.modules.get(name) is package:
-            del sys.modules[name]
-            if getattr(tvm.s_tir, "tensor_intrin", None) is package:
-                delattr(tvm.s_tir, "tensor_intrin")
 
 
 def _remove_artifact(path: str | None) -> None:

@@ -149,6 +149,13 @@ def test_unknown_target() -> None:
         compiler.compile(tiny_model(), target="tpu")
 
 
+def test_precision_is_checked_before_importing() -> None:
+    with pytest.raises(NnxcError, match="fp16 is for CUDA targets"):
+        compiler.compile(tiny_model(), precision="fp16")
+    with pytest.raises(NnxcError, match="unknown precision 'int8'"):
+        compiler.compile(tiny_model(), precision="int8")
+
+
 def test_aarch64_cross_target(tmp_path: Path) -> None:
     """Code for AArch64 compiles here; export needs the cross C compiler (then it is an
     AArch64 ELF file), or fails naming the compiler; it never runs on this x86 host."""

@@ -48,6 +48,9 @@ def test_flags_parse_into_options() -> None:
             "--print-ir-after",
             "all",
             "--time-passes",
+            "--precision",
+            "fp16",
+            "--no-cuda-graph",
         ]
     )
     opts = CompileOptions.from_kwargs(**options_from_args(args))
@@ -58,6 +61,8 @@ def test_flags_parse_into_options() -> None:
         verify_each=True,
         print_ir_after=["all"],
         time_passes=True,
+        precision="fp16",
+        cuda_graph=False,
     )
 
 

@@ -1,17 +1,8 @@
-"""CPU schedule rules: TVM's CPU pipeline schedules nothing, so nnxc brings its own.
+"""Schedule rules, one package per target family: ``cpu/`` (LLVM) and ``gpu/`` (CUDA).
 
-Each rule is a ``tvm.s_tir.dlight.ScheduleRule`` (``apply(func, target, tunable)`` returns a
-scheduled ``Schedule`` or None when the PrimFunc is not its pattern). ``cpu_rules()`` lists
-them in priority order; the first rule that matches a PrimFunc schedules it.
+Both packages answer the same two questions for the pipeline (``pipeline.py``): which
+``dlight`` rules schedule each fused PrimFunc (``cpu_rules()``, ``gpu_rules(target)``), and,
+for the CPU, which ops are legalized into the forms its rules want (``cpu.conv_layout``).
+``unit_reductions`` is shared: a legalization-stage pass every target runs before fusion, and
+the check the rules use to refuse what it could not fold.
 """
-
-from __future__ import annotations
-
-from tvm.s_tir.dlight import ScheduleRule
-
-
-def cpu_rules() -> list[ScheduleRule]:
-    """The rules applied to every PrimFunc of a CPU build, most specific first."""
-    from . import conv, generic, matmul
-
-    return [*conv.RULES, *matmul.RULES, *generic.RULES]

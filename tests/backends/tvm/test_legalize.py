@@ -67,3 +67,27 @@ def test_erf_is_accurate_over_its_range():
     x = np.concatenate([x, np.float32([0.0, -0.0, 1e-30, -1e-7, 20.0, -20.0])])
     expected = np.vectorize(math.erf)(x.astype(np.float64)).astype(np.float32)
     check_op("erf", [x], {}, expected=[expected], rtol=0, atol=5e-7)
+
+
+def test_float16_fmod_on_cuda_is_exact():
+    """CUDA has no half fmod: the GPU rule computes in float32, which loses nothing. The
+    legalized kernel is checked here on the CPU."""
+    bb = relax.BlockBuilder()
+    a = relax.Var("a", relax.TensorType((64,), "float16"))
+    b = relax.Var("b", relax.TensorType((64,), "float16"))
+    with bb.function("main", [a, b]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.mod(a, b))
+        bb.emit_func_output(out)
+    cuda = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    with cuda:
+        mod = legalize_ops(cuda)(bb.get())
+    (func,) = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert 'T.Cast("float32"' in func.script()
+    kernel = tvm.compile(func.with_attr("global_symbol", "mod"), target="llvm")
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(64) * 100).astype(np.float16)
+    y = (rng.standard_normal(64) * 3).astype(np.float16)
+    got = tvm.runtime.tensor(np.zeros(64, np.float16))
+    kernel(tvm.runtime.tensor(x), tvm.runtime.tensor(y), got)
+    np.testing.assert_array_equal(got.numpy(), np.fmod(x, y))

@@ -153,11 +153,11 @@ def test_build_applies_the_fastest_record(tuned: dict, tmp_path: Path) -> None:
 
 
 def _schedule_as_a_build(fused: tvm.IRModule, target: tvm.target.Target, db) -> tvm.IRModule:
-    """The scheduling passes of ``pipeline.cpu_pipeline`` with records."""
+    """The scheduling passes of ``pipeline.pipeline_for`` with records."""
     from tvm import relax
     from tvm.s_tir.dlight import ApplyDefaultSchedule
 
-    from backends.tvm.schedules import cpu_rules
+    from backends.tvm.schedules.cpu import cpu_rules
 
     with target, db:
         mod = keep_current_schedules(db, target)(fused)

@@ -11,7 +11,7 @@ from tvm import s_tir, te
 
 from backends.tvm import lower_graph, resolve_target
 from backends.tvm.pipeline import schedule_prefix_passes
-from backends.tvm.schedules import cpu_rules, generic
+from backends.tvm.schedules.cpu import cpu_rules, generic
 from backends.tvm.schedules.unit_reductions import fold_unit_reductions
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph

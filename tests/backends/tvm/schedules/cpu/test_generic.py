@@ -10,7 +10,7 @@ from tvm import relax
 
 from backends.reference import run_graph
 from backends.tvm import build, lower_graph, resolve_target
-from backends.tvm.schedules import generic
+from backends.tvm.schedules.cpu import generic
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType

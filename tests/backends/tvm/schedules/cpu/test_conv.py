@@ -12,8 +12,8 @@ from tvm.s_tir import dlight
 
 from backends.tvm import resolve_target
 from backends.tvm.legalize import legalize_ops
-from backends.tvm.schedules import conv, conv_layout
-from backends.tvm.schedules.target_info import vector_lanes
+from backends.tvm.schedules.cpu import conv, conv_layout
+from backends.tvm.schedules.cpu.target_info import vector_lanes
 
 _TARGET = resolve_target("cpu").tvm_target()
 # An AVX2 CPU that any AVX-512 host also runs: the 256-bit layout choices stay tested there.

@@ -8,8 +8,8 @@ import tvm
 from oputil import check_op, fused_prim_funcs, run_tvm
 
 from backends.tvm import resolve_target
-from backends.tvm.schedules import matmul
-from backends.tvm.schedules.target_info import vector_bits
+from backends.tvm.schedules.cpu import matmul
+from backends.tvm.schedules.cpu.target_info import vector_bits
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType

@@ -38,8 +38,8 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.target import Target
 
+from ..unit_reductions import hides_reduction
 from .target_info import vector_bits
-from .unit_reductions import hides_reduction
 
 _DTYPES = ("float32", "float64")
 # Below this many multiply-adds a parallel launch costs more than it saves.

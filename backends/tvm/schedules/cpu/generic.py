@@ -28,9 +28,9 @@ from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.target import Target
 
-from .inline import inline_bounded
+from ..inline import inline_bounded
+from ..unit_reductions import hides_reduction
 from .target_info import vector_lanes
-from .unit_reductions import hides_reduction
 
 Schedule = s_tir.Schedule
 LoopRV = s_tir.schedule.LoopRV
