@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import inspect
 import json
 import lzma
 import math
@@ -276,17 +275,11 @@ class Bench:
         info = entry["inputs"][0]
         feed = x.to(getattr(self.torch, info["dtype"]))
         from_dlpack = self.torch.from_dlpack
-        if "device" in inspect.signature(compiler.load).parameters:
-            # The runtime with devices: PyTorch tensors in and out through DLPack, no copies.
-            rt = compiler.load(path, device=str(self.device))
-            return lambda: from_dlpack(
-                next(iter(rt.run({info["name"]: feed}, as_numpy=False).values()))
-            )
-        if self.cuda:
-            raise RuntimeError("this nnxc runtime has no compiler.load(device=...)")
-        # A runtime without devices (CPU only): numpy in and out.
-        rt, array = compiler.load(path), feed.numpy()
-        return lambda: self.torch.from_numpy(next(iter(rt.run({info["name"]: array}).values())))
+        # PyTorch tensors in and out through DLPack, no copies.
+        rt = compiler.load(path, device=str(self.device))
+        return lambda: from_dlpack(
+            next(iter(rt.run({info["name"]: feed}, as_numpy=False).values()))
+        )
 
     def row(self, entry: dict) -> dict:
         """Time eager, each compile mode and nnxc on one (model, batch, precision)."""

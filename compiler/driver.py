@@ -94,6 +94,7 @@ class CompiledModel:
     target: Any  # backends.tvm.TargetSpec
     source: Source
     timings: dict[str, float] = field(default_factory=dict)
+    compute_precision: str = "fp32"  # the kernels' (--precision); "precision" is Core ML's
 
     @property
     def metadata(self) -> Metadata:
@@ -111,7 +112,7 @@ class CompiledModel:
             source_name=self.source.name,
             nnxc_version=__version__,
             tvm_version=tvm.__version__,
-            extra=_extra(self.graph),
+            extra={**_extra(self.graph), "compute_precision": self.compute_precision},
         )
 
     def export(self, path: str | os.PathLike) -> None:
@@ -172,7 +173,7 @@ def compile(  # noqa: A001 - the API name users expect
             cuda_graph=opts.cuda_graph,
         ),
     )
-    return CompiledModel(graph, executable, spec, source, timings)
+    return CompiledModel(graph, executable, spec, source, timings, opts.precision)
 
 
 def tune(

@@ -1,22 +1,28 @@
 """The CUDA pipeline without a GPU: every light and zoo model compiles for CUDA, through
-dlight's rules, into device code; fp16 and CUDA graphs where asked.
+dlight's rules, into an artifact holding a fatbin and no CUDA source; fp16 and CUDA graphs
+where asked.
 
-No nvcc runs here: without a ``tvm_callback_cuda_compile``, TVM keeps the CUDA source in the
-device module, which is what these tests read (the artifact with a fatbin is the targets'
-tests' business). They run the driver's path (import, optimize, lower, ``build``) with a
-``TargetSpec`` made here; ``_compile`` is the one place to switch to ``compiler.compile(...,
-target="cuda:sm_90")`` once ``resolve_target`` takes CUDA.
+The whole-model tests run ``compiler.compile(..., target="cuda:sm_90")`` and nvcc, as users
+do. The others read the generated CUDA source: ``_compile`` builds through the same pipeline
+with ``TVM_COMPILE_FORCE_FALLBACK`` set, so TVM keeps the source instead of calling nvcc.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import tvm
+from cudautil import requires_nvcc
 
-from backends.tvm import TargetSpec, build
+import compiler
+from backends.tvm import TargetSpec
+from backends.tvm.cuda.fatbin import read_cuda_contents
+from backends.tvm.pipeline import pipeline_for
 from benchmarks.models import LIGHT_MODELS, light_path
 from benchmarks.zoo import ZOO_MODELS
 from benchmarks.zoo import build as zoo_model
+from compiler.artifact import read_metadata
 from compiler.driver import _import_and_lower, _stages
 from compiler.errors import NnxcError
 from compiler.options import CompileOptions
@@ -24,12 +30,23 @@ from compiler.options import CompileOptions
 _CUDA = TargetSpec({"kind": "cuda", "arch": "sm_90"})
 
 
-def _compile(model, **options) -> tvm.runtime.Module:
-    """The executable of ``model`` built for ``_CUDA`` by the driver's path."""
-    build_opts = {k: options.pop(k) for k in ("precision", "cuda_graph") if k in options}
+def _compile(model, precision: str = "fp32", cuda_graph: bool = True):
+    """The executable of ``model`` built for ``_CUDA`` by the driver's pipeline, with the
+    kernels kept as CUDA source (no nvcc)."""
     stage, _ = _stages(None)
-    _, _, mod = _import_and_lower(model, CompileOptions(**options), stage)
-    return build(mod, _CUDA, **build_opts)
+    _, _, mod = _import_and_lower(model, CompileOptions(), stage)
+    target = _CUDA.tvm_target()
+    pipeline = pipeline_for(target, None, precision, cuda_graph)
+    saved = os.environ.get("TVM_COMPILE_FORCE_FALLBACK")
+    os.environ["TVM_COMPILE_FORCE_FALLBACK"] = "1"
+    try:
+        with target:
+            return tvm.compile(mod, target=target, relax_pipeline=pipeline)
+    finally:
+        if saved is None:
+            os.environ.pop("TVM_COMPILE_FORCE_FALLBACK")
+        else:
+            os.environ["TVM_COMPILE_FORCE_FALLBACK"] = saved
 
 
 def _modules(mod: tvm.runtime.Module) -> list[tvm.runtime.Module]:
@@ -49,14 +66,21 @@ def _model(name: str):
     return str(light_path(name)) if name in LIGHT_MODELS else zoo_model(name)
 
 
+@requires_nvcc
 @pytest.mark.parametrize("name", [*LIGHT_MODELS, *ZOO_MODELS])
-def test_model_compiles_for_cuda(name):
+def test_model_compiles_for_cuda(name, tmp_path):
     """Every kernel is scheduled (an unscheduled one fails TVM's GPU verification: no thread
-    binding), and the static-shape model runs its kernels in CUDA graphs."""
-    executable = _compile(_model(name))
-    source = _cuda_source(executable)
-    assert "__global__" in source and "threadIdx.x" in source
-    assert "vm.builtin.cuda_graph.run_or_capture" in executable.as_text()
+    binding), nvcc builds them, the artifact holds sm_90 SASS and compute_90 PTX and no
+    source, and the static-shape model runs its kernels in CUDA graphs."""
+    cm = compiler.compile(_model(name), target="cuda:sm_90")
+    assert "vm.builtin.cuda_graph.run_or_capture" in cm.executable.as_text()
+    path = tmp_path / f"{name}.so"
+    cm.export(path)
+    contents = read_cuda_contents(path)
+    assert (contents.sass_archs, contents.ptx_archs) == (("sm_90",), ("compute_90",))
+    assert not contents.has_source
+    meta = read_metadata(path)
+    assert meta.target["archs"] == ["sm_90"] and meta.extra["compute_precision"] == "fp32"
 
 
 def _one_node(op: str, inputs: dict, consts: dict, outputs: dict, **attrs):
