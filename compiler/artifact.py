@@ -5,15 +5,20 @@ The dynamic loader ignores bytes past the ELF sections, so the file still loads 
 end of the file and is readable without TVM at all. Layout of the tail:
 
     ... ELF image ... | JSON (utf-8) | length: 8 bytes little-endian | b"NNXCMETA"
+
+The metadata holds the SHA-256 of the ELF image (``library_sha256``): ``verify_library``
+checks it before the file reaches the dynamic loader, so a damaged library is refused by name
+instead of crashing the process that loads it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,7 @@ class Metadata:
     tvm_version: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    library_sha256: str = ""  # of the bytes before the metadata; "" in older artifacts
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -64,8 +70,9 @@ class Metadata:
 def write_artifact(
     path: str | os.PathLike, write_library: Callable[[str], None], metadata: Metadata
 ) -> None:
-    """Write the library through ``write_library(tmp_path)``, append the metadata, then move
-    the file into place: a failure leaves no half-written artifact behind."""
+    """Write the library through ``write_library(tmp_path)``, append the metadata (with the
+    library's checksum), then move the file into place: a failure leaves no half-written
+    artifact behind, and processes writing the same path at once leave one whole artifact."""
     dest = Path(path)
     if dest.is_dir():
         raise ArtifactError(f"{dest}: is a directory; give the artifact's file name")
@@ -77,6 +84,7 @@ def write_artifact(
     os.close(fd)
     try:
         write_library(tmp)
+        metadata = replace(metadata, library_sha256=_sha256(tmp, os.path.getsize(tmp)))
         blob = metadata.to_json().encode()
         with open(tmp, "ab") as f:
             f.write(blob + len(blob).to_bytes(8, "little") + MAGIC)
@@ -87,8 +95,39 @@ def write_artifact(
         raise
 
 
+def _sha256(path: str | os.PathLike, length: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while length > 0:
+            chunk = f.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            length -= len(chunk)
+    return digest.hexdigest()
+
+
+def verify_library(path: str | os.PathLike) -> Metadata:
+    """The metadata, once the library bytes before it match its checksum: a truncated or
+    corrupted artifact gets an ArtifactError here, not a crash in the dynamic loader."""
+    meta, library_size = _read(path)
+    if not meta.library_sha256:
+        return meta  # written before artifacts carried a checksum
+    if _sha256(path, library_size) != meta.library_sha256:
+        raise ArtifactError(
+            f"{path}: the artifact is damaged (its code does not match the checksum nnxc wrote); "
+            "compile it again"
+        )
+    return meta
+
+
 def read_metadata(path: str | os.PathLike) -> Metadata:
     """The metadata of an nnxc artifact; a clear error for anything else."""
+    return _read(path)[0]
+
+
+def _read(path: str | os.PathLike) -> tuple[Metadata, int]:
+    """The metadata and the size of the library before it."""
     p = Path(path)
     if not p.is_file():
         raise ArtifactError(f"{p}: no such file")
@@ -114,7 +153,7 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
         raise ArtifactError(
             f"{p}: artifact format {meta.format_version} is newer than this nnxc understands"
         )
-    return meta
+    return meta, size - 16 - length
 
 
 def is_artifact(path: str | os.PathLike) -> bool:

@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a compiled artifact",
         description="Run an artifact on inputs from an .npz file (keyed by the "
         "model's input names), or on random inputs. A classifier's best classes are printed "
-        "with their labels.",
+        "with their labels. Loading an artifact runs its code: run trusted artifacts only "
+        "(nnxc checks that the file is a whole nnxc artifact, not that it is safe).",
     )
     p.add_argument("artifact", help="the .so written by nnxc compile")
     p.add_argument("--inputs", help=".npz with one array per model input")

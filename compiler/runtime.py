@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.artifact import Metadata, TensorInfo, read_metadata
+from compiler.artifact import Metadata, TensorInfo, verify_library
 from compiler.devices import (
     CPU,
     DeviceError,
@@ -94,6 +95,7 @@ class Runtime:
         self._copy = _ffi_api.TVMTensorCopyFromTo
         self._tensor = tvm.runtime.tensor
         self._copied = False  # whether TVM copied an input in this run
+        self._lock = threading.Lock()  # one run at a time: see ``run``
 
     @classmethod
     def from_executable(cls, executable: Any, metadata: Metadata) -> Runtime:
@@ -128,7 +130,15 @@ class Runtime:
         current stream. Outputs with ``as_numpy=False`` may share memory with an input the model
         returns unchanged; narrow types TVM stores as integers (float8, int4) come back in that
         storage dtype.
+
+        Threads may share one Runtime: its runs take turns (TVM's VM keeps the state of a call
+        in the VM object, and a CUDA graph in its captured buffers). For runs in parallel, load
+        one Runtime per thread.
         """
+        with self._lock:
+            return self._run(feeds, as_numpy)
+
+    def _run(self, feeds: Mapping[str, Any], as_numpy: bool) -> dict[str, Any]:
         self._copied = False
         args = self.check_inputs(feeds)
         if not self._on_cpu:
@@ -306,7 +316,7 @@ def load(path: str | os.PathLike, threads: int | None = None, device: str | None
     Errors name the artifact and the device: ArtifactError, or InputError for a malformed
     ``device`` or ``threads``.
     """
-    meta = read_metadata(path)
+    meta = verify_library(path)
     kind = artifact_kind(meta.target)
     if kind is None:
         raise ArtifactError(f"{path}: compiled for {meta.target}, which this loader cannot run")

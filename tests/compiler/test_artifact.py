@@ -3,7 +3,9 @@ written atomically."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from compiler.artifact import (
     TensorInfo,
     is_artifact,
     read_metadata,
+    verify_library,
     write_artifact,
 )
 from compiler.errors import ArtifactError
@@ -50,7 +53,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert data.startswith(LIBRARY) and data.endswith(MAGIC)
     assert path.stat().st_mode & 0o111  # loadable library: executable bits
     back = read_metadata(path)
-    assert back == meta
+    assert back == replace(meta, library_sha256=hashlib.sha256(LIBRARY).hexdigest())
     assert back.inputs[0].shape == ("batch", 3, 224, 224) and back.outputs[1].shape == ()
     assert back.format_version == FORMAT_VERSION
     assert is_artifact(path)
@@ -139,3 +142,33 @@ def test_unknown_metadata_keys_are_damage(tmp_path: Path) -> None:
     path.write_bytes(LIBRARY + blob + len(blob).to_bytes(8, "little") + MAGIC)
     with pytest.raises(ArtifactError, match="damaged"):
         read_metadata(path)
+
+
+def test_checksum_refuses_a_damaged_library(tmp_path: Path) -> None:
+    """A byte changed in the library, or bytes cut from it, is found before any loader runs."""
+    path = tmp_path / "m.so"
+    _write(path, _meta())
+    assert verify_library(path) == read_metadata(path)
+    data = path.read_bytes()
+    damaged = tmp_path / "damaged.so"
+    damaged.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    with pytest.raises(ArtifactError, match="damaged.*checksum"):
+        verify_library(damaged)
+    short = tmp_path / "short.so"
+    short.write_bytes(data[:50] + data[60:])  # library shortened, footer intact
+    with pytest.raises(ArtifactError, match="damaged.*checksum"):
+        verify_library(short)
+    truncated = tmp_path / "truncated.so"
+    truncated.write_bytes(data[:-40])  # footer gone
+    with pytest.raises(ArtifactError, match="not an nnxc artifact"):
+        verify_library(truncated)
+
+
+def test_artifacts_without_checksum_still_load(tmp_path: Path) -> None:
+    """Artifacts written before the checksum existed are read as they are."""
+    path = tmp_path / "old.so"
+    fields = json.loads(_meta().to_json())
+    del fields["library_sha256"]
+    blob = json.dumps(fields).encode()
+    path.write_bytes(LIBRARY + blob + len(blob).to_bytes(8, "little") + MAGIC)
+    assert verify_library(path).library_sha256 == ""

@@ -606,13 +606,12 @@ def test_run_damaged_metadata(tiny_so: Path, tmp_path: Path) -> None:
 
 def test_run_metadata_without_library(tiny_so: Path, tmp_path: Path) -> None:
     """Valid nnxc metadata glued onto bytes that are no shared library: TVM cannot load it."""
-    from compiler.artifact import read_metadata
-
-    meta = read_metadata(tiny_so).to_json().encode()
-    from compiler.artifact import MAGIC
+    from compiler.artifact import read_metadata, write_artifact
 
     fake = tmp_path / "fake.so"
-    fake.write_bytes(b"not a library" * 10 + meta + len(meta).to_bytes(8, "little") + MAGIC)
+    write_artifact(
+        fake, lambda tmp: Path(tmp).write_bytes(b"not a library" * 10), read_metadata(tiny_so)
+    )
     assert_one_error_line(
         nnxc(
             "run", fake, "--inputs", _save_npz(tmp_path / "in.npz", x=np.zeros((1, 4), np.float32))

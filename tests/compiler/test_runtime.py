@@ -17,7 +17,7 @@ from compiler.errors import ArtifactError, InputError
 
 pytest.register_assert_rewrite("models_fixture")
 
-from models_fixture import REPO, tiny_expected  # noqa: E402
+from models_fixture import REPO, relabel, tiny_expected  # noqa: E402
 
 import compiler  # noqa: E402
 
@@ -111,13 +111,11 @@ def test_load_errors(tmp_path: Path, tiny_so: Path) -> None:
     with pytest.raises(ArtifactError, match="not an nnxc artifact"):
         compiler.load(plain)
     # Metadata that says another target kind.
-    from compiler.artifact import MAGIC, read_metadata
+    from compiler.artifact import read_metadata
 
     meta = read_metadata(tiny_so)
     meta.target = {"kind": "cuda", "arch": "sm_90"}
-    blob = meta.to_json().encode()
-    other = tmp_path / "cuda.so"
-    other.write_bytes(tiny_so.read_bytes() + blob + len(blob).to_bytes(8, "little") + MAGIC)
+    other = relabel(tiny_so, meta, tmp_path / "cuda.so")
     with pytest.raises(ArtifactError, match="cuda"):
         compiler.load(other)
 
@@ -127,14 +125,12 @@ def test_load_refuses_code_for_another_cpu(tiny_so: Path, tmp_path: Path) -> Non
     host) is refused by name, before TVM tries to dlopen it."""
     import platform
 
-    from compiler.artifact import MAGIC, read_metadata
+    from compiler.artifact import read_metadata
 
     triple = "riscv64-linux-gnu" if platform.machine() == "aarch64" else "aarch64-linux-gnu"
     meta = read_metadata(tiny_so)
     meta.target = {"kind": "llvm", "mtriple": triple}
-    blob = meta.to_json().encode()
-    other = tmp_path / "other_cpu.so"
-    other.write_bytes(tiny_so.read_bytes() + blob + len(blob).to_bytes(8, "little") + MAGIC)
+    other = relabel(tiny_so, meta, tmp_path / "other_cpu.so")
     with pytest.raises(ArtifactError, match=triple):
         compiler.load(other)
 
@@ -237,3 +233,61 @@ def test_narrow_dtypes_through_an_artifact(tmp_path: Path) -> None:
     tq = torch.from_numpy(q.view(np.uint8)).view(torch.float8_e5m2)
     for name, got in rt.run({"x": tx, "q": tq}).items():
         np.testing.assert_array_equal(got.view(np.uint8), out[name].view(np.uint8))
+
+
+def test_damaged_artifact_is_refused_before_loading(tiny_so: Path, tmp_path: Path) -> None:
+    """A byte flipped inside the library: the checksum refuses it by name; the dynamic loader
+    never sees it (a damaged ELF image can crash the process that maps it)."""
+    data = bytearray(tiny_so.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    damaged = tmp_path / "damaged.so"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="damaged.so: the artifact is damaged"):
+        compiler.load(damaged)
+
+
+def test_threads_share_a_runtime(tiny_so: Path) -> None:
+    """Eight threads running one loaded model at once each get their own inputs' outputs."""
+    import threading
+
+    rt = compiler.load(tiny_so, threads=1)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            rng = np.random.default_rng(seed)
+            for _ in range(25):
+                x = rng.standard_normal((int(rng.integers(1, 9)), 4)).astype(np.float32)
+                np.testing.assert_allclose(
+                    rt.run({"x": x})["y"], tiny_expected(x), rtol=1e-5, atol=1e-6
+                )
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[0]
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_concurrent_compiles_leave_one_whole_artifact(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Two ``nnxc compile`` processes writing one path: each writes a private temporary file
+    and renames it into place, so the path holds one whole artifact and nothing else is left."""
+    nnxc = Path(sys.executable).with_name("nnxc")
+    out = tmp_path / "same.so"
+    cmds = [
+        [str(nnxc), "compile", str(tiny_onnx), "-o", str(out), "--input-shape", f"x={n},4"]
+        for n in (2, 5)
+    ]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in cmds]
+    for p in procs:
+        output, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, output.decode()
+    assert [p.name for p in tmp_path.iterdir()] == ["same.so"]
+    rt = compiler.load(out)  # the checksum holds: no mix of the two
+    (batch,) = {rt.inputs[0].shape[0]} & {2, 5}
+    x = np.ones((batch, 4), np.float32)
+    np.testing.assert_allclose(rt.run({"x": x})["y"], tiny_expected(x), rtol=1e-5)

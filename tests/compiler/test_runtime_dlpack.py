@@ -153,13 +153,13 @@ def test_symbolic_dims_bind_across_torch_and_numpy(two_input_so: Path) -> None:
 def test_flexible_shapes_checked_on_torch(tiny_so: Path, tmp_path: Path) -> None:
     """dim_bounds and input_shape_choices (Core ML's flexible shapes) read a torch tensor's
     shape without converting it."""
-    from compiler.artifact import MAGIC, read_metadata
+    from models_fixture import relabel
+
+    from compiler.artifact import read_metadata
 
     meta = read_metadata(tiny_so)
     meta.extra = {"dim_bounds": {"N": [1, 4]}, "input_shape_choices": {"x": [[1, 4], [3, 4]]}}
-    blob = meta.to_json().encode()
-    flexible = tmp_path / "flexible.so"
-    flexible.write_bytes(tiny_so.read_bytes() + blob + len(blob).to_bytes(8, "little") + MAGIC)
+    flexible = relabel(tiny_so, meta, tmp_path / "flexible.so")
     rt = compiler.load(flexible, threads=1)
     assert rt.run({"x": torch.ones(3, 4)})["y"].shape == (3, 3)
     with pytest.raises(InputError, match="dim N is 5; the model allows 1 to 4"):
@@ -174,7 +174,7 @@ def test_gpu_run_path_on_the_cpu(two_input_so: Path) -> None:
     rt = compiler.load(two_input_so, threads=1)
     rt._on_cpu = False
     a = torch.from_numpy(aligned(np.ones((3, 2), np.float32), 4))  # misaligned: cloned
-    b = np.full((3, 2), 2, np.float32)  # numpy: copied by TVM
+    b = aligned(np.full((3, 2), 2, np.float32), 16)  # misaligned numpy: copied by TVM
     k = torch.tensor([1, 2, 3])
     out = rt.run({"a": a, "b": b, "k": k})
     np.testing.assert_array_equal(out["z"], np.full((3, 2), 3, np.float32))

@@ -187,3 +187,14 @@ class LightModels:
 @pytest.fixture(scope="session")
 def light_models(tmp_path_factory: pytest.TempPathFactory) -> LightModels:
     return LightModels(_session_dir(tmp_path_factory, "light"))
+
+
+def relabel(artifact: Path, meta, out: Path) -> Path:  # noqa: ANN001 - compiler.artifact.Metadata
+    """A copy of ``artifact`` at ``out`` with the metadata ``meta`` (and a checksum that holds):
+    for tests of what a loader makes of metadata the compiler would not write."""
+    from compiler.artifact import write_artifact
+
+    data = artifact.read_bytes()
+    library = data[: len(data) - 16 - int.from_bytes(data[-16:-8], "little")]
+    write_artifact(out, lambda tmp: Path(tmp).write_bytes(library), meta)
+    return out
