@@ -142,13 +142,24 @@ def load_cuda_runtime() -> None:
     _check_driver()
     if not loaded:
         _load_cudart()
-        try:
-            tvm.base._LOADED_LIBS["tvm_runtime_cuda"] = ctypes.CDLL(str(library), ctypes.RTLD_LOCAL)
-        except OSError as e:
-            raise DeviceError(f"TVM's CUDA runtime {library} does not load: {e}") from None
-        if not tvm_ffi.get_global_func("ffi.Module.load_from_bytes.cuda", allow_missing=True):
-            raise DeviceError(f"{library} loaded but registered no CUDA module loader")
+        attach_tvm_cuda_runtime(library)
     _cuda_ready = True
+
+
+def attach_tvm_cuda_runtime(library: Path | None = None) -> None:
+    """Load TVM's CUDA runtime library (``library``, else the first of
+    ``tvm_cuda_candidates``), once libcuda and libcudart it links against are loaded: the
+    run side loads them here, the build side (``backends.tvm.cuda.toolchain``) its own way."""
+    import tvm
+    import tvm_ffi
+
+    library = library or _tvm_cuda_library(tvm)
+    try:
+        tvm.base._LOADED_LIBS["tvm_runtime_cuda"] = ctypes.CDLL(str(library), ctypes.RTLD_LOCAL)
+    except OSError as e:
+        raise DeviceError(f"TVM's CUDA runtime {library} does not load: {e}") from None
+    if not tvm_ffi.get_global_func("ffi.Module.load_from_bytes.cuda", allow_missing=True):
+        raise DeviceError(f"{library} loaded but registered no CUDA module loader")
 
 
 def _tvm_cuda_library(tvm: Any) -> Path:

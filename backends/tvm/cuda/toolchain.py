@@ -30,7 +30,6 @@ from pathlib import Path
 from ..targets import TargetError
 
 # The CUDA runtime libtvm_runtime_cuda.so was linked against (its DT_NEEDED entry).
-CUDART_SONAME = "libcudart.so.13"
 STUB_SOURCE = Path(__file__).with_name("libcuda_stub.c")
 FALLBACK_ROOT = Path("/usr/local/cuda")  # where NVIDIA's installers put it
 
@@ -154,28 +153,21 @@ def load_cuda_runtime(toolkit: CudaToolkit) -> None:
     with its two dependencies: the driver library (real, else the stub) and libcudart."""
     if cuda_runtime_loaded():
         return
-    import tvm
-    from tvm_ffi.libinfo import load_lib_ctypes
+    from compiler.devices import CUDART, DeviceError, attach_tvm_cuda_runtime
 
     _load_driver()
-    cudart = toolkit.lib_dir / CUDART_SONAME
+    cudart = toolkit.lib_dir / CUDART
     try:
         ctypes.CDLL(str(cudart), mode=ctypes.RTLD_GLOBAL)
     except OSError as e:
         raise TargetError(
-            f"TVM's CUDA runtime needs {CUDART_SONAME}, which the toolkit at {toolkit.root} "
+            f"TVM's CUDA runtime needs {CUDART}, which the toolkit at {toolkit.root} "
             f"(CUDA {toolkit.version}) does not provide ({e}); {_INSTALL_HINT}"
         ) from None
-    runtime_dir = Path(tvm.base._LOADED_LIBS["tvm_runtime"]._name).resolve().parent
     try:
-        tvm.base._LOADED_LIBS["tvm_runtime_cuda"] = load_lib_ctypes(
-            package="tvm",
-            target_name="tvm_runtime_cuda",
-            extra_lib_paths=[runtime_dir],
-            mode="RTLD_LOCAL",
-        )
-    except (OSError, RuntimeError) as e:
-        raise TargetError(f"cannot load TVM's CUDA runtime (libtvm_runtime_cuda.so): {e}") from None
+        attach_tvm_cuda_runtime()
+    except DeviceError as e:
+        raise TargetError(f"cannot load TVM's CUDA runtime: {e}") from None
     if not cuda_runtime_loaded():
         raise TargetError(
             "TVM's CUDA runtime loaded but registered no CUDA module factory "
