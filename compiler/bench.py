@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.errors import NnxcError
+from compiler.errors import ArtifactError, NnxcError
 
 DEFAULT_BUDGET_S = 10.0
 DEFAULT_WARMUP = 3
@@ -188,18 +188,33 @@ def open_runtime(
     if dev is not None and dev.kind == CUDA and options.get("target") is None:
         options["target"] = CUDA
     target = options.pop("target", None) or "cpu"
+    if dev is not None and dev.kind == CUDA:
+        _check_gpu(model_or_artifact, dev)  # before a compile that could not run
     _set_threads(threads)
     compiled = compile_model(model_or_artifact, target, shapes, progress=progress, **options)
     if compiled.target.kind == CUDA:
         with tempfile.TemporaryDirectory(prefix="nnxc-bench-") as tmp:
             path = Path(tmp) / "model.so"
             compiled.export(path)
-            return load(path, threads=threads, device=device or CUDA)
+            try:
+                return load(path, threads=threads, device=device or CUDA)
+            except ArtifactError as e:  # name the model, not the temporary file
+                raise ArtifactError(str(e).replace(str(path), str(model_or_artifact))) from None
     if not compiled.target.is_host:
         raise NnxcError(f"code for {compiled.target} cannot run on this machine")
     if dev is not None and dev.kind != CPU:
         raise NnxcError(f"the model is compiled for {target}: it cannot run on {dev}")
     return Runtime.from_executable(compiled.executable, compiled.metadata)
+
+
+def _check_gpu(model: Any, dev: Any) -> None:
+    """An error naming the model and the device when ``dev`` cannot run CUDA code here."""
+    from compiler.devices import DeviceError, open_gpu
+
+    try:
+        open_gpu(dev.index, ())
+    except DeviceError as e:
+        raise ArtifactError(f"{model}: cannot run on {dev}: {e}") from None
 
 
 def bind_batch(model: Any, shapes: dict[str, Any], batch: int, function: str | None) -> dict:
@@ -401,8 +416,8 @@ class BenchReport:
         )
         limit = f"{s['runs']} runs" if s["runs"] is not None else f"budget {s['budget_s']:g} s"
         out = [
-            f"nnxc bench {s['model']} ({opened} in {self.open_s:.1f} s): {s['threads']} "
-            f"thread(s), batch {batch}, device {s['device'] or 'default'}, {inputs}",
+            f"nnxc bench {s['model']} ({opened} in {self.open_s:.1f} s, imports included): "
+            f"{s['threads']} thread(s), batch {batch}, device {s['device'] or 'default'}, {inputs}",
             f"warm-up {s['warmup']} run(s), then {timing}, {limit}; latency in ms",
             head,
         ]

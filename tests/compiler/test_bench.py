@@ -209,6 +209,24 @@ def test_bench_any_format(tmp_path: Path) -> None:
         compiler.bench(str(folder), runs=5, compare="onnxruntime")
 
 
+def test_cuda_device_without_a_gpu_fails_before_compiling(tiny_onnx: Path, monkeypatch) -> None:
+    import compiler.driver
+    from compiler.devices import DeviceError, open_gpu
+
+    try:
+        open_gpu(0, ())
+        pytest.skip("a GPU is usable here: this test is of machines without one")
+    except DeviceError:
+        pass
+
+    def no_compile(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("compiled although the device cannot run the code")
+
+    monkeypatch.setattr(compiler.driver, "compile", no_compile)
+    with pytest.raises(NnxcError, match=f"{tiny_onnx}: cannot run on cuda:0: no NVIDIA"):
+        compiler.bench(str(tiny_onnx), runs=1, batch=1, device="cuda")
+
+
 # -- --compare onnxruntime -------------------------------------------------------------------------
 def test_compare_onnxruntime(tiny_onnx: Path) -> None:
     report = compiler.bench(
