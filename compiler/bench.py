@@ -167,10 +167,9 @@ def open_runtime(
     compiled in memory (``compile_options`` as ``compiler.compile``'s; ``batch`` binds every
     input's symbolic leading dim). CUDA code is exported to a temporary file and loaded on
     ``device``, CPU code runs from memory."""
-    from compiler.artifact import is_artifact
     from compiler.runtime import _set_threads, load
 
-    if is_artifact(model_or_artifact):
+    if _is_artifact(model_or_artifact):
         if compile_options:
             names = ", ".join(sorted(compile_options))
             raise NnxcError(f"compile options ({names}) apply to models, not to an artifact")
@@ -273,10 +272,9 @@ def check_compare(model: Any, compare: str | None) -> None:
         return
     if compare not in COMPARE_CHOICES:
         raise NnxcError(f"--compare {compare!r}: known: {', '.join(COMPARE_CHOICES)}")
-    from compiler.artifact import is_artifact
     from compiler.frontends.base import frontend_for
 
-    if is_artifact(model):
+    if _is_artifact(model):
         raise NnxcError(
             f"--compare onnxruntime: {model} is an nnxc artifact; onnxruntime needs the ONNX "
             "model: pass the .onnx file it was compiled from"
@@ -584,9 +582,10 @@ def _runs_on_cpu(rt: Any) -> bool:
 
 
 def _is_artifact(model: Any) -> bool:
+    """Whether ``model`` is a path to an nnxc artifact (in-memory models never are)."""
     from compiler.artifact import is_artifact
 
-    return is_artifact(model)
+    return isinstance(model, str | os.PathLike) and is_artifact(model)
 
 
 def _jsonable(value: Any) -> Any:

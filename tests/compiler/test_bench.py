@@ -246,6 +246,17 @@ def test_compare_onnxruntime(tiny_onnx: Path) -> None:
     assert any(ln.startswith("outputs agree: max abs error") for ln in lines)
 
 
+def test_compare_an_in_memory_model() -> None:
+    report = compiler.bench(tiny_model(batch=2), runs=4, threads=1, compare="onnxruntime")
+    assert report.settings["model"] == "ModelProto" and report.settings["kind"] == "model"
+    assert report.nnxc.runs == report.onnxruntime.runs == 4 and report.outputs_agree
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(NnxcError, match="no such file"):
+        compiler.bench(str(tmp_path / "absent.onnx"), runs=1, compare="onnxruntime")
+
+
 def test_compare_refuses_an_artifact(tiny_so: Path) -> None:
     with pytest.raises(NnxcError, match="is an nnxc artifact.*pass the .onnx file"):
         compiler.bench(tiny_so, runs=1, compare="onnxruntime")
