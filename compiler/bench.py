@@ -499,6 +499,7 @@ def bench(
     compare: str | None = None,
     quiet: bool = True,
     progress: Callable[[str], None] | None = None,
+    runtime: Any = None,
     **compile_options: Any,
 ) -> BenchReport:
     """Benchmark a model (compiled in memory first; any format) or an artifact (loaded).
@@ -506,7 +507,10 @@ def bench(
     Timed runs stop after ``runs``, or after ``budget_s`` seconds (default 10 when neither is
     given). ``inputs``: arrays by name or an .npz path (default: random, ``seed``). ``batch``
     binds a symbolic leading dim. ``compare="onnxruntime"`` times onnxruntime on the same
-    inputs, interleaved, with the same thread count (ONNX models only)."""
+    inputs, interleaved, with the same thread count (ONNX models only). ``runtime``: one
+    already open (any object with ``.run(feeds)`` and ``.inputs``, a remote one for example),
+    timed instead of opening ``model``, which then only names it (and is what onnxruntime
+    runs)."""
     from compiler.feeds import load_npz, random_feeds
 
     if warmup < 0:
@@ -527,10 +531,14 @@ def bench(
         inputs_name, inputs = str(inputs), load_npz(inputs)
 
     t = time.perf_counter()
-    rt = open_runtime(model, threads, device, batch, progress, **compile_options)
+    if runtime is None:
+        rt = open_runtime(model, threads, device, batch, progress, **compile_options)
+    else:
+        rt = runtime
     open_s = time.perf_counter() - t
     if inputs is None:
-        _check_symbolic_batch(rt.inputs, batch, _is_artifact(model))
+        bound = runtime is None and not _is_artifact(model)  # open_runtime bound the batch
+        _check_symbolic_batch(rt.inputs, batch, bound)
         feeds = random_feeds(rt.inputs, seed, batch)
     else:
         feeds = dict(inputs)
@@ -598,10 +606,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _check_symbolic_batch(inputs: Sequence[Any], batch: int | None, artifact: bool) -> None:
+def _check_symbolic_batch(inputs: Sequence[Any], batch: int | None, bound: bool) -> None:
     """Random inputs need every dim known: point at --batch for a symbolic leading one, and
-    refuse --batch for an artifact without one (a model's is bound when it compiles)."""
-    if batch is not None and artifact:
+    refuse --batch for a runtime without one (unless compiling ``bound`` it already)."""
+    if batch is not None:
+        if bound:
+            return
         if not any(t.shape and isinstance(t.shape[0], str) for t in inputs):
             sig = ", ".join(str(t) for t in inputs)
             raise NnxcError(f"--batch {batch}: no input has a symbolic leading dim ({sig})")

@@ -172,6 +172,25 @@ def test_bench_an_artifact_by_budget(tiny_so: Path) -> None:
     assert report.settings["input_shapes"] == {"x": [3, 4]}
 
 
+def test_bench_an_open_runtime() -> None:
+    """The plug for other runtimes (a remote one): any object with ``.run`` and ``.inputs``."""
+    from compiler.artifact import TensorInfo
+
+    class Doubler:
+        inputs = [TensorInfo("x", ("N", 3), "float32")]
+        seen: list = []
+
+        def run(self, feeds: dict) -> dict:
+            self.seen.append(feeds["x"].shape)
+            return {"y": feeds["x"] * 2}
+
+    rt = Doubler()
+    report = compiler.bench("remote:model", runtime=rt, runs=6, warmup=1, batch=5)
+    assert report.nnxc.runs == 6 and set(rt.seen) == {(5, 3)} and len(rt.seen) == 1 + 1 + 6
+    assert report.settings["model"] == "remote:model"
+    assert report.nnxc.samples_per_second == pytest.approx(5 * report.nnxc.per_second)
+
+
 def test_bench_inputs_from_npz(tiny_so: Path, tmp_path: Path) -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     path = tmp_path / "in.npz"
