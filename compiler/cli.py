@@ -216,6 +216,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print("\n".join(report.lines()))
     if args.json:
         out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         tmp.replace(out)
