@@ -319,7 +319,11 @@ def measure(
     several = len(fns) > 1
     by_count = runs is not None
     total = runs * len(fns) if by_count else budget_s
-    with bar(total, "bench", unit="run" if by_count else "s", quiet=quiet) as progress:
+    # a budget bar counts seconds of timing: shown as 4.2/10 s, not as a rate
+    style = (
+        {} if by_count else {"bar_format": "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} s"}
+    )
+    with bar(total, "bench", unit="run" if by_count else "s", quiet=quiet, **style) as progress:
 
         def on_round(n: int, elapsed: float) -> None:
             progress.update(n * len(fns) if by_count else min(elapsed, total) - progress.n)
