@@ -376,7 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help=f"a model ({formats_text()}) or an artifact (.so)")
     p.add_argument(
-        "--runs", type=int, metavar="N", help="timed runs (per runtime); stops before --budget"
+        "--runs",
+        type=int,
+        metavar="N",
+        help="stop after N timed runs of each runtime (with --budget: whichever comes first)",
     )
     p.add_argument(
         "--budget",
@@ -384,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop the timed runs after this long (default: 10 s unless --runs is given)",
     )
-    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed runs first")
+    p.add_argument(
+        "--warmup", type=int, default=3, metavar="N", help="untimed runs before timing (default 3)"
+    )
     p.add_argument(
         "--threads",
         type=int,
