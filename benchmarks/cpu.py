@@ -9,8 +9,9 @@ weights (``benchmarks/models.py``) and three hand-built ones (``benchmarks/zoo.p
    ``intra_op_num_threads=threads``;
 3. check nnxc against onnxruntime on a random input: ``|nnxc - ort| <= atol + rtol * |ort|``
    elementwise (``--rtol``, ``--atol``), PASS or FAIL;
-4. time both interleaved in this one process: warm-up, then alternating blocks (one untimed
-   run, five timed), the order flipping every pair; report the medians and their ratio.
+4. time both interleaved in this one process (``compiler.bench.interleaved``, as ``nnxc bench
+   --compare onnxruntime`` does): warm-up, then alternating blocks (one untimed run, five
+   timed), the order flipping every pair; report the medians and their ratio.
 
 Timings are noisy on a shared machine: compare ratios from one run, never absolute times.
 
@@ -42,6 +43,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# The timing method and onnxruntime's settings live in the package, shared with ``nnxc bench``;
+# coreml_vs_onnx.py and nnef_vs_onnx.py import them from here.
+from compiler.bench import interleaved, ort_session  # noqa: E402
 
 LIGHT = ("squeezenet", "resnet50", "inception_v1", "densenet121", "shufflenet")
 ZOO = ("mobilenet", "transformer", "unet")
@@ -141,54 +146,11 @@ def compile_model(src: Path, out: Path) -> dict:
 
 
 # -- running --------------------------------------------------------------------------------------
-def ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def tvm_pool_threads() -> int:
     """How many threads TVM's pool runs (the pool starts at the first parallel kernel)."""
     import tvm
 
     return int(tvm.get_global_func("runtime.NumThreads")())
-
-
-def interleaved(
-    fa, fb, blocks: int, warmup: int, budget_s: float, block: int = 5
-) -> tuple[list, list]:
-    """Time ``fa`` and ``fb`` in alternating blocks: each block is one untimed run, then
-    ``block`` timed runs; the order flips every pair of blocks. Stops early (after 3 pairs)
-    once the time spent passes ``budget_s``.
-
-    Why blocks, not single alternating runs: both runtimes' worker threads spin for a while
-    after a run, and on a 2-core machine strict alternation makes each one's spinning workers
-    steal the cores from the other (measured here: MobileNet 7.8x in strict alternation, 2.0x
-    in blocks, onnxruntime's own time moving too). A block measures what a serving loop sees,
-    back-to-back runs of one model; alternating blocks still exposes both to the same drift of
-    the machine."""
-    for _ in range(warmup):
-        fa()
-        fb()
-    ta: list[float] = []
-    tb: list[float] = []
-    start = time.perf_counter()
-    for i in range(blocks):
-        order = ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta))
-        for f, times in order:
-            f()
-            for _ in range(block):
-                t = time.perf_counter()
-                f()
-                times.append(time.perf_counter() - t)
-        if i + 1 >= 3 and time.perf_counter() - start > budget_s:
-            break
-    return ta, tb
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict:

@@ -9,6 +9,8 @@
     compiler.tune("model.onnx", records="tuned", trials=200)   # MetaSchedule search
     compiler.compile("model.onnx", records="tuned")            # with the best kernels found
 
+    print("\n".join(compiler.bench("model.onnx", threads=2, compare="onnxruntime").lines()))
+
 ``compiler.load`` needs only TVM's runtime: importing this package loads nothing heavy.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "compile", "load", "tune"]
+__all__ = ["__version__", "bench", "compile", "load", "tune"]
 
 
 def compile(
@@ -42,3 +44,10 @@ def load(path: Any, threads: int | None = None, device: str | None = None) -> An
     from compiler.runtime import load as _load
 
     return _load(path, threads, device)
+
+
+# ``compiler.bench`` is both a module and the function users call: importing the module sets
+# the package's attribute to the module, so it is imported here, once, and the name rebound to
+# the function (import from the module with ``from compiler.bench import ...``). It imports
+# nothing heavy.
+from compiler.bench import bench  # noqa: E402

@@ -133,31 +133,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _random_feeds(rt: Any, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for t in rt.inputs:
-        if not all(isinstance(d, int) for d in t.shape):
-            raise NnxcError(
-                f"input {t} has symbolic dims: give --inputs, or compile with --input-shape"
-            )
-        if t.dtype.startswith("float"):
-            feeds[t.name] = rng.standard_normal(t.shape).astype(t.dtype)
-        elif t.dtype == "bool":
-            feeds[t.name] = rng.integers(0, 2, t.shape).astype(bool)
-        else:
-            feeds[t.name] = rng.integers(0, 10, t.shape).astype(t.dtype)
-    return feeds
+    from compiler.feeds import random_feeds
+
+    return random_feeds(rt.inputs, seed)
 
 
 def _load_npz(path: str) -> dict[str, np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise NnxcError(f"{p}: no such file")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError) as e:
-        raise NnxcError(f"{p}: not a readable .npz file ({e})") from None
+    from compiler.feeds import load_npz
+
+    return load_npz(path)
 
 
 def _is_number(d: np.dtype) -> bool:
@@ -202,6 +186,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.outputs:
         _write_npz(args.outputs, outs)
         print(f"wrote {args.outputs}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from compiler.bench import bench
+
+    defaults = CompileOptions()
+    options = {
+        k: v for k, v in options_from_args(args).items() if v != getattr(defaults, k) and v != {}
+    }
+    if args.inputs is None and not args.quiet:
+        _say(f"no --inputs: using random inputs (seed {args.seed})")
+    report = bench(
+        args.model,
+        runs=args.runs,
+        budget_s=args.budget,
+        warmup=args.warmup,
+        threads=args.threads,
+        batch=args.batch,
+        inputs=args.inputs,
+        seed=args.seed,
+        device=args.device,
+        compare=args.compare,
+        quiet=args.quiet,
+        progress=None if args.quiet else _say,
+        **options,
+    )
+    print("\n".join(report.lines()))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        tmp.replace(out)
+        print(f"wrote {out}")
     return 0
 
 
@@ -343,6 +362,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure a model's or an artifact's latency, optionally against onnxruntime",
+        description="Measure latency and throughput: warm-up runs, then timed runs until "
+        "--runs or --budget; prints min/median/p90/p99/max latency (ms) and inferences per "
+        "second (with --batch B, samples per second too). A model (any format) is compiled "
+        "in memory first, with the compile options below; an artifact is loaded (which runs "
+        "its code: trusted artifacts only). --compare onnxruntime times onnxruntime on the "
+        "same inputs with the same thread count, interleaved in blocks in this process, and "
+        "prints the ratio of medians and the largest difference of outputs.",
+    )
+    p.add_argument("model", help=f"a model ({formats_text()}) or an artifact (.so)")
+    p.add_argument(
+        "--runs",
+        type=int,
+        metavar="N",
+        help="stop after N timed runs of each runtime (with --budget: whichever comes first)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop the timed runs after this long (default: 10 s unless --runs is given)",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=3, metavar="N", help="untimed runs before timing (default 3)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads of nnxc's runtime and onnxruntime's intra-op pool (default: all cores)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        metavar="B",
+        help="size of the inputs' symbolic leading (batch) dim: a model is compiled with it "
+        "bound, an artifact gets random inputs of that batch; adds samples/s",
+    )
+    p.add_argument("--inputs", metavar="FILE.npz", help=".npz with one array per model input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument(
+        "--device",
+        metavar="DEV",
+        help="cpu, cuda or cuda:N (default: the artifact's kind; a model given cuda is "
+        "compiled for cuda)",
+    )
+    p.add_argument(
+        "--compare",
+        choices=["onnxruntime"],
+        help="also time onnxruntime (CPU) on the same ONNX model and inputs, interleaved",
+    )
+    p.add_argument(
+        "--json", metavar="FILE", help="write every figure, the settings and the machine facts"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or bar")
+    add_compile_options(p)
+    p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser(
         "inspect",
