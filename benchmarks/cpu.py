@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 
 # The timing method and onnxruntime's settings live in the package, shared with ``nnxc bench``;
 # coreml_vs_onnx.py and nnef_vs_onnx.py import them from here.
-from compiler.bench import interleaved, ort_session  # noqa: E402
+from compiler.benchmark import interleaved, ort_session  # noqa: E402
 
 LIGHT = ("squeezenet", "resnet50", "inception_v1", "densenet121", "shufflenet")
 ZOO = ("mobilenet", "transformer", "unet")

@@ -46,8 +46,9 @@ def load(path: Any, threads: int | None = None, device: str | None = None) -> An
     return _load(path, threads, device)
 
 
-# ``compiler.bench`` is both a module and the function users call: importing the module sets
-# the package's attribute to the module, so it is imported here, once, and the name rebound to
-# the function (import from the module with ``from compiler.bench import ...``). It imports
-# nothing heavy.
-from compiler.bench import bench  # noqa: E402
+def bench(model: Any, **options: Any) -> Any:
+    """Time a model or artifact (optionally against onnxruntime); see
+    ``compiler.benchmark.bench``."""
+    from compiler.benchmark import bench as _bench
+
+    return _bench(model, **options)

@@ -190,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from compiler.bench import bench
+    from compiler.benchmark import bench
 
     defaults = CompileOptions()
     options = {

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import cpu
-from compiler.bench import interleaved, ort_session
+from compiler.benchmark import interleaved, ort_session
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""compiler/bench.py and ``nnxc bench``: the timing core (counts, budget, interleaving), the
+"""compiler/benchmark.py and ``nnxc bench``: the timing core (counts, budget, interleaving), the
 figures, benchmarking a model and an artifact, --batch, --compare onnxruntime and its
 refusals, --json, the command line."""
 
@@ -14,7 +14,7 @@ import onnx
 import pytest
 
 import compiler
-from compiler.bench import (
+from compiler.benchmark import (
     BenchReport,
     LatencyStats,
     compare_outputs,
