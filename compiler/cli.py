@@ -26,7 +26,11 @@ from compiler.options import CompileOptions, parse_shape_binding
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A progress line on stderr, above any progress bar (tqdm's write moves bars down)."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
 
 
 # -- options shared with the API --------------------------------------------------------------
@@ -90,6 +94,7 @@ def default_artifact(model: str) -> Path:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from compiler.driver import _stages
     from compiler.driver import compile as compile_model
 
     out = Path(args.output) if args.output else default_artifact(args.model)
@@ -97,10 +102,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     target = opts.pop("target")
     shapes = opts.pop("input_shapes")
     t0 = time.perf_counter()
-    cm = compile_model(args.model, target, shapes, progress=None if args.quiet else _say, **opts)
-    if not args.quiet:
-        _say("export...")
-    cm.export(out)
+    say = None if args.quiet else _say
+    cm = compile_model(args.model, target, shapes, progress=say, **opts)
+    stage, _ = _stages(say, ("export",))
+    stage("export", lambda: cm.export(out))
     total = time.perf_counter() - t0
     meta = cm.metadata
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {total:.1f} s")
@@ -325,7 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help=f"the model ({formats_text()})")
     p.add_argument("-o", "--output", help="the artifact to write (default: MODEL with .so)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines or bars (bars show only when stderr is a terminal)",
+    )
     add_compile_options(p)
     p.set_defaults(fn=cmd_compile)
 
@@ -355,7 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the folder of tuning records to write (made if missing, kept and extended if not)",
     )
     p.add_argument("--seed", type=int, help="seed of the search (default: random)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines or bars (bars of trials per task and overall, with an ETA, "
+        "show only when stderr is a terminal)",
+    )
     add_compile_options(p, skip=("records",))
     p.set_defaults(fn=cmd_tune)
 

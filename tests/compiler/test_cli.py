@@ -276,6 +276,48 @@ def test_compile_with_pass_flags(tiny_onnx: Path, tmp_path: Path) -> None:
     assert out.is_file()
 
 
+def test_compile_progress_is_plain_lines_off_a_terminal_and_silent_with_quiet(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    r = nnxc("compile", tiny_onnx, "-o", tmp_path / "a.so")
+    assert r.returncode == 0, r.stderr
+    names = ["import", "optimize", "lower", "build", "export"]
+    assert r.stderr.splitlines() == [x for n in names for x in (f"{n}...", ANY_TIME(n))]
+    assert "\r" not in r.stderr  # no bar
+    r = nnxc("compile", tiny_onnx, "-o", tmp_path / "b.so", "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+class ANY_TIME(str):  # noqa: N801 - reads as a pattern in the list above
+    """Equal to any "NAME: 1.23 s" line of one stage."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and re.fullmatch(rf"{self}: \d+\.\d+ s", other) is not None
+
+    __hash__ = str.__hash__
+
+
+def test_compile_shows_stage_bars_on_a_terminal(
+    tiny_onnx: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from compiler import cli, progress
+
+    monkeypatch.setattr(progress, "enabled", lambda quiet=False: not quiet)
+    assert cli.main(["compile", str(tiny_onnx), "-o", str(tmp_path / "m.so")]) == 0
+    err = capsys.readouterr().err
+    for stage in ("import", "optimize", "lower", "build"):
+        assert re.search(rf"stages: .*/4 \[.*{stage}\]", err), stage
+        assert re.search(rf"(^|\r){stage}: \d+\.\d+ s\n", err, re.M), stage  # above the bar
+    assert re.search(r"stages: .*1/1 \[", err)  # export
+    assert "import..." not in err  # the bar says which stage runs
+    assert cli.main(["compile", str(tiny_onnx), "-o", str(tmp_path / "q.so"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 # -- run ------------------------------------------------------------------------------------------
 def test_run_with_npz_inputs_and_outputs(tiny_so: Path, tmp_path: Path) -> None:
     x = np.random.default_rng(3).standard_normal((7, 4)).astype(np.float32)
