@@ -25,7 +25,7 @@ from compiler.errors import NnxcError
 
 from .graph import Block, Graph, Node, Value, walk
 from .ops.registry import get_op
-from .text import format_attr, format_type
+from .text import format_attr, format_dense, format_type
 
 DEFAULT_MAX_NODES = 2000
 """Op nodes drawn at most by default; dot lays out a few thousand boxes in seconds."""
@@ -58,20 +58,19 @@ def _cut(text: str) -> str:
 
 
 def _constant_text(v: Value) -> str:
-    """``name = value`` for small constants, ``name: type`` for large ones."""
+    """`` = value`` for small constants, ``: type`` for large ones (names are left to the
+    text form: they are long and say little in a picture)."""
     assert v.const is not None
     if v.const.size <= VALUE_LIMIT:
-        values = v.const.reshape(-1).tolist()
-        shown = format_attr(values[0] if v.const.ndim == 0 else values)
-        return _cut(f"{v.name} = {shown}")
-    return _cut(f"{v.name}: {format_type(v.type)}")
+        return _cut(" = " + format_dense(v.const)[len("dense<") : -1])
+    return _cut(": " + format_type(v.type))
 
 
 def _node_label(node: Node) -> str:
     lines = [node.op]
     for i, v in enumerate(node.inputs):
         if v is not None and v.is_constant:
-            lines.append(f"in{i}: {_constant_text(v)}")
+            lines.append(f"in{i}{_constant_text(v)}")
     keys = sorted(node.attrs)
     for k in keys[:ATTR_LIMIT]:
         lines.append(_cut(f"{k}={format_attr(node.attrs[k])}"))
@@ -123,7 +122,7 @@ class _Emitter:
             nid = self.fresh("output")
             label = f"output {name}\n{format_type(v.type)}"
             if v.is_constant:
-                label += "\n" + _constant_text(v)
+                label += "\nconst" + _constant_text(v)
             self.lines.append(f'  {nid} [label={_quote(label)}, shape=house, fillcolor="#d5f5d5"];')
             self._edge_from(v, nid, "  ", note)
         self.lines.append("}")
@@ -158,7 +157,7 @@ class _Emitter:
             self.source[id(v)] = (entry, i)
         self._block(region, inner)
         exit_ = self.fresh("yield")
-        consts = [_constant_text(v) for v in region.outputs if v.is_constant]
+        consts = [f"{v.name}{_constant_text(v)}" for v in region.outputs if v.is_constant]
         self.lines.append(f"{inner}{exit_} [label={_quote(chr(10).join(['yield', *consts]))}];")
         for v in region.outputs:
             if not v.is_constant:
@@ -222,10 +221,17 @@ def render(dot_text: str, path: str | os.PathLike) -> None:
         else:
             os.close(fd)
             _run_dot(dot, fmt, dot_text, tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets, not pictures
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _run_dot(dot: str, fmt: str, dot_text: str, out: str, path: str | os.PathLike) -> None:

@@ -70,9 +70,27 @@ def test_constants_are_folded_into_their_users() -> None:
     dot = to_dot(_conv())
     labels = _labels(dot)
     assert len(labels) == 3  # no node for either constant
-    assert "in1: w: float32[4, 3, 3, 3]" in labels[0]  # large: its type
-    assert "in1: bias = 0.5" in labels[1]  # small scalar: its value
+    assert "in1: float32[4, 3, 3, 3]" in labels[0]  # large: its type
+    assert "in1 = 0.5" in labels[1]  # small scalar: its value
     assert "const" not in dot
+
+
+def test_small_constants_of_any_dtype_show_their_values() -> None:
+    g = parse_graph(
+        """
+graph g(%x: int64[2], %y: bfloat16[]) {
+  %s = const int64[2] dense<[2, 3]>
+  %h = const bfloat16[] dense<1.5>
+  %1 = add(%x, %s)
+  %2 = mul(%y, %h)
+  return %1, %2, %h
+}
+"""
+    )
+    dot = to_dot(g)
+    labels = _labels(dot)
+    assert "in1 = [2, 3]" in labels[0] and "in1 = 1.5" in labels[1]
+    assert 'label="output h\\nbfloat16[]\\nconst = 1.5"' in dot  # an output that is a constant
 
 
 def test_inputs_and_outputs_are_distinct_nodes_joined_by_edges() -> None:
