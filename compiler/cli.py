@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from compiler.errors import NnxcError
+from compiler.ir.dot import DEFAULT_MAX_NODES
 from compiler.ir.graph import walk
 from compiler.ir.types import IRTypeError
 from compiler.ir.types import dtype as dtype_of
@@ -25,7 +26,11 @@ from compiler.options import CompileOptions, parse_shape_binding
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A progress line on stderr, above any progress bar (tqdm's write moves bars down)."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
 
 
 # -- options shared with the API --------------------------------------------------------------
@@ -89,6 +94,7 @@ def default_artifact(model: str) -> Path:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from compiler.driver import _stages
     from compiler.driver import compile as compile_model
 
     out = Path(args.output) if args.output else default_artifact(args.model)
@@ -96,10 +102,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     target = opts.pop("target")
     shapes = opts.pop("input_shapes")
     t0 = time.perf_counter()
-    cm = compile_model(args.model, target, shapes, progress=None if args.quiet else _say, **opts)
-    if not args.quiet:
-        _say("export...")
-    cm.export(out)
+    say = None if args.quiet else _say
+    cm = compile_model(args.model, target, shapes, progress=say, **opts)
+    stage, _ = _stages(say, ("export",))
+    stage("export", lambda: cm.export(out))
     total = time.perf_counter() - t0
     meta = cm.metadata
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {total:.1f} s")
@@ -252,39 +258,75 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from compiler.artifact import is_artifact, read_metadata
 
     if is_artifact(args.model):
+        if args.graph:
+            raise NnxcError(
+                f"--graph draws a model's IR; {args.model} is a compiled artifact, which keeps "
+                "no IR: give the model it was compiled from"
+            )
         meta = read_metadata(args.model)
-        print(f"nnxc artifact {args.model}")
-        print(f"  built by:  nnxc {meta.nnxc_version}, TVM {meta.tvm_version}")
-        print(f"  target:    {_describe_target(meta.target)}")
-        if meta.target.get("kind") == "cuda":
-            from backends.tvm.cuda.fatbin import read_cuda_contents
-
-            print(f"  CUDA code: {read_cuda_contents(args.model).describe()}")
-        print(f"  source:    {meta.source_format} {meta.source_name} sha256 {meta.source_sha256}")
-        for t in meta.inputs:
-            print(f"  input      {t}")
-        for t in meta.outputs:
-            print(f"  output     {t}")
-        for key, value in meta.extra.items():
-            text = f"{len(value)} labels" if key == "labels" else value
-            print(f"  {key + ':':<10} {text}")
+        if args.json:
+            print(json.dumps(json.loads(meta.to_json()), indent=2, sort_keys=True))
+            return 0
+        _print_metadata(args.model, meta)
         return 0
 
     from compiler.driver import import_model, optimize
     from compiler.ir.text import print_graph
 
+    if args.graph:
+        from compiler.ir.dot import picture_format
+
+        picture_format(args.graph)  # a bad suffix fails before the passes run
+        if args.graph_max_nodes < 1:
+            raise NnxcError(f"--graph-max-nodes must be 1 or more, not {args.graph_max_nodes}")
     opts = CompileOptions.from_kwargs(**options_from_args(args))
     graph, source = import_model(args.model, opts.input_shapes or None, None, opts.function)
-    optimize(graph, opts, out=sys.stdout)
-    print(print_graph(graph, large_constants="elide"))
+    optimize(graph, opts, out=sys.stderr if args.json else sys.stdout)
     nodes = list(walk(graph))
     hist = Counter(n.op for n in nodes)
+    if args.graph:
+        from compiler.ir.dot import render, to_dot
+
+        render(to_dot(graph, args.graph_max_nodes), args.graph)
+        drawn = min(len(nodes), args.graph_max_nodes)
+        _say(f"wrote {args.graph} ({drawn} of {len(nodes)} nodes drawn)")
+    if args.json:
+        summary = {
+            "format": source.format,
+            "name": source.name,
+            "nodes": len(nodes),
+            "constants": len(graph.constants()),
+            "inputs": [f"{v.name}: {v.type}" for v in graph.inputs],
+            "outputs": [f"{n}: {v.type}" for n, v in zip(graph.output_names, graph.outputs)],
+            "ops": dict(hist.most_common()),
+        }
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(print_graph(graph, large_constants="elide"))
     print(
         f"\n# {source.format} {source.name}: {len(nodes)} nodes, {len(graph.constants())} constants"
     )
     for op, n in hist.most_common():
         print(f"#   {op:<24} {n}")
     return 0
+
+
+def _print_metadata(path: str, meta: Any) -> None:
+    print(f"nnxc artifact {path}")
+    print(f"  built by:  nnxc {meta.nnxc_version}, TVM {meta.tvm_version}")
+    print(f"  target:    {_describe_target(meta.target)}")
+    if meta.target.get("kind") == "cuda":
+        from backends.tvm.cuda.fatbin import read_cuda_contents
+
+        print(f"  CUDA code: {read_cuda_contents(path).describe()}")
+    print(f"  source:    {meta.source_format} {meta.source_name} sha256 {meta.source_sha256}")
+    for t in meta.inputs:
+        print(f"  input      {t}")
+    for t in meta.outputs:
+        print(f"  output     {t}")
+    for key, value in meta.extra.items():
+        text = f"{len(value)} labels" if key == "labels" else value
+        print(f"  {key + ':':<10} {text}")
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -307,7 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help=f"the model ({formats_text()})")
     p.add_argument("-o", "--output", help="the artifact to write (default: MODEL with .so)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines or bars (bars show only when stderr is a terminal)",
+    )
     add_compile_options(p)
     p.set_defaults(fn=cmd_compile)
 
@@ -337,7 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the folder of tuning records to write (made if missing, kept and extended if not)",
     )
     p.add_argument("--seed", type=int, help="seed of the search (default: random)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines or bars (bars of trials per task and overall, with an ETA, "
+        "show only when stderr is a terminal)",
+    )
     add_compile_options(p, skip=("records",))
     p.set_defaults(fn=cmd_tune)
 
@@ -426,9 +479,32 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="show a model's IR after the passes, or an artifact's metadata",
         description="For a model: the IR after the pass pipeline and "
-        "an op histogram. For an artifact: its metadata.",
+        "an op histogram, or (--graph) a picture of that IR. For an artifact: its metadata.",
     )
     p.add_argument("model", help=f"a model ({formats_text()}) or an artifact (.so)")
+    p.add_argument(
+        "--graph",
+        metavar="FILE",
+        help="also draw the IR after the passes to FILE: .dot (Graphviz text), or .svg/.png "
+        "(rendered by Graphviz's dot program, which must be installed); ops are boxes with "
+        "their output types and attributes, constants are folded into their users' labels, "
+        "if/loop regions are clusters",
+    )
+    p.add_argument(
+        "--graph-max-nodes",
+        type=int,
+        default=DEFAULT_MAX_NODES,
+        metavar="N",
+        help="draw at most N op nodes (the first N, in the text's order); a note node says "
+        f"how many more were left out (default {DEFAULT_MAX_NODES})",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of text: an artifact's whole metadata; for a model, its "
+        "format, name, node and constant counts, inputs, outputs and op histogram "
+        "(no IR text)",
+    )
     add_compile_options(p)
     p.set_defaults(fn=cmd_inspect)
     return parser

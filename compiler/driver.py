@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from compiler.frontends.base import Source, frontend_for
 from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType
 from compiler.options import CompileOptions
+from compiler.progress import bar
 
 Progress = Callable[[str], None]
 
@@ -51,20 +52,43 @@ def _extra(graph: Graph) -> dict[str, Any]:
     return extra
 
 
-def optimize(graph: Graph, options: CompileOptions, out: Any = None) -> Graph:
-    """Run the pass pipeline the options name (the standard one by default)."""
-    from passes import run_passes
+def optimize(graph: Graph, options: CompileOptions, out: Any = None, quiet: bool = True) -> Graph:
+    """Run the pass pipeline the options name (the standard one by default); unless
+    ``quiet``, a bar on a terminal counts the passes (big models spend seconds in some)."""
+    from passes import default_pipeline, get_pass, run_passes
 
     after = options.print_ir_after
-    run_passes(
-        graph,
-        options.passes,
-        verify_each=options.verify_each,
-        print_after="all" if "all" in after else set(after),
-        time_passes=options.time_passes,
-        out=out,
-    )
+    names = options.passes if options.passes is not None else default_pipeline()
+    pipeline = [get_pass(p) if isinstance(p, str) else p for p in names]
+    with bar(len(pipeline), "optimize", unit="pass", quiet=quiet) as passes_bar:
+        if not passes_bar.disable:
+            pipeline = [_CountedPass(p, passes_bar) for p in pipeline]
+        run_passes(
+            graph,
+            pipeline,
+            verify_each=options.verify_each,
+            print_after="all" if "all" in after else set(after),
+            time_passes=options.time_passes,
+            out=out,
+        )
     return graph
+
+
+class _CountedPass:
+    """A pass that moves a progress bar when it is done; the manager sees the same name (for
+    --print-ir-after, timings and errors)."""
+
+    def __init__(self, inner: Any, progress_bar: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.description = inner.description
+        self.bar = progress_bar
+
+    def run(self, graph: Graph) -> bool:
+        self.bar.set_postfix_str(self.name)
+        changed = self.inner.run(graph)
+        self.bar.update(1)
+        return changed
 
 
 def signature(graph: Graph) -> tuple[list[TensorInfo], list[TensorInfo]]:
@@ -161,7 +185,7 @@ def compile(  # noqa: A001 - the API name users expect
         from backends.tvm.tuning import check_records
 
         check_records(opts.records)
-    stage, timings = _stages(progress)
+    stage, timings = _stages(progress, ("import", "optimize", "lower", "build"))
     graph, source, mod = _import_and_lower(model, opts, stage)
     executable = stage(
         "build",
@@ -205,36 +229,55 @@ def tune(
     spec = resolve_target(opts.target)
     check_precision(opts.precision, spec.kind)
     check_tunable(spec, trials)
-    stage, _ = _stages(progress)
+    stage, _ = _stages(progress, ("import", "optimize", "lower", "tune"))
     _, _, mod = _import_and_lower(model, opts, stage)
     return stage("tune", lambda: tune_module(mod, spec, records, trials, progress, seed=seed))
 
 
-def _stages(progress: Progress | None) -> tuple[Callable[[str, Callable[[], Any]], Any], dict]:
-    """A function running one named, timed stage, and the timings it fills in."""
-    say = progress or (lambda _: None)
-    timings: dict[str, float] = {}
+class Stages:
+    """Runs named, timed stages of one job (import, optimize, ...). Each stage's time goes to
+    ``timings`` and to ``progress`` as a line ("build: 1.20 s"); off a terminal a line also
+    says when a stage starts ("build..."), on one a bar over the stages shows the current one
+    instead. Without ``progress`` it is silent."""
 
-    def stage(name: str, fn: Callable[[], Any]) -> Any:
-        say(f"{name}...")
+    def __init__(self, progress: Progress | None, names: Sequence[str]) -> None:
+        self.quiet = progress is None
+        self.say = progress or (lambda _: None)
+        self.timings: dict[str, float] = {}
+        self.bar = bar(len(names), "stages", unit="stage", quiet=self.quiet)
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        if self.bar.disable:
+            self.say(f"{name}...")
+        else:
+            self.bar.set_postfix_str(name)
         t = time.perf_counter()
-        result = fn()
-        timings[name] = time.perf_counter() - t
-        say(f"{name}: {timings[name]:.2f} s")
+        try:
+            result = fn()
+        except BaseException:
+            self.bar.close()
+            raise
+        self.timings[name] = time.perf_counter() - t
+        self.say(f"{name}: {self.timings[name]:.2f} s")
+        self.bar.update(1)
+        if self.bar.total is not None and self.bar.n >= self.bar.total:
+            self.bar.close()
         return result
 
-    return stage, timings
+
+def _stages(progress: Progress | None, names: Sequence[str] = ()) -> tuple[Stages, dict]:
+    """A ``Stages`` over ``names`` and the timings it fills in."""
+    stages = Stages(progress, names)
+    return stages, stages.timings
 
 
-def _import_and_lower(
-    model: Any, opts: CompileOptions, stage: Callable[[str, Callable[[], Any]], Any]
-) -> tuple[Graph, Source, Any]:
+def _import_and_lower(model: Any, opts: CompileOptions, stage: Stages) -> tuple[Graph, Source, Any]:
     from backends.tvm import check_supported, lower_graph
 
     graph, source = stage(
         "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
     )
-    stage("optimize", lambda: optimize(graph, opts))
+    stage("optimize", lambda: optimize(graph, opts, quiet=stage.quiet))
     check_supported(graph)
     mod = stage("lower", lambda: lower_graph(graph))
     return graph, source, mod

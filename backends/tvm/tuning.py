@@ -25,6 +25,7 @@ import tvm
 import tvm_ffi
 
 from compiler.errors import NnxcError
+from compiler.progress import bar
 
 from .intrinsics import tensor_intrinsics_only
 from .targets import TargetError, TargetSpec
@@ -167,14 +168,16 @@ def tune(
     seed: int | None = None,
 ) -> list[TaskReport]:
     """Tune the Relax module ``mod`` (from ``lower_graph``) with about ``trials`` measured
-    candidates in all, writing records to ``records_dir``; one progress line per task."""
+    candidates in all, writing records to ``records_dir``; one progress line per task and,
+    given ``progress`` and a terminal, bars of the trials (the task's and overall, with ETA)."""
     check_tunable(target, trials)
+    quiet = progress is None
     # MetaSchedule's LLVM rules look up only the x86 and ARM intrinsics.
     with tensor_intrinsics_only("x86", "arm_cpu"):
-        return _tune(mod, target, records_dir, trials, progress or (lambda _: None), seed)
+        return _tune(mod, target, records_dir, trials, progress or (lambda _: None), seed, quiet)
 
 
-def _tune(mod, target, records_dir, trials, say, seed) -> list[TaskReport]:
+def _tune(mod, target, records_dir, trials, say, seed, quiet=True) -> list[TaskReport]:
     from tvm.s_tir import meta_schedule as ms
 
     tvm_target = target.tvm_target()
@@ -206,6 +209,8 @@ def _tune(mod, target, records_dir, trials, say, seed) -> list[TaskReport]:
 
     # 3. Search, task by task, costliest first, for the trials still missing.
     order = sorted(range(len(tasks)), key=lambda k: -budgets[k])
+    to_run = sum(max(0, budgets[k] - _trials_done(database, workloads[k])) for k in order)
+    overall = bar(to_run, "all tasks", unit="trial", quiet=quiet)
     reports = []
     for i, k in enumerate(order):
         task, wl, our, budget = tasks[k], workloads[k], ours[k], budgets[k]
@@ -214,12 +219,25 @@ def _tune(mod, target, records_dir, trials, say, seed) -> list[TaskReport]:
         head = f"task {i + 1}/{len(tasks)} {task.task_name}"
         if missing:
             say(f"{head}: searching {missing} trials ({done} done before)...")
+            task_bar = bar(missing, f"task {i + 1}/{len(tasks)}", unit="trial", quiet=quiet)
+            counter = [] if task_bar.disable else [_trial_counter([task_bar, overall])]
             try:
                 _search(
-                    task, ms_target, str(records_dir), database, builder, runner, missing, seed, k
+                    task,
+                    ms_target,
+                    str(records_dir),
+                    database,
+                    builder,
+                    runner,
+                    missing,
+                    seed,
+                    k,
+                    counter,
                 )
             except Exception as e:  # noqa: BLE001 - one task's failure spares the others
                 say(f"{head}: search failed, keeping the records so far: {_first_line(e)}")
+            finally:
+                task_bar.close()
         best = _best(database, wl)
         report = TaskReport(
             task.task_name, int(task.weight), budget, _trials_done(database, wl), 0, our, best
@@ -227,11 +245,30 @@ def _tune(mod, target, records_dir, trials, say, seed) -> list[TaskReport]:
         report.new_trials = report.trials - done
         reports.append(report)
         say(f"{head}: {_describe(report)}")
+    overall.close()
     return reports
 
 
-def _search(task, target, work_dir, database, builder, runner, trials, seed, index) -> None:
-    """MetaSchedule's evolutionary search on one task, ``trials`` candidates more."""
+def _trial_counter(bars: list[Any]) -> Any:
+    """A MetaSchedule measure callback moving ``bars`` by each batch of measured candidates
+    (MetaSchedule reports nothing per trial otherwise)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class TrialCounter(ms.measure_callback.PyMeasureCallback):
+        def apply(self, _scheduler, _task_id, _candidates, _built, results) -> None:
+            for b in bars:
+                b.update(len(results))
+
+    return TrialCounter()
+
+
+def _search(
+    task, target, work_dir, database, builder, runner, trials, seed, index, callbacks=()
+) -> None:
+    """MetaSchedule's evolutionary search on one task, ``trials`` candidates more;
+    ``callbacks`` run after each measured batch, besides MetaSchedule's default ones."""
     from tvm.s_tir import meta_schedule as ms
 
     ctx = ms.TuneContext(
@@ -255,6 +292,7 @@ def _search(task, target, work_dir, database, builder, runner, trials, seed, ind
         runner=runner,
         database=database,
         cost_model=_cost_model(),
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), *callbacks],
         task_scheduler="round-robin",
     )
 

@@ -4,7 +4,9 @@ and bad inputs that must end in one ``nnxc: error:`` line, never a traceback."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,9 @@ def test_top_level_help_lists_commands() -> None:
                 "--verify-each",
                 "--print-ir-after",
                 "--time-passes",
+                "--graph",
+                "--graph-max-nodes",
+                "--json",
             ],
         ),
     ],
@@ -145,6 +150,76 @@ def test_inspect_artifact_prints_metadata(tiny_onnx: Path, tiny_so: Path) -> Non
     assert re.search(r"output\s+y: float32\[N, 3\]", out)
 
 
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+def test_inspect_graph_writes_an_svg_naming_the_ops(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.svg"
+    r = nnxc("inspect", tiny_onnx, "--graph", out)
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out} (2 of 2 nodes drawn)" in r.stderr
+    assert "= matmul(" in r.stdout  # the text form is still printed
+    svg = out.read_text()
+    assert "<svg" in svg
+    for text in ("matmul", "relu", "input x", "output y", "in1: float32[4, 3]"):
+        assert f">{text}</text>" in svg, text
+
+
+def test_inspect_graph_dot_with_node_limit(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.dot"
+    r = nnxc("inspect", tiny_onnx, "--graph", out, "--graph-max-nodes", "1")
+    assert r.returncode == 0, r.stderr
+    dot = out.read_text()
+    assert dot.startswith('digraph "tiny"')
+    assert '"matmul' in dot and '"relu' not in dot
+    assert "1 more nodes not drawn" in dot
+
+
+def test_inspect_graph_without_dot_is_one_clear_error(tiny_onnx: Path, tmp_path: Path) -> None:
+    """No dot on PATH: .svg fails naming the fix and writes nothing; .dot still works."""
+    env = {"PATH": str(tmp_path)}
+    r = nnxc("inspect", tiny_onnx, "--graph", tmp_path / "g.svg", env=env)
+    assert_one_error_line(r, "g.svg", "needs Graphviz's dot program", "apt-get install graphviz")
+    assert not list(tmp_path.iterdir())
+    r = nnxc("inspect", tiny_onnx, "--graph", tmp_path / "g.dot", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "g.dot").is_file()
+
+
+def test_inspect_graph_refuses_unknown_suffix_and_artifacts(
+    tiny_onnx: Path, tiny_so: Path, tmp_path: Path
+) -> None:
+    r = nnxc("inspect", tiny_onnx, "--graph", tmp_path / "g.pdf")
+    assert_one_error_line(r, "unknown picture format .pdf", ".svg")
+    r = nnxc("inspect", tiny_so, "--graph", tmp_path / "g.svg")
+    assert_one_error_line(r, "compiled artifact", "give the model")
+    assert not list(tmp_path.iterdir())
+
+
+def test_inspect_json_of_a_model(tiny_onnx: Path) -> None:
+    r = nnxc("inspect", tiny_onnx, "--json", "--input-shape", "x=2,4")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info == {
+        "format": "onnx",
+        "name": "tiny.onnx",
+        "nodes": 2,
+        "constants": 1,
+        "inputs": ["x: float32[2, 4]"],
+        "outputs": ["y: float32[2, 3]"],
+        "ops": {"matmul": 1, "relu": 1},
+    }
+
+
+def test_inspect_json_of_an_artifact(tiny_onnx: Path, tiny_so: Path) -> None:
+    r = nnxc("inspect", tiny_so, "--json")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(r.stdout)
+    assert meta["source_sha256"] == hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    assert meta["inputs"] == [{"name": "x", "shape": ["N", 4], "dtype": "float32"}]
+    assert meta["outputs"] == [{"name": "y", "shape": ["N", 3], "dtype": "float32"}]
+    assert meta["target"]["kind"] == "llvm"
+    assert len(meta["library_sha256"]) == 64
+
+
 # -- pass-manager flags ---------------------------------------------------------------------------
 def test_inspect_print_ir_after_all(tiny_onnx: Path) -> None:
     r = nnxc("inspect", tiny_onnx, "--print-ir-after", "all")
@@ -199,6 +274,48 @@ def test_compile_with_pass_flags(tiny_onnx: Path, tmp_path: Path) -> None:
     assert f"wrote {out}" in r.stdout
     assert "inputs:  x: float32[N, 4]" in r.stdout and "outputs: y: float32[N, 3]" in r.stdout
     assert out.is_file()
+
+
+def test_compile_progress_is_plain_lines_off_a_terminal_and_silent_with_quiet(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    r = nnxc("compile", tiny_onnx, "-o", tmp_path / "a.so")
+    assert r.returncode == 0, r.stderr
+    names = ["import", "optimize", "lower", "build", "export"]
+    assert r.stderr.splitlines() == [x for n in names for x in (f"{n}...", ANY_TIME(n))]
+    assert "\r" not in r.stderr  # no bar
+    r = nnxc("compile", tiny_onnx, "-o", tmp_path / "b.so", "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+class ANY_TIME(str):  # noqa: N801 - reads as a pattern in the list above
+    """Equal to any "NAME: 1.23 s" line of one stage."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and re.fullmatch(rf"{self}: \d+\.\d+ s", other) is not None
+
+    __hash__ = str.__hash__
+
+
+def test_compile_shows_stage_bars_on_a_terminal(
+    tiny_onnx: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from compiler import cli, progress
+
+    monkeypatch.setattr(progress, "enabled", lambda quiet=False: not quiet)
+    assert cli.main(["compile", str(tiny_onnx), "-o", str(tmp_path / "m.so")]) == 0
+    err = capsys.readouterr().err
+    for stage in ("import", "optimize", "lower", "build"):
+        assert re.search(rf"stages: .*/4 \[.*{stage}\]", err), stage
+        assert re.search(rf"(^|\r){stage}: \d+\.\d+ s\n", err, re.M), stage  # above the bar
+    assert re.search(r"stages: .*1/1 \[", err)  # export
+    assert "import..." not in err  # the bar says which stage runs
+    assert cli.main(["compile", str(tiny_onnx), "-o", str(tmp_path / "q.so"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 # -- run ------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,6 +69,48 @@ def test_progress_and_pass_options(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "IR after dce" in err and "IR after shape_inference" not in err
     assert "shape_inference" in err  # the timing table
+
+
+def _terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress bars on, as when stderr is a terminal."""
+    from compiler import progress
+
+    monkeypatch.setattr(progress, "enabled", lambda quiet=False: not quiet)
+
+
+def test_progress_off_a_terminal_is_lines_only(capsys: pytest.CaptureFixture[str]) -> None:
+    lines: list[str] = []
+    compiler.compile(tiny_model(), progress=lines.append)
+    assert lines[:2] == ["import...", lines[1]] and lines[1].startswith("import: ")
+    assert [ln.split("...")[0] for ln in lines[::2]] == ["import", "optimize", "lower", "build"]
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here: no bar
+
+
+def test_progress_bars_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bar over the stages naming the current one, a bar over the passes, and the timing
+    lines (but no "stage..." lines, which the bar replaces)."""
+    _terminal(monkeypatch)
+    lines: list[str] = []
+    compiler.compile(tiny_model(), progress=lines.append)
+    assert [ln.split(":")[0] for ln in lines] == ["import", "optimize", "lower", "build"]
+    err = capsys.readouterr().err
+    for stage in ("import", "optimize", "lower", "build"):
+        assert re.search(rf"stages: .*\| \d/4 \[.*{stage}\]", err), stage
+    assert "stages: 100%" in err
+    for i, name in enumerate(
+        ["shape_inference", "constant_folding", "simplify", "dce", "fold_batchnorm", "canonicalize"]
+    ):
+        assert re.search(rf"optimize: .*\| {i}/6 \[.*, {name}\]", err), name
+
+
+def test_no_progress_means_no_bars(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _terminal(monkeypatch)
+    compiler.compile(tiny_model())  # progress=None: what -q gives
+    assert capsys.readouterr().err == ""
 
 
 def test_print_ir_after_all(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,9 @@ on a tiny conv+relu model with a handful of trials."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -29,6 +32,7 @@ from backends.tvm.tuning import (
     schedule_with_rules,
     unscheduled,
 )
+from compiler import progress
 from compiler.driver import import_model, optimize
 from compiler.options import CompileOptions
 
@@ -64,8 +68,18 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
     onnx.save(model, path)
     records = folder / "records"
     lines: list[str] = []
-    reports = compiler.tune(path, records=records, trials=TRIALS, progress=lines.append, seed=0)
-    return {"path": path, "x": x, "records": records, "reports": reports, "lines": lines}
+    # Progress bars forced on (as on a terminal), into a string: tested on this one run.
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(io.StringIO()) as err:
+        mp.setattr(progress, "enabled", lambda quiet=False: not quiet)
+        reports = compiler.tune(path, records=records, trials=TRIALS, progress=lines.append, seed=0)
+    return {
+        "path": path,
+        "x": x,
+        "records": records,
+        "reports": reports,
+        "lines": lines,
+        "bars": err.getvalue(),
+    }
 
 
 def _record_lines(records: Path) -> int:
@@ -97,6 +111,15 @@ def test_tune_writes_records_with_our_schedule_first(tuned: dict) -> None:
     progress = "\n".join(tuned["lines"])
     assert f"task 1/1 {r.name}: searching {TRIALS} trials" in progress
     assert f"task 1/1 {r.name}: {TRIALS} trials ({TRIALS} new), best" in progress
+
+
+def test_tune_shows_trial_bars_on_a_terminal(tuned: dict) -> None:
+    """The task's bar and the overall one both reach the trials run, with a rate (ETA)."""
+    bars = tuned["bars"]
+    assert re.search(rf"task 1/1:\s+100%.*{TRIALS}/{TRIALS} \[", bars), bars
+    overall = rf"all tasks:\s+100%.*{TRIALS}/{TRIALS} \[[^]]*(trial/s|s/trial)\]"
+    assert re.search(overall, bars), bars
+    assert re.search(r"stages:.*\[.*tune\]", bars), bars  # the stage bar's current stage
 
 
 def test_tune_again_runs_only_missing_trials(tuned: dict) -> None:
