@@ -261,6 +261,7 @@ class Stages:
         self.say(f"{name}: {self.timings[name]:.2f} s")
         self.bar.update(1)
         if self.bar.total is not None and self.bar.n >= self.bar.total:
+            self.bar.refresh()  # tqdm skips draws within 0.1 s of the last: show the end
             self.bar.close()
         return result
 
