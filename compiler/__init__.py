@@ -10,6 +10,7 @@
     compiler.compile("model.onnx", records="tuned")            # with the best kernels found
 
     print("\n".join(compiler.bench("model.onnx", threads=2, compare="onnxruntime").lines()))
+    report = compiler.verify("model.onnx", bisect=True)        # outputs vs onnxruntime
 
 ``compiler.load`` needs only TVM's runtime: importing this package loads nothing heavy.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "bench", "compile", "load", "tune"]
+__all__ = ["__version__", "bench", "compile", "load", "tune", "verify"]
 
 
 def compile(
@@ -52,3 +53,14 @@ def bench(model: Any, **options: Any) -> Any:
     from compiler.benchmark import bench as _bench
 
     return _bench(model, **options)
+
+
+def verify(
+    model: Any, target: str = "cpu", input_shapes: dict | None = None, **options: Any
+) -> Any:
+    """Compile, run and compare every output with a reference (onnxruntime or nnxc's
+    interpreter); ``bisect=True`` finds the first diverging node. See
+    ``compiler.verification.verify``; returns a ``VerifyReport``."""
+    from compiler.verification import verify as _verify
+
+    return _verify(model, target, input_shapes, **options)

@@ -230,6 +230,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from compiler.verification import verify
+
+    opts = options_from_args(args)
+    target = opts.pop("target")
+    shapes = opts.pop("input_shapes")
+    report = verify(
+        args.model,
+        target,
+        shapes,
+        inputs=_load_npz(args.inputs) if args.inputs else None,
+        seed=args.seed,
+        rtol=args.rtol,
+        atol=args.atol,
+        reference=args.reference,
+        bisect=args.bisect,
+        progress=None if args.quiet else _say,
+        **opts,
+    )
+    print("\n".join(report.lines()))
+    if args.json:
+        _write_json(args.json, report.to_json())
+        print(f"wrote {args.json}")
+    return 0 if report.ok else 1
+
+
+def _write_json(path: str, data: Any) -> None:
+    """Whole or not at all: written beside ``path`` (its folder made) and renamed over it."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise NnxcError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def _print_top_classes(labels: list, outs: dict[str, np.ndarray], top: int = 5) -> None:
     """A classifier's best classes: each output holding one score per label."""
     for name, x in outs.items():
@@ -332,6 +371,7 @@ def _print_metadata(path: str, meta: Any) -> None:
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from compiler.frontends.base import formats_text
+    from compiler.verification import DEFAULT_ATOL, DEFAULT_RTOL, REFERENCES
 
     parser = argparse.ArgumentParser(
         prog="nnxc",
@@ -474,6 +514,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or bar")
     add_compile_options(p)
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser(
+        "verify",
+        help="compile a model and check its outputs against a reference",
+        description="Compile the model (same options as compile; CPU by default), run it on "
+        "inputs from an .npz file or on seeded random inputs, and compare every output with a "
+        "reference: onnxruntime for ONNX models when it is installed, else nnxc's reference "
+        "interpreter running the optimized IR (always for NNEF and Core ML). Prints the max "
+        "abs and rel error of each output and pass/fail; exit status 0 when every output is "
+        "within tolerance (|got - ref| <= atol + rtol * |ref|), 1 when not.",
+    )
+    p.add_argument("model", help=f"the model ({formats_text()})")
+    p.add_argument("--inputs", metavar="FILE.npz", help=".npz with one array per model input")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random inputs (without --inputs)"
+    )
+    p.add_argument(
+        "--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance ({DEFAULT_RTOL:g})"
+    )
+    p.add_argument(
+        "--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance ({DEFAULT_ATOL:g})"
+    )
+    p.add_argument(
+        "--reference",
+        choices=REFERENCES,
+        default="auto",
+        help="what to compare with (default auto: onnxruntime for ONNX models when installed, "
+        "else the reference interpreter)",
+    )
+    p.add_argument(
+        "--bisect",
+        action="store_true",
+        help="when outputs differ, find the first IR node (in the optimized IR's order) whose "
+        "compiled output differs from the reference interpreter's evaluation of that node on "
+        "the same operands (within atol + rtol * max|value|), by building the graph once more "
+        "with every top-level tensor value as an output; values inside if/loop regions are not "
+        "compared (their node's outputs are)",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_compile_options(p)
+    p.set_defaults(fn=cmd_verify)
 
     p = sub.add_parser(
         "inspect",
