@@ -111,6 +111,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from backends.tvm.tuning import summary
     from compiler.driver import tune
+    from compiler.remote import remote_from_args
 
     opts = options_from_args(args)
     target = opts.pop("target")
@@ -125,6 +126,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         shapes,
         progress=None if args.quiet else _say,
         seed=args.seed,
+        remote=remote_from_args(args),
         **opts,
     )
     print(f"tuned {args.model} in {time.perf_counter() - t0:.0f} s: {summary(reports)}")
@@ -179,9 +181,9 @@ def _summary(x: np.ndarray) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from compiler.runtime import load
+    from compiler.remote import open_runtime_from_args
 
-    rt = load(args.artifact, threads=args.threads, device=args.device)
+    rt = open_runtime_from_args(args.artifact, args, threads=args.threads, device=args.device)
     if args.inputs:
         feeds = _load_npz(args.inputs)
     else:
@@ -271,6 +273,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from compiler.frontends.base import formats_text
+    from compiler.remote import add_rpc_arguments
 
     parser = argparse.ArgumentParser(
         prog="nnxc",
@@ -320,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the search (default: random)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     add_compile_options(p, skip=("records",))
+    add_rpc_arguments(p, server=False)
     p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser(
@@ -342,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="threads for the runtime (default: all cores)")
     p.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    add_rpc_arguments(p)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser(
