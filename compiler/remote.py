@@ -13,10 +13,13 @@ RPC servers run whatever code they are sent: use them on trusted networks only.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -106,8 +109,14 @@ def connect(remote: Remote, timeout: float = WAIT_S) -> Any:
 
     _probe(remote)
     if remote.key is None:
+        # A server serves one session at a time: a second client waits, unanswered.
         with remote.step("connecting"):
-            return rpc.connect(remote.host, remote.port, session_timeout=0)
+            return _within(
+                timeout,
+                lambda: rpc.connect(remote.host, remote.port, session_timeout=0),
+                f"{remote}: no answer within {timeout:.0f} s (a server serves one session "
+                "at a time: is another client using it?)",
+            )
     deadline = time.monotonic() + timeout
     with remote.step("asking the tracker"):
         tracker = rpc.connect_tracker(remote.host, remote.port)
@@ -133,6 +142,28 @@ def connect(remote: Remote, timeout: float = WAIT_S) -> Any:
             raise RemoteError(f"{remote}: requesting a server failed: {_last_line(e)}") from e
     finally:
         tracker.close()
+
+
+def _within(timeout: float, fn: Callable[[], Any], message: str) -> Any:
+    """``fn()``, or a RemoteError after ``timeout`` seconds: TVM's C++ connect has no timeout.
+    A call still waiting is left to finish in its daemon thread; its session is then dropped."""
+    done: list[Any] = []
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            done.append(fn())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            failed.append(e)
+
+    thread = threading.Thread(target=call, daemon=True, name="nnxc-rpc-connect")
+    thread.start()
+    thread.join(timeout)
+    if failed:
+        raise failed[0]
+    if not done:
+        raise RemoteError(message)
+    return done[0]
 
 
 def server_count(remote: Remote) -> int:
@@ -163,7 +194,16 @@ class RemoteRuntime(Runtime):
         super().__init__(vm, metadata, module, device)
         self.remote = remote
 
+    def close(self) -> None:
+        """End the session (a server serves one session at a time), unless output tensors
+        left on the remote (``as_numpy=False``) still hold it."""
+        with self._lock:
+            self._vm = self._module = self._main = self.device = None
+        gc.collect()  # TVM's objects hold the session in reference cycles too
+
     def _run(self, feeds: Mapping[str, Any], as_numpy: bool) -> dict[str, Any]:
+        if self._vm is None:
+            raise RemoteError(f"{self.remote}: this runtime was closed")
         with self.remote.step("sending the inputs"):
             args = self.check_inputs(feeds)  # InputError as locally
         with self.remote.step("running the model"):
@@ -198,7 +238,8 @@ def load_remote(
         raise InputError(f"threads must be at least 1, not {threads}")
     from tvm.runtime.vm import VirtualMachine
 
-    name = f"nnxc-{(meta.library_sha256 or 'artifact')[:16]}.so"
+    # A fresh name each time: writing over a library the session has loaded crashes it.
+    name = f"nnxc-{(meta.library_sha256 or 'artifact')[:16]}-{uuid.uuid4().hex[:8]}.so"
     with remote.step(f"uploading {path}"):
         session.upload(str(path), name)
     with remote.step(f"loading {path}"):
