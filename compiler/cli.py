@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tune",
         help="search faster kernels with MetaSchedule, for nnxc compile --records",
         description="Tune the model's kernels with TVM's MetaSchedule, measuring candidates "
-        "on this machine, and keep the records in a folder; nnxc compile --records DIR then "
+        "on this machine (or on the servers of an RPC tracker: --rpc-tracker, --rpc-key), and "
+        "keep the records in a folder; nnxc compile --records DIR then "
         "builds each kernel with the fastest record. Our own schedules are measured first and "
         "kept among the records, so a tuned build is never slower, kernel by kernel. Each "
         "kernel taking 1% of the model's time or more gets 8 trials, the rest go by time "
@@ -332,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an artifact on inputs from an .npz file (keyed by the "
         "model's input names), or on random inputs. A classifier's best classes are printed "
         "with their labels. Loading an artifact runs its code: run trusted artifacts only "
-        "(nnxc checks that the file is a whole nnxc artifact, not that it is safe).",
+        "(nnxc checks that the file is a whole nnxc artifact, not that it is safe). With "
+        "--rpc or --rpc-tracker it runs on a TVM RPC server, the inputs and outputs sent over "
+        "the connection.",
     )
     p.add_argument("artifact", help="the .so written by nnxc compile")
     p.add_argument("--inputs", help=".npz with one array per model input")

@@ -267,7 +267,8 @@ def _set_remote_threads(session: Any, remote: Remote, threads: int) -> None:
 
 
 def add_rpc_arguments(parser: argparse.ArgumentParser, *, server: bool = True) -> None:
-    """The flags naming a remote: ``--rpc`` (``server``), ``--rpc-tracker``, ``--rpc-key``."""
+    """The flags naming a remote: ``--rpc-tracker`` and ``--rpc-key``; with ``server`` (for
+    running, not tuning, which measures through a tracker) also ``--rpc`` and ``--rpc-timeout``."""
     group = parser.add_argument_group("remote devices (TVM RPC; trusted networks only)")
     where = group.add_mutually_exclusive_group()
     if server:
@@ -285,6 +286,8 @@ def add_rpc_arguments(parser: argparse.ArgumentParser, *, server: bool = True) -
     group.add_argument(
         "--rpc-key", metavar="KEY", help="the key the tracker's servers registered under"
     )
+    if not server:
+        return
     group.add_argument(
         "--rpc-timeout",
         type=float,
