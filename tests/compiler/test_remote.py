@@ -245,6 +245,22 @@ def test_no_server_under_the_key(servers: Servers, tiny_so: Path) -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_no_free_server_under_the_key(servers: Servers, tiny_so: Path) -> None:
+    """Both servers busy: the tracker's answer is waited for up to the timeout, no longer; the
+    servers serve again once their sessions end."""
+    busy = [open_runtime(tiny_so, servers.tracker) for _ in range(2)]
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match="key 'nnxc-test'.*no free server.*within 2 s"):
+        open_runtime(tiny_so, servers.tracker, timeout=2)
+    assert time.monotonic() - t0 < 10
+    for rt in busy:
+        rt.close()
+    rt = open_runtime(tiny_so, servers.tracker)
+    x = np.ones((1, 4), np.float32)
+    np.testing.assert_allclose(rt.run({"x": x})["y"], tiny_expected(x), rtol=1e-6)
+    rt.close()
+
+
 def test_remote_failure_names_the_remote_and_the_step(servers: Servers) -> None:
     """A failure on the server comes back as one line naming the remote and what failed."""
     session = connect(servers.direct)
