@@ -117,6 +117,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from backends.tvm.tuning import summary
     from compiler.driver import tune
+    from compiler.remote import remote_from_args
 
     opts = options_from_args(args)
     target = opts.pop("target")
@@ -131,6 +132,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         shapes,
         progress=None if args.quiet else _say,
         seed=args.seed,
+        remote=remote_from_args(args),
         **opts,
     )
     print(f"tuned {args.model} in {time.perf_counter() - t0:.0f} s: {summary(reports)}")
@@ -169,9 +171,9 @@ def _summary(x: np.ndarray) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from compiler.runtime import load
+    from compiler.remote import open_runtime_from_args
 
-    rt = load(args.artifact, threads=args.threads, device=args.device)
+    rt = open_runtime_from_args(args.artifact, args, threads=args.threads, device=args.device)
     if args.inputs:
         feeds = _load_npz(args.inputs)
     else:
@@ -371,6 +373,7 @@ def _print_metadata(path: str, meta: Any) -> None:
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from compiler.frontends.base import formats_text
+    from compiler.remote import add_rpc_arguments
     from compiler.verification import DEFAULT_ATOL, DEFAULT_RTOL, REFERENCES
 
     parser = argparse.ArgumentParser(
@@ -402,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tune",
         help="search faster kernels with MetaSchedule, for nnxc compile --records",
         description="Tune the model's kernels with TVM's MetaSchedule, measuring candidates "
-        "on this machine, and keep the records in a folder; nnxc compile --records DIR then "
+        "on this machine (or on the servers of an RPC tracker: --rpc-tracker, --rpc-key), and "
+        "keep the records in a folder; nnxc compile --records DIR then "
         "builds each kernel with the fastest record. Our own schedules are measured first and "
         "kept among the records, so a tuned build is never slower, kernel by kernel. Each "
         "kernel taking 1% of the model's time or more gets 8 trials, the rest go by time "
@@ -432,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         "show only when stderr is a terminal)",
     )
     add_compile_options(p, skip=("records",))
+    add_rpc_arguments(p, server=False)
     p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser(
@@ -440,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an artifact on inputs from an .npz file (keyed by the "
         "model's input names), or on random inputs. A classifier's best classes are printed "
         "with their labels. Loading an artifact runs its code: run trusted artifacts only "
-        "(nnxc checks that the file is a whole nnxc artifact, not that it is safe).",
+        "(nnxc checks that the file is a whole nnxc artifact, not that it is safe). With "
+        "--rpc or --rpc-tracker it runs on a TVM RPC server, the inputs and outputs sent over "
+        "the connection.",
     )
     p.add_argument("artifact", help="the .so written by nnxc compile")
     p.add_argument("--inputs", help=".npz with one array per model input")
@@ -454,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="threads for the runtime (default: all cores)")
     p.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    add_rpc_arguments(p)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser(

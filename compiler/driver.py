@@ -209,10 +209,12 @@ def tune(
     *,
     progress: Progress | None = None,
     seed: int | None = None,
+    remote: Any = None,
     **options: Any,
 ) -> list[Any]:
     """Tune a model's kernels with MetaSchedule, about ``trials`` measured candidates in all,
     keeping the records in the folder ``records`` for ``compile(..., records=...)``.
+    ``remote`` (a ``compiler.remote.Remote`` tracker): measure on its servers instead of here.
 
     Tuning again with the same folder runs only the trials still missing. The other options
     are those of ``compile`` (give the same ones there, so that the kernels match). Returns one
@@ -231,7 +233,10 @@ def tune(
     check_tunable(spec, trials)
     stage, _ = _stages(progress, ("import", "optimize", "lower", "tune"))
     _, _, mod = _import_and_lower(model, opts, stage)
-    return stage("tune", lambda: tune_module(mod, spec, records, trials, progress, seed=seed))
+    return stage(
+        "tune",
+        lambda: tune_module(mod, spec, records, trials, progress, seed=seed, remote=remote),
+    )
 
 
 class Stages:

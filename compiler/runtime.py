@@ -317,15 +317,8 @@ def load(path: str | os.PathLike, threads: int | None = None, device: str | None
     ``device`` or ``threads``.
     """
     meta = verify_library(path)
-    kind = artifact_kind(meta.target)
-    if kind is None:
-        raise ArtifactError(f"{path}: compiled for {meta.target}, which this loader cannot run")
-    dev = parse_device(device, kind)
-    if dev.kind != kind:
-        raise ArtifactError(
-            f"{path}: compiled for {kind}, it cannot run on {dev} (load it with device={kind!r})"
-        )
-    if kind == CPU:
+    dev = artifact_device(path, meta, device)
+    if dev.kind == CPU:
         triple = str(meta.target.get("mtriple", ""))
         if triple and not triple.startswith(platform.machine()):
             raise ArtifactError(
@@ -342,6 +335,20 @@ def load(path: str | os.PathLike, threads: int | None = None, device: str | None
     except Exception as e:  # noqa: BLE001 - TVM raises its own error types
         raise ArtifactError(f"{path}: TVM cannot load it: {str(e).strip().splitlines()[-1]}") from e
     return Runtime(vm, meta, module, tvm_device)
+
+
+def artifact_device(path: str | os.PathLike, meta: Metadata, device: str | None) -> DeviceSpec:
+    """The device to run the artifact on (``device`` as ``load`` takes it), or an error when
+    the artifact's code cannot run there; shared with ``compiler.remote.load_remote``."""
+    kind = artifact_kind(meta.target)
+    if kind is None:
+        raise ArtifactError(f"{path}: compiled for {meta.target}, which this loader cannot run")
+    dev = parse_device(device, kind)
+    if dev.kind != kind:
+        raise ArtifactError(
+            f"{path}: compiled for {kind}, it cannot run on {dev} (load it with device={kind!r})"
+        )
+    return dev
 
 
 def _open(path: str | os.PathLike, dev: DeviceSpec, meta: Metadata) -> Any:

@@ -19,13 +19,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tvm
 import tvm_ffi
 
 from compiler.errors import NnxcError
 from compiler.progress import bar
+
+if TYPE_CHECKING:
+    from compiler.remote import Remote
 
 from .intrinsics import tensor_intrinsics_only
 from .targets import TargetError, TargetSpec
@@ -166,18 +169,22 @@ def tune(
     progress: Progress | None = None,
     *,
     seed: int | None = None,
+    remote: Remote | None = None,
 ) -> list[TaskReport]:
     """Tune the Relax module ``mod`` (from ``lower_graph``) with about ``trials`` measured
     candidates in all, writing records to ``records_dir``; one progress line per task and,
-    given ``progress`` and a terminal, bars of the trials (the task's and overall, with ETA)."""
+    given ``progress`` and a terminal, bars of the trials (the task's and overall, with ETA).
+    ``remote``: a tracker whose servers (under its key) measure the candidates."""
     check_tunable(target, trials)
     quiet = progress is None
     # MetaSchedule's LLVM rules look up only the x86 and ARM intrinsics.
     with tensor_intrinsics_only("x86", "arm_cpu"):
-        return _tune(mod, target, records_dir, trials, progress or (lambda _: None), seed, quiet)
+        return _tune(
+            mod, target, records_dir, trials, progress or (lambda _: None), seed, quiet, remote
+        )
 
 
-def _tune(mod, target, records_dir, trials, say, seed, quiet=True) -> list[TaskReport]:
+def _tune(mod, target, records_dir, trials, say, seed, quiet, remote) -> list[TaskReport]:
     from tvm.s_tir import meta_schedule as ms
 
     tvm_target = target.tvm_target()
@@ -191,12 +198,12 @@ def _tune(mod, target, records_dir, trials, say, seed, quiet=True) -> list[TaskR
     ]
     database = open_records(records_dir, create=True)
     builder = ms.builder.LocalBuilder(
-        max_workers=min(2, os.cpu_count() or 1), timeout_sec=BUILD_TIMEOUT_S, f_build=_build
+        max_workers=min(2, os.cpu_count() or 1),
+        timeout_sec=BUILD_TIMEOUT_S,
+        f_build=_build,
+        f_export=None if remote is None else _export_shared_library,
     )
-    runner = ms.runner.LocalRunner(
-        timeout_sec=RUN_TIMEOUT_S,
-        evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=40),
-    )
+    runner = _runner(remote, say)
 
     # 1. Seeds: our schedule of every task, measured once and kept in the database.
     workloads = [database.commit_workload(t.dispatched[0]) for t in tasks]
@@ -262,6 +269,78 @@ def _trial_counter(bars: list[Any]) -> Any:
                 b.update(len(results))
 
     return TrialCounter()
+
+
+def _runner(remote: Remote | None, say: Progress) -> Any:
+    """MetaSchedule's runner: here, or on the servers under the tracker's key, one worker
+    per server."""
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=40)
+    if remote is None:
+        return ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S, evaluator_config=evaluator)
+    from compiler.remote import RemoteError, server_count
+
+    if remote.key is None:
+        raise RemoteError(f"tuning measures through an RPC tracker, not {remote}")
+    servers = server_count(remote)
+    if not servers:
+        raise RemoteError(f"{remote}: no server is registered under the key")
+    say(f"measuring on {servers} server(s) of {remote}")
+    config = ms.runner.RPCConfig(
+        tracker_host=remote.host,
+        tracker_port=remote.port,
+        tracker_key=remote.key,
+        session_priority=1,
+        session_timeout_sec=int(RUN_TIMEOUT_S),
+    )
+    rpc = ms.runner.RPCRunner(config, evaluator, max_workers=servers)
+    return _device_names()(rpc)
+
+
+def _device_names() -> type:
+    """A runner passing RunnerInputs on to ``inner`` with TVM device names: MetaSchedule's task
+    scheduler names the device by the target's kind ("llvm"), which RPCRunner hands to
+    ``session.device`` as is and which TVM does not know ("Unknown device: llvm")."""
+    global _DeviceNames  # noqa: PLW0603 - a TVM object type: registered once, on first use
+    if _DeviceNames is None:
+        from tvm.ir.utils import derived_object
+        from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerInput
+
+        @derived_object
+        class DeviceNames(PyRunner):
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def run(self, inputs: list) -> list:
+                return self.inner.run(
+                    [
+                        RunnerInput(
+                            i.artifact_path,
+                            _TVM_DEVICES.get(str(i.device_type), str(i.device_type)),
+                            i.args_info,
+                        )
+                        for i in inputs
+                    ]
+                )
+
+        _DeviceNames = DeviceNames
+    return _DeviceNames
+
+
+_DeviceNames: type | None = None
+_TVM_DEVICES = {"llvm": "cpu"}  # target kind -> TVM device name, where they differ
+
+
+def _export_shared_library(mod: Any) -> str:
+    """A candidate as a shared library, which a server loads as is (MetaSchedule's default,
+    a .tar of object files, needs a C compiler on the server to link it)."""
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="nnxc-candidate-"), "candidate.so")
+    mod.export_library(path)
+    return path
 
 
 def _search(
