@@ -563,6 +563,7 @@ def bench(
         "threads": threads or available_cores(),
         "batch": batch,
         "device": device,
+        "remote": str(getattr(rt, "remote", None) or "") or None,
         "inputs": inputs_name,
         "seed": None if inputs is not None else seed,
         "compare": compare,
@@ -580,7 +581,7 @@ def bench(
         report.max_abs_error, report.outputs_agree = compare_outputs(first[0], first[1])
         report.machine["onnxruntime_intra_op_threads"] = ort_threads
     pool = report.machine["tvm_pool_threads"]
-    if _runs_on_cpu(rt) and threads is not None and pool != threads:
+    if runtime is None and _runs_on_cpu(rt) and threads is not None and pool != threads:
         report.notes.append(
             f"TVM's thread pool runs {pool} threads, not {threads}: it was started earlier "
             "in this process"

@@ -204,10 +204,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = {
         k: v for k, v in options_from_args(args).items() if v != getattr(defaults, k) and v != {}
     }
+    runtime = _remote_bench_runtime(args)
     if args.inputs is None and not args.quiet:
         _say(f"no --inputs: using random inputs (seed {args.seed})")
     report = bench(
         args.model,
+        runtime=runtime,
         runs=args.runs,
         budget_s=args.budget,
         warmup=args.warmup,
@@ -230,6 +232,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         tmp.replace(out)
         print(f"wrote {out}")
     return 0
+
+
+def _remote_bench_runtime(args: argparse.Namespace) -> Any:
+    """The artifact opened on the remote that --rpc/--rpc-tracker name, or None."""
+    from compiler.artifact import is_artifact
+    from compiler.remote import open_runtime_from_args, remote_from_args
+
+    if remote_from_args(args) is None:
+        return None
+    if args.compare:
+        raise NnxcError("--compare runs onnxruntime on this machine: not with --rpc/--rpc-tracker")
+    if not is_artifact(args.model):
+        raise NnxcError(f"{args.model}: a remote runs artifacts: nnxc compile it first")
+    return open_runtime_from_args(args.model, args, args.threads, args.device)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -473,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in memory first, with the compile options below; an artifact is loaded (which runs "
         "its code: trusted artifacts only). --compare onnxruntime times onnxruntime on the "
         "same inputs with the same thread count, interleaved in blocks in this process, and "
-        "prints the ratio of medians and the largest difference of outputs.",
+        "prints the ratio of medians and the largest difference of outputs. With --rpc or "
+        "--rpc-tracker, an artifact is timed on the remote device (each run's time includes "
+        "sending the inputs and reading the outputs back).",
     )
     p.add_argument("model", help=f"a model ({formats_text()}) or an artifact (.so)")
     p.add_argument(
@@ -521,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or bar")
     add_compile_options(p)
+    add_rpc_arguments(p)
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser(

@@ -194,6 +194,24 @@ def test_remote_run_through_tracker_cli(servers: Servers, tiny_so: Path, tmp_pat
     assert "latency: median" in r.stdout
 
 
+def test_remote_bench_through_tracker_cli(servers: Servers, tiny_so: Path, tmp_path: Path) -> None:
+    """nnxc bench times the artifact on a server: figures positive and ordered, the remote
+    named in the JSON; --compare (onnxruntime runs here) and a model are refused."""
+    t = servers.tracker
+    where = ("--rpc-tracker", f"{t.host}:{t.port}", "--rpc-key", KEY)
+    out = tmp_path / "bench.json"
+    r = nnxc("bench", tiny_so, "--batch", "3", "--runs", "20", "--json", out, "-q", *where)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    figures = report["nnxc"]
+    assert report["settings"]["remote"] == f"RPC tracker {t.host}:{t.port} (key {KEY!r})"
+    assert 0 < figures["min_ms"] <= figures["median_ms"] <= figures["p90_ms"] <= figures["max_ms"]
+    r = nnxc("bench", tiny_so, "--compare", "onnxruntime", *where)
+    assert r.returncode == 1 and "not with --rpc" in r.stderr, r.stderr
+    r = nnxc("bench", tmp_path / "model.onnx", *where)
+    assert r.returncode == 1 and "a remote runs artifacts" in r.stderr, r.stderr
+
+
 def test_wrong_input_is_input_error_as_locally(servers: Servers, tiny_so_static: Path) -> None:
     rt = open_runtime(tiny_so_static, servers.direct)
     for feeds in ({"x": np.zeros((3, 5), np.float32)}, {"x": np.zeros((3, 4), np.float64)}, {}):
