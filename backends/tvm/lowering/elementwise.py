@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tvm import relax, topi
 
+from .checks import checked_divisor
 from .dtypes import convert
 from .registry import LowerContext, lowers
 
@@ -312,16 +313,39 @@ def _compare(ctx: LowerContext, args: list) -> Expr:
     return _COMPARE[ctx.node.op](a, b)
 
 
+def _safe_divisor(ctx: LowerContext, a: Expr, b: Expr) -> Expr:
+    """An integer divisor that cannot trap: zeros raise an error at run time (a check kernel,
+    unless ``b`` is a constant without zeros; onnxruntime raises too), and for signed types
+    ``min / -1`` divides by 1 instead, giving the wrapped quotient ``min`` (and remainder 0)
+    where x86's idiv would trap."""
+    dt = np.dtype(_dtype(ctx))
+    const = ctx.node.inputs[1].const
+    if ctx.checks and (const is None or not const.all()):
+        b = checked_divisor(ctx, b)
+    if dt.kind != "i" or (const is not None and not (const == -1).any()):
+        return b
+    lowest = _c(np.iinfo(dt).min, dt.name)
+    overflow = ctx.emit(
+        op.logical_and(ctx.emit(op.equal(a, lowest)), ctx.emit(op.equal(b, _c(-1, dt.name))))
+    )
+    return ctx.emit(op.where(overflow, _c(1, dt.name), b))
+
+
 @lowers("div")
 def _div(ctx: LowerContext, args: list) -> Expr:
     # Relax divide truncates integers toward zero, as the IR does.
-    return op.divide(args[0], args[1])
+    a, b = args
+    if not _dtype(ctx).startswith("float"):
+        b = _safe_divisor(ctx, a, b)
+    return op.divide(a, b)
 
 
 @lowers("mod")
 def _mod(ctx: LowerContext, args: list) -> Expr:
     a, b = args
     dt = _dtype(ctx)
+    if not dt.startswith("float"):
+        b = _safe_divisor(ctx, a, b)
     if ctx.attrs["fmod"]:
         return op.mod(a, b)
     if not dt.startswith("float"):
