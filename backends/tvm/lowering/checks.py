@@ -53,7 +53,6 @@ def _kernel(
     rank = len(shape)
     with IRBuilder() as ib:
         with T.prim_func(s_tir=True):
-            T.func_name("runtime_check")
             dims = [tirx.Var(f"d{i}", "int64") for i in range(rank)]
             x = T.arg("x", T.buffer(dims, dtype))
             sizes = [T.arg(f"n{j}", tirx.Var(f"n{j}", "int64")) for j in range(n_sizes)]
@@ -72,7 +71,9 @@ def _kernel(
                         with T.Assert(ok, [CHECK_MARK + message], kind):
                             pass
                         T.buffer_store(out, value, ivs)
-    return ib.get()
+    func = ib.get()
+    # Private: the block builder names each kernel apart; a symbol would clash.
+    return func.without_attr("global_symbol") if "global_symbol" in func.attrs else func
 
 
 def _call(
@@ -120,15 +121,18 @@ def checked_indices(
     return _call(ctx, func, x, sizes, shape, dtype)
 
 
-def checked_divisor(ctx: LowerContext, b: relax.Expr) -> relax.Expr:
-    """The node's second input ``b`` (an integer divisor) checked to hold no zero."""
+def checked_divisor(ctx: LowerContext, b: relax.Expr, minus_one_to_one: bool) -> relax.Expr:
+    """The node's second input ``b`` (an integer divisor) checked to hold no zero; with
+    ``minus_one_to_one``, -1 replaced by 1 (see ``elementwise._safe_divisor``)."""
     value = ctx.node.inputs[1]
     dtype = str(value.type.dtype)
     shape = ctx.shape_of(value.type.shape)
     message = f"{label(ctx)}: integer division by zero"
 
     def condition(v: Any, ivs: list[Any], ns: list[Any]) -> tuple[Any, Any]:
-        return v != tirx.const(0, dtype), v
+        one, minus_one = tirx.const(1, dtype), tirx.const(-1, dtype)
+        value = tirx.Select(v == minus_one, one, v) if minus_one_to_one else v
+        return v != tirx.const(0, dtype), value
 
     func = _kernel(shape, dtype, 0, condition, message, "ZeroDivisionError")
     return _call(ctx, func, b, [], shape, dtype)

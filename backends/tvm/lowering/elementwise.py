@@ -313,31 +313,42 @@ def _compare(ctx: LowerContext, args: list) -> Expr:
     return _COMPARE[ctx.node.op](a, b)
 
 
-def _safe_divisor(ctx: LowerContext, a: Expr, b: Expr) -> Expr:
-    """An integer divisor that cannot trap: zeros raise an error at run time (a check kernel,
-    unless ``b`` is a constant without zeros; onnxruntime raises too), and for signed types
-    ``min / -1`` divides by 1 instead, giving the wrapped quotient ``min`` (and remainder 0)
-    where x86's idiv would trap."""
+def _safe_divisor(ctx: LowerContext, b: Expr) -> tuple[Expr, Expr | None]:
+    """An integer divisor that cannot trap, and where it was -1 (None: nowhere).
+
+    Zeros raise an error at run time (onnxruntime raises too). A signed -1 becomes 1:
+    ``min / -1`` traps in x86's idiv; ``x / -1`` is then ``-x`` (``min`` wrapping to itself)
+    and ``x % -1`` is 0, as ``x % 1``. Both happen in the check kernel, whose result LLVM
+    cannot see through (a ``where`` in the dividing kernel itself does not do: TVM's
+    simplifier folds an int32 ``a == min`` to false, and LLVM divides before selecting), or
+    at compile time for a constant divisor without zeros. Without checks: ``b`` as it is."""
     dt = np.dtype(_dtype(ctx))
+    signed = dt.kind == "i"
     const = ctx.node.inputs[1].const
-    if ctx.checks and (const is None or not const.all()):
-        b = checked_divisor(ctx, b)
-    if dt.kind != "i" or (const is not None and not (const == -1).any()):
-        return b
-    lowest = _c(np.iinfo(dt).min, dt.name)
-    overflow = ctx.emit(
-        op.logical_and(ctx.emit(op.equal(a, lowest)), ctx.emit(op.equal(b, _c(-1, dt.name))))
-    )
-    return ctx.emit(op.where(overflow, _c(1, dt.name), b))
+    if const is not None and const.all():
+        if not signed or not (const == -1).any():
+            return b, None
+        safe = np.where(const == -1, 1, const).astype(dt)
+        return relax.const(safe, dt.name), relax.const(const == -1, "bool")
+    if not ctx.checks:
+        return b, None
+    safe = checked_divisor(ctx, b, minus_one_to_one=signed)
+    if not signed:
+        return safe, None
+    return safe, ctx.emit(op.equal(b, _c(-1, dt.name)))
 
 
 @lowers("div")
 def _div(ctx: LowerContext, args: list) -> Expr:
     # Relax divide truncates integers toward zero, as the IR does.
     a, b = args
-    if not _dtype(ctx).startswith("float"):
-        b = _safe_divisor(ctx, a, b)
-    return op.divide(a, b)
+    if _dtype(ctx).startswith("float"):
+        return op.divide(a, b)
+    b, minus_one = _safe_divisor(ctx, b)
+    quotient = op.divide(a, b)
+    if minus_one is None:
+        return quotient
+    return op.where(minus_one, ctx.emit(op.negative(a)), ctx.emit(quotient))
 
 
 @lowers("mod")
@@ -345,7 +356,7 @@ def _mod(ctx: LowerContext, args: list) -> Expr:
     a, b = args
     dt = _dtype(ctx)
     if not dt.startswith("float"):
-        b = _safe_divisor(ctx, a, b)
+        b, _ = _safe_divisor(ctx, b)
     if ctx.attrs["fmod"]:
         return op.mod(a, b)
     if not dt.startswith("float"):
