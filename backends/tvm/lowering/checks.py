@@ -130,8 +130,9 @@ def checked_divisor(ctx: LowerContext, b: relax.Expr, minus_one_to_one: bool) ->
     message = f"{label(ctx)}: integer division by zero"
 
     def condition(v: Any, ivs: list[Any], ns: list[Any]) -> tuple[Any, Any]:
-        one, minus_one = tirx.const(1, dtype), tirx.const(-1, dtype)
-        value = tirx.Select(v == minus_one, one, v) if minus_one_to_one else v
+        value = v
+        if minus_one_to_one:
+            value = tirx.Select(v == tirx.const(-1, dtype), tirx.const(1, dtype), v)
         return v != tirx.const(0, dtype), value
 
     func = _kernel(shape, dtype, 0, condition, message, "ZeroDivisionError")
