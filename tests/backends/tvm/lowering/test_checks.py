@@ -253,3 +253,17 @@ def test_lowest_divided_by_constant_minus_one_wraps(dtype: str) -> None:
     np.testing.assert_array_equal(q, [lowest, -7, lowest // 2])
     g = single_op_graph("mod", [a, b], {"fmod": False}, const_inputs=[1])
     np.testing.assert_array_equal(run_tvm(g, {"in0": a})[0], [0, 0, 0])
+
+
+def test_one_hot_index_out_of_range_gives_an_all_off_row_without_a_check() -> None:
+    """ONNX (and onnxruntime) define it: a row of off values. The lowering compares indices
+    with each class, which reads nothing out of bounds, so it needs no check kernel."""
+    nodes = [helper.make_node("OneHot", ["i", "depth", "values"], ["y"], name="oh", axis=-1)]
+    inits = [("depth", np.array(3, np.int64)), ("values", np.array([0, 1], np.float32))]
+    model = _model(nodes, [("i", I64, [4])], [("y", F, [4, 3])], inits)
+    c = compiler.compile(model)
+    assert "runtime_check" not in lower_graph(c.graph).script()
+    out = Runtime.from_executable(c.executable, c.metadata).run(
+        {"i": np.array([0, 3, -4, -(1 << 40)], np.int64)}
+    )
+    np.testing.assert_array_equal(out["y"], [[1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
