@@ -278,12 +278,14 @@ def _stages(progress: Progress | None, names: Sequence[str] = ()) -> tuple[Stage
 
 
 def _import_and_lower(model: Any, opts: CompileOptions, stage: Stages) -> tuple[Graph, Source, Any]:
-    from backends.tvm import check_supported, lower_graph
+    from backends.tvm import check_supported, lower_graph, resolve_target
 
     graph, source = stage(
         "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
     )
     stage("optimize", lambda: optimize(graph, opts, quiet=stage.quiet))
     check_supported(graph)
-    mod = stage("lower", lambda: lower_graph(graph))
+    # Run-time checks are host loops: CPU targets only (backends/tvm/lowering/checks.py).
+    checks = opts.runtime_checks and resolve_target(opts.target).kind != "cuda"
+    mod = stage("lower", lambda: lower_graph(graph, runtime_checks=checks))
     return graph, source, mod

@@ -82,6 +82,15 @@ class CompileOptions:
             "targets; on by default: one graph launch per run instead of one per kernel)",
         },
     )
+    runtime_checks: bool = field(
+        default=True,
+        metadata={
+            "flag": "--no-runtime-checks",
+            "help": "leave out the run-time checks of indices (gather, scatter) and integer "
+            "divisors known only at run time (CPU targets; on by default: bad input data then "
+            "raises an error instead of crashing the process)",
+        },
+    )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CompileOptions:

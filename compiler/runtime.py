@@ -33,6 +33,10 @@ from compiler.ir.types import dtype as dtype_of
 from compiler.ir.types import from_storage, to_storage
 
 ALIGNMENT = 64  # TVM's generated code assumes inputs this aligned (tvm.runtime.from_dlpack)
+CHECK_MARK = "nnxc run-time check: "
+"""Starts the message of every run-time check in generated code
+(``backends/tvm/lowering/checks.py``): an error carrying it is bad input data, reported as an
+``InputError``."""
 _KDL_CPU = 1
 
 
@@ -143,10 +147,23 @@ class Runtime:
         args = self.check_inputs(feeds)
         if not self._on_cpu:
             return self._run_on_gpu(feeds, args, as_numpy)
-        result = self._main(*args)
+        result = self._call(args)
         if not as_numpy:
             return {p.name: result[i] for i, p in enumerate(self._outs)}
         return {p.name: self._to_numpy(result[i], p) for i, p in enumerate(self._outs)}
+
+    def _call(self, args: list[Any]) -> Any:
+        """The model's ``main`` on ``args``; a failed run-time check (an index out of range,
+        an integer division by zero) becomes an InputError naming the op and the node."""
+        try:
+            return self._main(*args)
+        except Exception as e:  # noqa: BLE001 - TVM raises the kind the check names
+            text = str(e)
+            at = text.find(CHECK_MARK)
+            if at < 0:
+                raise
+            message = text[at + len(CHECK_MARK) :].splitlines()[0].strip()
+            raise InputError(message) from None
 
     def _run_on_gpu(self, feeds: Mapping[str, Any], args: list[Any], as_numpy: bool) -> dict:
         """Kernels run on TVM's current stream of the device: PyTorch's current one when
@@ -160,7 +177,7 @@ class Runtime:
         with context:
             if self._copied and tvm_ffi.get_raw_stream(self.device):
                 self.device.sync()
-            result = self._main(*args)
+            result = self._call(args)
             outs = [result[i] for i in range(len(self._outs))]
             if as_numpy:
                 self.device.sync(tvm_ffi.get_raw_stream(self.device))

@@ -33,6 +33,10 @@ Shared by every target (the GPU rules schedule their fused kernels too:
   cross-thread reductions match only the reducers in TVM's registry, whose float max starts
   at the lowest finite value; registering ours from Python crashes the process at exit.)
   float64 has no wider type and keeps TVM's max on GPUs.
+- take (gather) in "fast" mode: a plain TE gather, as TOPI's fast mode computes, without its
+  build-time warning that out-of-range indices segfault: the lowering checks indices known
+  only at run time before they reach the gather (``lowering/checks.py``), unless the model
+  was compiled without run-time checks.
 """
 
 from __future__ import annotations
@@ -162,6 +166,26 @@ def _legalize_half_mod(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     return default(bb, call)
 
 
+def take_te(data: te.Tensor, indices: te.Tensor, axis: int) -> te.Tensor:
+    """``data`` gathered along ``axis`` at ``indices`` (all in range, none negative)."""
+    axis %= len(data.shape)
+    r = len(indices.shape)
+    shape = [*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]]
+
+    def at(*i):
+        index = indices[i[axis : axis + r]].astype("int64")
+        return data[(*i[:axis], index, *i[axis + r :])]
+
+    return te.compute(shape, at, name="take")
+
+
+def _legalize_take(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    if call.attrs.mode == "fast" and call.attrs.axis is not None:
+        return bb.call_te(take_te, *call.args, int(call.attrs.axis), primfunc_name_hint="take")
+    default = tvm.ir.Op.get("relax.take").get_attr("FLegalize")
+    return default(bb, call)
+
+
 def legalize_ops(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
     """``LegalizeOps`` with nnxc's rules for ``target`` (see module doc; None: the CPU's);
     every other op as TVM lowers it."""
@@ -175,5 +199,6 @@ def legalize_ops(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
         "relax.erf": _legalize_erf,
         "relax.nn.softmax": functools.partial(_legalize_softmax, gpu=gpu),
         "relax.max": functools.partial(_legalize_max, gpu=gpu),
+        "relax.take": _legalize_take,
     }
     return relax.transform.LegalizeOps(customize_legalize_map=rules)

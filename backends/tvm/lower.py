@@ -167,9 +167,9 @@ class _Function:
         bb = self.low.bb
         try:
             if node.op != "cast" and _emulated(node):
-                result = _lower_widened(bb, node, self.shape_of, self.read)
+                result = _lower_widened(bb, node, self.shape_of, self.read, self.low.checks)
             else:
-                ctx = LowerContext(bb, node, self.shape_of)
+                ctx = LowerContext(bb, node, self.shape_of, self.low.checks)
                 result = RULES[node.op](ctx, [self.read(v) for v in node.inputs])
         except Exception as e:  # noqa: BLE001 - re-raised with the node named
             raise LoweringError(f"lowering {node.op} node {_label(node)!r}: {e}") from e
@@ -247,8 +247,10 @@ class _Function:
 class _Lowering:
     """The module being built: the block builder, names taken, functions made for regions."""
 
-    def __init__(self) -> None:
+    def __init__(self, checks: bool = True) -> None:
         self.bb = relax.BlockBuilder()
+        self.checks = checks
+        """Whether rules emit run-time checks (``lowering/checks.py``)."""
         self.taken: set[str] = {"main"}
         self.functions: dict[int, relax.GlobalVar] = {}
         """id of an ``if``'s region -> its function; id of a ``loop`` node -> its driver."""
@@ -358,9 +360,11 @@ class _Lowering:
         return bb.emit(relax.Tuple([nxt, limit, next_go, *ys[1 : 1 + k], *state[k:], *grown]))
 
 
-def lower_graph(graph: Graph) -> tvm.IRModule:
+def lower_graph(graph: Graph, runtime_checks: bool = True) -> tvm.IRModule:
+    """``runtime_checks``: guard indices and integer divisors known only at run time
+    (``lowering/checks.py``); off for targets whose kernels cannot run them (CUDA)."""
     check_supported(graph)
-    low = _Lowering()
+    low = _Lowering(runtime_checks)
     low.regions_of(graph)
     fn = _Function(low)
     with low.bb.function("main", fn.params(graph.inputs)):
@@ -380,6 +384,7 @@ def _lower_widened(
     node: Node,
     shape_of: Any,
     read: Any,
+    checks: bool = True,
 ) -> list[relax.Expr]:
     """Lower ``node`` as if its emulated dtypes were float32 (int32 for ints): operands are
     decoded, the op's own rule runs on a copy of the node retyped that way, and each result
@@ -408,7 +413,7 @@ def _lower_widened(
             args.append(read(v) if w is v else relax.const(np.require(w.const, requirements="C")))
         else:
             args.append(bb.emit(convert(bb, read(v), v.dtype, w.dtype)))
-    result = RULES[node.op](LowerContext(bb, shadow, shape_of), args)
+    result = RULES[node.op](LowerContext(bb, shadow, shape_of, checks), args)
     results = list(result) if isinstance(result, list | tuple) else [result]
     if len(results) != len(node.outputs):
         raise LoweringError(f"rule for {node.op} gave {len(results)} results")

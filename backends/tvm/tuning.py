@@ -195,6 +195,8 @@ def _tune(mod, target, records_dir, trials, say, seed, quiet, remote) -> list[Ta
         t
         for t in ms.relax_integration.extract_tasks(fused, tvm_target)
         if not t.mod.attrs.get("tirx.is_scheduled", False)
+        # nor kernels scheduled by hand (run-time checks: lowering/checks.py)
+        and not any(_is_scheduled(f) for f in t.mod.functions.values())
     ]
     database = open_records(records_dir, create=True)
     builder = ms.builder.LocalBuilder(

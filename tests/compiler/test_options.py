@@ -51,6 +51,7 @@ def test_flags_parse_into_options() -> None:
             "--precision",
             "fp16",
             "--no-cuda-graph",
+            "--no-runtime-checks",
         ]
     )
     opts = CompileOptions.from_kwargs(**options_from_args(args))
@@ -63,6 +64,7 @@ def test_flags_parse_into_options() -> None:
         time_passes=True,
         precision="fp16",
         cuda_graph=False,
+        runtime_checks=False,
     )
 
 

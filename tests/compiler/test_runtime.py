@@ -291,3 +291,101 @@ def test_concurrent_compiles_leave_one_whole_artifact(tiny_onnx: Path, tmp_path:
     (batch,) = {rt.inputs[0].shape[0]} & {2, 5}
     x = np.ones((batch, 4), np.float32)
     np.testing.assert_allclose(rt.run({"x": x})["y"], tiny_expected(x), rtol=1e-5)
+
+
+# -- run-time checks (backends/tvm/lowering/checks.py): bad data is an InputError, no crash ------
+BAD_DATA_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import compiler
+    from compiler.errors import InputError
+
+    rt = compiler.load(sys.argv[1], threads=1)
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    good = {"x": x, "i": np.array([4, -5], np.int64), "a": np.array([7, -7], np.int32),
+            "b": np.array([2, -1], np.int32)}
+    report = {"errors": []}
+    for name, value in (("i", np.array([1 << 40, 0])), ("i", np.array([0, -6])),
+                        ("b", np.array([3, 0], np.int32))):
+        try:
+            rt.run({**good, name: value.astype(good[name].dtype)})
+            report["errors"].append(None)
+        except InputError as e:
+            report["errors"].append(str(e))
+    out = rt.run(good)
+    report["y"], report["q"] = out["y"].tolist(), out["q"].tolist()
+    import tvm.base
+
+    report["runtime_only"] = bool(tvm.base._RUNTIME_ONLY)
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def bad_data_so(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gather (an index input) and integer Div (a divisor input) in one artifact."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Gather", ["x", "i"], ["y"], name="lookup", axis=0),
+        helper.make_node("Div", ["a", "b"], ["q"], name="ratio"),
+    ]
+    info = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        nodes,
+        "bad_data",
+        [
+            info("x", TensorProto.FLOAT, [5, 2]),
+            info("i", TensorProto.INT64, [2]),
+            info("a", TensorProto.INT32, [2]),
+            info("b", TensorProto.INT32, [2]),
+        ],
+        [info("y", TensorProto.FLOAT, [2, 2]), info("q", TensorProto.INT32, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    path = tmp_path_factory.mktemp("bad_data") / "bad_data.so"
+    compiler.compile(model).export(path)
+    return path
+
+
+def test_bad_data_raises_input_error_and_the_process_survives(bad_data_so: Path) -> None:
+    """In a child process loading with TVM's runtime alone (a crash would be a signal there,
+    not a failed assertion here): an index far out of range (a segfault in TOPI's gather), a
+    negative one past the axis, an integer division by zero (SIGFPE) each raise InputError
+    naming the node; the same Runtime then runs good data."""
+    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", BAD_DATA_SCRIPT, str(bad_data_so)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    gather = "gather node 'lookup': an index is out of range [-5, 5) on axis 0"
+    assert report["errors"] == [gather, gather, "div node 'ratio': integer division by zero"]
+    assert report["y"] == [[8.0, 9.0], [0.0, 1.0]]
+    assert report["q"] == [3, 7]
+    assert report["runtime_only"]
+
+
+def test_other_run_errors_are_not_input_errors(bad_data_so: Path) -> None:
+    """Only a failed check becomes an InputError; ``_call`` re-raises anything else."""
+    rt = compiler.load(bad_data_so)
+
+    def failing(*args):
+        raise RuntimeError("device lost")
+
+    rt._main = failing
+    feeds = {
+        "x": np.zeros((5, 2), np.float32),
+        "i": np.zeros(2, np.int64),
+        "a": np.ones(2, np.int32),
+        "b": np.ones(2, np.int32),
+    }
+    with pytest.raises(RuntimeError, match="device lost"):
+        rt.run(feeds)

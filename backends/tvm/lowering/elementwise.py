@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tvm import relax, topi
 
+from .checks import checked_divisor
 from .dtypes import convert
 from .registry import LowerContext, lowers
 
@@ -312,16 +313,50 @@ def _compare(ctx: LowerContext, args: list) -> Expr:
     return _COMPARE[ctx.node.op](a, b)
 
 
+def _safe_divisor(ctx: LowerContext, b: Expr) -> tuple[Expr, Expr | None]:
+    """An integer divisor that cannot trap, and where it was -1 (None: nowhere).
+
+    Zeros raise an error at run time (onnxruntime raises too). A signed -1 becomes 1:
+    ``min / -1`` traps in x86's idiv; ``x / -1`` is then ``-x`` (``min`` wrapping to itself)
+    and ``x % -1`` is 0, as ``x % 1``. Both happen in the check kernel, whose result LLVM
+    cannot see through (a ``where`` in the dividing kernel itself does not do: TVM's
+    simplifier folds an int32 ``a == min`` to false, and LLVM divides before selecting), or
+    at compile time for a constant divisor without zeros. Without checks: ``b`` as it is."""
+    dt = np.dtype(_dtype(ctx))
+    signed = dt.kind == "i"
+    const = ctx.node.inputs[1].const
+    if const is not None and const.all():
+        if not signed or not (const == -1).any():
+            return b, None
+        safe = np.where(const == -1, 1, const).astype(dt)
+        return relax.const(safe, dt.name), relax.const(const == -1, "bool")
+    if not ctx.checks:
+        return b, None
+    safe = checked_divisor(ctx, b, minus_one_to_one=signed)
+    if not signed:
+        return safe, None
+    return safe, ctx.emit(op.equal(b, _c(-1, dt.name)))
+
+
 @lowers("div")
 def _div(ctx: LowerContext, args: list) -> Expr:
     # Relax divide truncates integers toward zero, as the IR does.
-    return op.divide(args[0], args[1])
+    a, b = args
+    if _dtype(ctx).startswith("float"):
+        return op.divide(a, b)
+    b, minus_one = _safe_divisor(ctx, b)
+    quotient = op.divide(a, b)
+    if minus_one is None:
+        return quotient
+    return op.where(minus_one, ctx.emit(op.negative(a)), ctx.emit(quotient))
 
 
 @lowers("mod")
 def _mod(ctx: LowerContext, args: list) -> Expr:
     a, b = args
     dt = _dtype(ctx)
+    if not dt.startswith("float"):
+        b, _ = _safe_divisor(ctx, b)
     if ctx.attrs["fmod"]:
         return op.mod(a, b)
     if not dt.startswith("float"):

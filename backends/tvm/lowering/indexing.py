@@ -1,8 +1,10 @@
 """Lowering of indexing ops: gather/scatter families, trilu, one_hot.
 
 The IR lets indices be negative (counted from the end of their axis); TOPI's kernels
-mostly do not, so each rule first maps them into range: at compile time for constant
-indices, else with ``where(i < 0, i + size, i)``.
+mostly do not, and read out of bounds for an index out of range. So each rule first maps
+indices into range: at compile time for constant indices known to be in range, else with
+a run-time check kernel that raises for an index out of range and shifts negative ones
+(``checks.checked_indices``), or, with checks off, ``where(i < 0, i + size, i)``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
+from .checks import checked_indices
 from .registry import LowerContext, lowers
 
 _REDUCTION = {"none": "update", "add": "add", "mul": "mul", "max": "max", "min": "min"}
@@ -28,22 +31,31 @@ def _sizes(ctx: LowerContext, sizes: list[Any], dtype: str, scalar: bool) -> rel
 
 
 def _in_range(
-    ctx: LowerContext, index: int, expr: relax.Expr, sizes: list[Any], scalar: bool = True
+    ctx: LowerContext,
+    index: int,
+    expr: relax.Expr,
+    sizes: list[Any],
+    scalar: bool = True,
+    where: str = "",
 ) -> relax.Expr:
-    """Indices (node input ``index``) with negatives shifted by the size of their axis.
+    """Indices (node input ``index``) with negatives shifted by the size of their axis,
+    checked at run time unless they are constants known to be in range.
 
     ``sizes`` are Relax shape entries: one per index when ``scalar``, else the sizes of the
-    axes the last index dimension addresses (gather_nd, scatter_nd).
+    axes the last index dimension addresses (gather_nd, scatter_nd). ``where`` names those
+    axes in the check's message.
     """
     value = ctx.node.inputs[index]
     dtype = value.type.dtype
-    if value.const is not None:
-        if all(isinstance(s, int) for s in sizes):
-            size = sizes[0] if scalar else np.asarray(sizes)
+    if value.const is not None and all(isinstance(s, int) for s in sizes):
+        size = sizes[0] if scalar else np.asarray(sizes)
+        if ((value.const >= -size) & (value.const < size)).all():
             fixed = np.where(value.const < 0, value.const + size, value.const)
             return relax.const(fixed.astype(dtype), dtype)  # astype copies; keeps rank 0
-        if (value.const >= 0).all():
-            return expr
+    if ctx.checks:
+        return checked_indices(ctx, index, expr, sizes, scalar, where)
+    if value.const is not None and (value.const >= 0).all():
+        return expr
     size = _sizes(ctx, sizes, dtype, scalar)
     negative = ctx.emit(relax.op.less(expr, relax.const(0, dtype)))
     shifted = ctx.emit(relax.op.add(expr, size))
@@ -58,7 +70,7 @@ def _data_shape(ctx: LowerContext) -> list[Any]:
 def _gather(ctx: LowerContext, args: list) -> relax.Expr:
     data, indices = args
     axis = ctx.attrs["axis"]
-    indices = _in_range(ctx, 1, indices, [_data_shape(ctx)[axis]])
+    indices = _in_range(ctx, 1, indices, [_data_shape(ctx)[axis]], where=f"axis {axis}")
     return relax.op.take(data, indices, axis=axis)
 
 
@@ -66,14 +78,15 @@ def _gather(ctx: LowerContext, args: list) -> relax.Expr:
 def _gather_elements(ctx: LowerContext, args: list) -> relax.Expr:
     data, indices = args
     axis = ctx.attrs["axis"]
-    indices = _in_range(ctx, 1, indices, [_data_shape(ctx)[axis]])
+    indices = _in_range(ctx, 1, indices, [_data_shape(ctx)[axis]], where=f"axis {axis}")
     return relax.op.gather_elements(data, indices, axis=axis)
 
 
 def _nd_indices(ctx: LowerContext, indices: relax.Expr, batch_dims: int) -> relax.Expr:
     k = ctx.node.inputs[1].type.shape[-1]
     sizes = _data_shape(ctx)[batch_dims : batch_dims + k]
-    indices = _in_range(ctx, 1, indices, sizes, scalar=False)
+    axes = ", ".join(str(a) for a in range(batch_dims, batch_dims + k))
+    indices = _in_range(ctx, 1, indices, sizes, scalar=False, where=f"axes {axes}")
     return _as_int64(ctx, indices)
 
 
@@ -105,7 +118,7 @@ def _scatter_elements(ctx: LowerContext, args: list) -> relax.Expr:
     axis = ctx.attrs["axis"]
     reduction = _REDUCTION[ctx.attrs["reduction"]]
     data_t, index_t = ctx.node.inputs[0].type, ctx.node.inputs[1].type
-    indices = _in_range(ctx, 1, indices, [_data_shape(ctx)[axis]])
+    indices = _in_range(ctx, 1, indices, [_data_shape(ctx)[axis]], where=f"axis {axis}")
     if _topi_scatter_layout_ok(data_t.shape, index_t.shape, axis):
         return relax.op.scatter_elements(data, indices, updates, axis=axis, reduction=reduction)
     # Otherwise: full coordinates for every update, and scatter_nd.

@@ -20,6 +20,8 @@ class LowerContext:
     node: Node
     shape_of: Callable[[Sequence[int | str]], list[Any]]
     """IR shape -> Relax shape entries (ints and the tir.Var of each named dim)."""
+    checks: bool = True
+    """Whether rules guard operands known only at run time (``checks.py``)."""
 
     @property
     def attrs(self) -> dict[str, Any]:

@@ -91,3 +91,13 @@ def test_float16_fmod_on_cuda_is_exact():
     got = tvm.runtime.tensor(np.zeros(64, np.float16))
     kernel(tvm.runtime.tensor(x), tvm.runtime.tensor(y), got)
     np.testing.assert_array_equal(got.numpy(), np.fmod(x, y))
+
+
+def test_take_builds_without_the_fast_mode_warning(capfd: pytest.CaptureFixture[str]) -> None:
+    """Gathers use our take (indices are checked before it): TOPI's fast mode would print
+    "Fast mode segfaults when there are out-of-bounds indices" at every build."""
+    data = np.arange(12, dtype=np.float32).reshape(4, 3)
+    index = np.array([[3, -4], [0, 1]], np.int64)
+    check_op("gather", [data, index], {"axis": 0}, expected=[np.take(data, index, axis=0)])
+    check_op("gather", [data, np.array(2)], {"axis": 1}, expected=[data[:, 2]])
+    assert "Fast mode" not in capfd.readouterr().err
