@@ -253,10 +253,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from compiler.driver import import_model, optimize
     from compiler.ir.text import print_graph
+    from compiler.limits import memory_limit
 
     opts = CompileOptions.from_kwargs(**options_from_args(args))
-    graph, source = import_model(args.model, opts.input_shapes or None, None, opts.function)
-    optimize(graph, opts, out=sys.stdout)
+    with memory_limit(opts.max_memory):
+        graph, source = import_model(args.model, opts.input_shapes or None, None, opts.function)
+        optimize(graph, opts, out=sys.stdout)
     print(print_graph(graph, large_constants="elide"))
     nodes = list(walk(graph))
     hist = Counter(n.op for n in nodes)

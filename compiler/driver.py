@@ -16,7 +16,9 @@ from compiler.artifact import Metadata, TensorInfo, write_artifact
 from compiler.errors import NnxcError
 from compiler.frontends.base import Source, frontend_for
 from compiler.ir.graph import Graph
+from compiler.ir.resources import check_memory
 from compiler.ir.types import TensorType
+from compiler.limits import memory_limit
 from compiler.options import CompileOptions
 
 Progress = Callable[[str], None]
@@ -231,10 +233,12 @@ def _import_and_lower(
 ) -> tuple[Graph, Source, Any]:
     from backends.tvm import check_supported, lower_graph
 
-    graph, source = stage(
-        "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
-    )
-    stage("optimize", lambda: optimize(graph, opts))
-    check_supported(graph)
-    mod = stage("lower", lambda: lower_graph(graph))
+    with memory_limit(opts.max_memory):
+        graph, source = stage(
+            "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
+        )
+        stage("optimize", lambda: optimize(graph, opts))
+        check_memory(graph)
+        check_supported(graph)
+        mod = stage("lower", lambda: lower_graph(graph))
     return graph, source, mod

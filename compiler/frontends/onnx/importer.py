@@ -32,7 +32,7 @@ from . import (  # noqa: F401  (registers the converters)
     tensor,
     vision,
 )
-from .loader import check_complete, load_model, tensor_to_array
+from .loader import check_complete, check_total, load_model, tensor_to_array
 from .registry import NodeContext, find_converter, onnx_dtype
 
 InputShapes = Mapping[str, Any]
@@ -114,6 +114,7 @@ def import_onnx(
     builder = Builder(graph)
     env: dict[str, Value] = {}
 
+    check_total(g_onnx.initializer)
     for init in g_onnx.initializer:
         env[init.name] = graph.constant(tensor_to_array(init, base), init.name)
     shapes = dict(input_shapes or {})
