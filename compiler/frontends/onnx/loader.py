@@ -29,7 +29,12 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise ModelLoadError(f"{p}: cannot read: {e.strerror}") from None
     try:
         model = onnx.ModelProto.FromString(data)
-    except Exception:  # noqa: BLE001 - protobuf raises DecodeError and friends
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        if "depth" in str(e).lower() or isinstance(e, RecursionError):
+            raise ModelLoadError(
+                f"{p}: messages nested deeper than protobuf reads (at most 100 levels: about "
+                "30 levels of subgraphs); refused"
+            ) from None
         raise ModelLoadError(f"{p}: not an ONNX model (protobuf does not parse)") from None
     check_complete(model, str(p))
     return model

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from onnxutil import nested_if_model
 
 from compiler.errors import ModelLoadError, ResourceLimitError
 from compiler.frontends.onnx import import_onnx
@@ -144,3 +145,9 @@ def test_tensor_attribute_is_checked_before_reading() -> None:
     model = _model([], [helper.make_node("Constant", [], ["y"], value=value)])
     with pytest.raises(ResourceLimitError, match="Constant node .*tensor attribute 'value'"):
         import_onnx(model)
+
+
+def test_file_nested_deeper_than_protobuf_reads_is_a_clear_error(tmp_path: Path) -> None:
+    onnx.save(nested_if_model(40), tmp_path / "deep.onnx")  # 120 message levels
+    with pytest.raises(ModelLoadError, match="nested deeper than protobuf reads"):
+        import_onnx(tmp_path / "deep.onnx")
