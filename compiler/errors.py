@@ -41,4 +41,4 @@ class ArtifactError(NnxcError):
 
 class ResourceLimitError(NnxcError):
     """The model needs more than nnxc allows: a tensor or the constants over --max-memory,
-    subgraphs nested too deep, an archive unpacking to far more than its size."""
+    subgraphs nested too deep. (An archive unpacking too large is a ModelLoadError.)"""
