@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import onnx
 import pytest
 import tvm
+from onnx import helper
 from tvm import s_tir, te
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 
+import compiler
 from backends.tvm.schedules import inline
 
 
@@ -61,3 +65,48 @@ def test_both_paths_give_the_same_function() -> None:
     sch = s_tir.Schedule(func)
     measured, _ = inline._inline_measured(sch, normalize_prim_func(sch))  # noqa: SLF001
     tvm.ir.assert_structural_equal(fast.mod, measured.mod)
+
+
+def _diamonds(n: int) -> onnx.ModelProto:
+    """``n`` steps of ``t - relu(t)`` over a small tensor: fused into one kernel where t feeds
+    two blocks, so inlining copies it (2^n copies of x if all were inlined)."""
+    nodes, prev = [], "x"
+    for i in range(n):
+        out = "y" if i == n - 1 else f"t{i}"
+        nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+        nodes.append(helper.make_node("Sub", [prev, f"r{i}"], [out]))
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        "diamonds",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_each_refused_inline_is_measured_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[tuple[str, str]] = []
+    measured: list[tuple[str, str]] = []
+    for kind in ("compute_inline", "reverse_compute_inline"):
+        real = getattr(s_tir.Schedule, kind)
+
+        def spy(self, block, real=real, kind=kind):
+            tried.append((kind, self.get(block).name_hint))
+            return real(self, block)
+
+        monkeypatch.setattr(s_tir.Schedule, kind, spy)
+    script = tvm.ir.IRModule.script
+
+    def measuring(self, *args, **kwargs):
+        measured.append(tried[-1] if tried else ("", ""))
+        return script(self, *args, **kwargs)
+
+    monkeypatch.setattr(tvm.ir.IRModule, "script", measuring)
+    m = compiler.compile(_diamonds(25))
+    x = np.linspace(-2, 2, 4, dtype=np.float32).reshape(1, 4)
+    np.testing.assert_allclose(m.run({"x": x})["y"], np.minimum(x, 0))
+    assert measured, "the chain should reach the measured path"
+    # Retrying each refused inline after every success was quadratic (and slow: each
+    # measure prints a function near the bound).
+    assert len(measured) == len(set(measured)), "an inline was measured twice"
