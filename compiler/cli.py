@@ -329,6 +329,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from compiler.driver import import_model, optimize
     from compiler.ir.text import print_graph
+    from compiler.limits import memory_limit
 
     if args.graph:
         from compiler.ir.dot import picture_format
@@ -337,8 +338,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if args.graph_max_nodes < 1:
             raise NnxcError(f"--graph-max-nodes must be 1 or more, not {args.graph_max_nodes}")
     opts = CompileOptions.from_kwargs(**options_from_args(args))
-    graph, source = import_model(args.model, opts.input_shapes or None, None, opts.function)
-    optimize(graph, opts, out=sys.stderr if args.json else sys.stdout)
+    with memory_limit(opts.max_memory):
+        graph, source = import_model(args.model, opts.input_shapes or None, None, opts.function)
+        optimize(graph, opts, out=sys.stderr if args.json else sys.stdout)
     nodes = list(walk(graph))
     hist = Counter(n.op for n in nodes)
     if args.graph:

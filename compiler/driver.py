@@ -16,7 +16,9 @@ from compiler.artifact import Metadata, TensorInfo, write_artifact
 from compiler.errors import NnxcError
 from compiler.frontends.base import Source, frontend_for
 from compiler.ir.graph import Graph
+from compiler.ir.resources import check_memory
 from compiler.ir.types import TensorType
+from compiler.limits import memory_limit
 from compiler.options import CompileOptions
 from compiler.progress import bar
 
@@ -280,12 +282,14 @@ def _stages(progress: Progress | None, names: Sequence[str] = ()) -> tuple[Stage
 def _import_and_lower(model: Any, opts: CompileOptions, stage: Stages) -> tuple[Graph, Source, Any]:
     from backends.tvm import check_supported, lower_graph, resolve_target
 
-    graph, source = stage(
-        "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
-    )
-    stage("optimize", lambda: optimize(graph, opts, quiet=stage.quiet))
-    check_supported(graph)
     # Run-time checks are host loops: CPU targets only (backends/tvm/lowering/checks.py).
     checks = opts.runtime_checks and resolve_target(opts.target).kind != "cuda"
-    mod = stage("lower", lambda: lower_graph(graph, runtime_checks=checks))
+    with memory_limit(opts.max_memory):
+        graph, source = stage(
+            "import", lambda: import_model(model, opts.input_shapes or None, None, opts.function)
+        )
+        stage("optimize", lambda: optimize(graph, opts, quiet=stage.quiet))
+        check_memory(graph)
+        check_supported(graph)
+        mod = stage("lower", lambda: lower_graph(graph, runtime_checks=checks))
     return graph, source, mod

@@ -37,3 +37,8 @@ class InputError(NnxcError):
 
 class ArtifactError(NnxcError):
     """A file that is not an nnxc artifact, or one this nnxc/TVM cannot load."""
+
+
+class ResourceLimitError(NnxcError):
+    """The model needs more than nnxc allows: a tensor or the constants over --max-memory,
+    subgraphs nested too deep. (An archive unpacking too large is a ModelLoadError.)"""

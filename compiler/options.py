@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from compiler.errors import NnxcError
+from compiler.limits import parse_size
 
 
 @dataclass
@@ -91,6 +92,24 @@ class CompileOptions:
             "raises an error instead of crashing the process)",
         },
     )
+
+    max_memory: int | str | None = field(
+        default=None,
+        metadata={
+            "metavar": "SIZE",
+            "help": "refuse, before allocating, a model whose constants (in all) or any one "
+            "tensor need more than SIZE bytes (8G, 512M, 64K or bytes; default: this machine's "
+            "memory)",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_memory, str):
+            self.max_memory = parse_size(self.max_memory)
+        elif self.max_memory is not None and (
+            isinstance(self.max_memory, bool) or self.max_memory <= 0
+        ):
+            raise NnxcError(f"max_memory {self.max_memory!r}: expected a positive size")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CompileOptions:

@@ -271,8 +271,10 @@ class _Lowering:
         name = sanitize(hint, self.taken)
         with self.bb.function(name, fn.params(region.inputs), private=True):
             outs = fn.block(region)
-            self.bb.emit_func_output(relax.Tuple(outs))
-        return self.bb.get().get_global_var(name)
+            # The builder hands back the function it already has when this one is equal to
+            # it (two branches computing the same): its name, not ``name``, is the one bound.
+            gv = self.bb.emit_func_output(relax.Tuple(outs))
+        return gv
 
     def regions_of(self, block: Block) -> None:
         """Functions for every region nested in ``block``, innermost first (a function cannot
@@ -321,8 +323,7 @@ class _Lowering:
                     twice = (step, params, n_state)
                     go_on = self.seq(lambda tw=twice: self._twice(*tw))
                 done = self.seq(lambda ps=params: self.bb.emit(relax.Tuple(ps)))
-                self.bb.emit_func_output(self.bb.emit(relax.If(running, go_on, done)))
-            step = self.bb.get().get_global_var(name)
+                step = self.bb.emit_func_output(self.bb.emit(relax.If(running, go_on, done)))
         assert step is not None
         return step
 

@@ -17,7 +17,12 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
-from compiler.errors import ConversionError, NeedsValueError, UnsupportedOpsError
+from compiler.errors import (
+    ConversionError,
+    NeedsValueError,
+    ResourceLimitError,
+    UnsupportedOpsError,
+)
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Value
 from compiler.ir.types import Dim
@@ -177,6 +182,8 @@ def run_converter(ctx: Ctx, fn: Callable[[Ctx], Result]) -> list[Value | None]:
         result = fn(ctx)
     except ConversionError:
         raise
+    except ResourceLimitError as e:  # named after the node, kept of its own type
+        raise ResourceLimitError(f"{ctx.op_type} node {ctx.name!r}: {e}") from None
     except Exception as e:  # noqa: BLE001 - shape/attr errors become node-named errors
         raise ctx.error(f"{type(e).__name__}: {e}") from e
     return [result] if isinstance(result, Value) else list(result)

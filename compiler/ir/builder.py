@@ -7,11 +7,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from compiler.limits import check_tensor
+
 from .fold import evaluate, foldable_inputs
 from .graph import Block, Graph, Region, Value
 from .ops import get_op
 from .ops.registry import OpDef
-from .types import IRTypeError, Type
+from .types import IRTypeError, TensorType, Type
 
 
 class Emitter(Protocol):
@@ -54,6 +56,9 @@ class Builder:
         in_types = [None if v is None else v.type for v in inputs]
         attrs = opdef.prepare(in_types, attrs or {})
         out_types = infer_node_types(opdef, in_types, attrs, regions)
+        for t in out_types:
+            if isinstance(t, TensorType) and t.is_static:
+                check_tensor(f"{name} result", t.shape, t.np_dtype.itemsize)
         if self.fold and not regions:
             arrays = foldable_inputs(opdef, inputs, attrs)
             if arrays is not None:

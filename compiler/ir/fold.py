@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from compiler.limits import fits
+
 from .graph import Value
 from .ops.registry import OpDef
 from .types import TensorType
@@ -44,6 +46,8 @@ def evaluate(
     """The op's outputs cast to the inferred dtypes, or None when too large to fold."""
     if any(t.size is None or t.size > FOLD_LIMIT for t in out_types):
         return None
+    if not fits(sum(t.size * t.np_dtype.itemsize for t in out_types)):
+        return None  # kept computed; compiler.ir.resources refuses it if it stays
     results = op.evaluate(arrays, attrs)
     out = []
     for r, t in zip(results, out_types, strict=True):

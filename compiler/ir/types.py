@@ -19,6 +19,7 @@ same width (uint8 for one byte holding the element's bit pattern), and convert e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,7 +207,7 @@ class TensorType:
         """Number of elements, or None when a dimension is symbolic."""
         if not self.is_static:
             return None
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python ints: numpy's int64 product wraps around
 
     @property
     def np_dtype(self) -> np.dtype:

@@ -128,6 +128,15 @@ def test_inspect_model_prints_ir_and_histogram(tiny_onnx: Path) -> None:
     assert re.search(r"^#\s+relu\s+1$", out, re.M)
 
 
+def test_max_memory_refusal_is_one_line(tiny_onnx: Path) -> None:
+    r = nnxc("inspect", tiny_onnx, "--max-memory", "40")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "nnxc: error: initializer 'w' of shape [4, 3] needs 48 B, over the memory limit of "
+        "40 B (--max-memory)"
+    ]
+
+
 def test_inspect_model_with_input_shape(tiny_onnx: Path) -> None:
     r = nnxc("inspect", tiny_onnx, "--input-shape", "x=2,4")
     assert r.returncode == 0, r.stderr

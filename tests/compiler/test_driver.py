@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 import compiler
-from compiler.errors import ModelLoadError, NnxcError, UnsupportedOpsError
+from compiler.errors import ModelLoadError, NnxcError, ResourceLimitError, UnsupportedOpsError
 
 pytest.register_assert_rewrite("models_fixture")
 
@@ -242,3 +242,14 @@ def test_weights_are_the_models(tmp_path: Path) -> None:
     x = np.ones((1, 4), np.float32)
     out = compiler.compile(model).run({"x": x})
     np.testing.assert_allclose(out["y"], np.maximum(x @ -TINY_W, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_max_memory_refuses_a_constant_before_allocating() -> None:
+    with pytest.raises(ResourceLimitError, match=r"initializer 'w' of shape \[4, 3\] needs 48 B"):
+        compiler.compile(tiny_model(), max_memory=40)
+
+
+def test_max_memory_is_checked_over_the_optimized_graph() -> None:
+    # x (600x4 float32, 9600 B) is over 8 KiB; every tensor the frontend builds is under it.
+    with pytest.raises(ResourceLimitError, match=r"input 'x': float32\[600, 4\] needs 9.4 KiB"):
+        compiler.compile(tiny_model(batch=600), max_memory="8K")

@@ -91,3 +91,19 @@ def test_parse_shape_binding(text: str, expected: tuple) -> None:
 def test_parse_shape_binding_errors(text: str) -> None:
     with pytest.raises(NnxcError, match="--input-shape"):
         parse_shape_binding(text)
+
+
+@pytest.mark.parametrize(("given", "expected"), [("8G", 8 << 30), (4096, 4096), (None, None)])
+def test_max_memory_option(given: str | int | None, expected: int | None) -> None:
+    assert CompileOptions(max_memory=given).max_memory == expected
+
+
+@pytest.mark.parametrize("given", ["lots", 0, -5])
+def test_max_memory_option_refuses(given: str | int) -> None:
+    with pytest.raises(NnxcError, match="max.memory"):
+        CompileOptions(max_memory=given)
+
+
+def test_max_memory_flag() -> None:
+    args = build_parser().parse_args(["compile", "m.onnx", "--max-memory", "512M"])
+    assert CompileOptions.from_kwargs(**options_from_args(args)).max_memory == 512 << 20

@@ -66,3 +66,35 @@ def check_model(
         np.testing.assert_allclose(t, e, rtol=rtol, atol=atol)
         assert t.dtype == e.dtype and t.shape == e.shape
     return expected
+
+
+def nested_if_model(depth: int) -> onnx.ModelProto:
+    """``depth`` Ifs, each in the then-branch of the one outside it, over x: float32[1] and
+    c: bool: y = x when c, else -x (every else-branch negates). Built in place: protobuf's
+    copies refuse messages nested over 100 deep, and this model nests 3 levels per If."""
+    tensor = onnx.TensorProto.FLOAT
+    model = helper.make_model(
+        helper.make_graph(
+            [],
+            "main",
+            [
+                helper.make_tensor_value_info("x", tensor, [1]),
+                helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+            ],
+            [helper.make_tensor_value_info(f"y{depth}", tensor, [1])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    g = model.graph
+    for d in range(depth, 0, -1):
+        node = g.node.add(op_type="If", name=f"if{d}", input=["c"], output=[f"y{d}"])
+        other = node.attribute.add(name="else_branch", type=onnx.AttributeProto.GRAPH)
+        other.g.name = f"else{d}"
+        other.g.node.add(op_type="Neg", input=["x"], output=[f"e{d}"])
+        other.g.output.add().CopyFrom(helper.make_tensor_value_info(f"e{d}", tensor, [1]))
+        then = node.attribute.add(name="then_branch", type=onnx.AttributeProto.GRAPH)
+        g = then.g
+        g.name = f"then{d}"
+        g.output.add().CopyFrom(helper.make_tensor_value_info(f"y{d - 1}", tensor, [1]))
+    g.node.add(op_type="Identity", input=["x"], output=["y0"])
+    return model

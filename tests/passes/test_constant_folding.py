@@ -7,6 +7,7 @@ from passcheck import check_pass
 
 from compiler.ir import fold
 from compiler.ir import inline as fold_inline
+from compiler.limits import memory_limit
 
 
 def test_constant_subgraph_folds_keeping_value_names() -> None:
@@ -91,6 +92,18 @@ def test_results_over_the_fold_limit_stay_computed(monkeypatch) -> None:
         }
         """
     check_pass(["constant_folding"], source, source, modified=False, feeds={})
+
+
+def test_results_over_the_memory_limit_stay_computed() -> None:
+    source = """
+        graph main() {
+          %c = const float32[4] dense<1.0>
+          %1 = add(%c, %c)
+          return %1
+        }
+        """
+    with memory_limit(15):  # the 16-byte result does not fit; its operand alone would
+        check_pass(["constant_folding"], source, source, modified=False, feeds={})
 
 
 def test_nothing_to_fold() -> None:

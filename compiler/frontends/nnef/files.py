@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import lzma
+import math
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import ModelLoadError
+from compiler.limits import check_tensor
 
 from ..base import file_sha256
 
@@ -359,7 +361,9 @@ def _read_dat(path: Path, shape: list[int], what: str, mmap: bool) -> DatTensor:
     if kind == "uint" and header["reserved"][0]:
         kind = "int"  # files written before 1.0.3 marked signed ints this way
     bits = int(header["bits"])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: numpy's int64 product wraps around
+    # Decoded, odd widths take 8 bytes an item (int64), so check before decoding.
+    check_tensor(what, shape, bits // 8 if bits in (8, 16, 32, 64) else 1 if bits == 1 else 8)
     if (count * bits + 7) // 8 != length:
         raise ModelLoadError(
             f"{what}: {path.name} holds {length} bytes of data; {count} items of {bits} bits "

@@ -21,6 +21,7 @@ from compiler.errors import ConversionError, ModelLoadError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import TensorType
+from compiler.limits import check_tensor
 
 from ..converters import report_unsupported, run_converter
 from . import (  # noqa: F401  (registers the converters)
@@ -290,6 +291,7 @@ class _Importer:
         name = op.outputs["output"]
         shape = [int(d) for d in op.attribs["shape"]]
         value = np.asarray(op.attribs["value"], dtype=NNEF_DTYPES[op.dtype].np)
+        check_tensor(f"constant {name!r}", shape, value.itemsize)  # before np.full makes it
         if value.size == 1:
             data = np.full(shape, value.reshape(()))
         elif value.size == int(np.prod(shape)):

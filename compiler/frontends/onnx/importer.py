@@ -14,6 +14,7 @@ from compiler.errors import ConversionError, ModelLoadError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph, Region, Value
 from compiler.ir.types import Dim, OptionalType, SequenceType, TensorType, Type
+from compiler.limits import check_depth
 
 from ..converters import report_unsupported, run_converter
 from . import (  # noqa: F401  (registers the converters)
@@ -32,7 +33,7 @@ from . import (  # noqa: F401  (registers the converters)
     tensor,
     vision,
 )
-from .loader import check_complete, load_model, tensor_to_array
+from .loader import check_complete, check_total, load_model, tensor_to_array
 from .registry import NodeContext, find_converter, onnx_dtype
 
 InputShapes = Mapping[str, Any]
@@ -106,6 +107,7 @@ def import_onnx(
         check_complete(model)
     opset = model_opset(model)
     g_onnx = model.graph
+    check_depth(nesting_depth(g_onnx), f"graph {g_onnx.name or 'main'!r}")
     check_ops(g_onnx, opset)
 
     graph = Graph(re.sub(r"\W", "_", g_onnx.name) or "main")
@@ -114,6 +116,7 @@ def import_onnx(
     builder = Builder(graph)
     env: dict[str, Value] = {}
 
+    check_total(g_onnx.initializer)
     for init in g_onnx.initializer:
         env[init.name] = graph.constant(tensor_to_array(init, base), init.name)
     shapes = dict(input_shapes or {})
@@ -155,6 +158,20 @@ def _all_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
                 pending.extend([a.g] if a.HasField("g") else [])
                 pending.extend(a.graphs)
     return out
+
+
+def nesting_depth(g: onnx.GraphProto) -> int:
+    """How many levels of subgraphs ``g`` nests (0: none), counted without recursion."""
+    deepest = 0
+    pending = [(g, 0)]
+    while pending:
+        graph, depth = pending.pop()
+        deepest = max(deepest, depth)
+        for node in graph.node:
+            for a in node.attribute:
+                subs = ([a.g] if a.HasField("g") else []) + list(a.graphs)
+                pending.extend((sub, depth + 1) for sub in subs)
+    return deepest
 
 
 def check_ops(g: onnx.GraphProto, opset: int) -> None:

@@ -3,14 +3,17 @@ the model's folder (no absolute paths, no ``..``, no links leading out)."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler.errors import ModelLoadError
+from compiler.errors import ModelLoadError, ResourceLimitError
+from compiler.limits import check_tensor, format_size, max_memory, tensor_bytes
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -26,7 +29,12 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise ModelLoadError(f"{p}: cannot read: {e.strerror}") from None
     try:
         model = onnx.ModelProto.FromString(data)
-    except Exception:  # noqa: BLE001 - protobuf raises DecodeError and friends
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        if "depth" in str(e).lower() or isinstance(e, RecursionError):
+            raise ModelLoadError(
+                f"{p}: messages nested deeper than protobuf reads (at most 100 levels: about "
+                "30 levels of subgraphs); refused"
+            ) from None
         raise ModelLoadError(f"{p}: not an ONNX model (protobuf does not parse)") from None
     check_complete(model, str(p))
     return model
@@ -74,8 +82,44 @@ def safe_external_path(base: Path, location: str) -> Path:
     return target
 
 
+def _itemsize(tensor: onnx.TensorProto) -> int:
+    """Bytes per element in memory (one for the packed sub-byte types, as the IR holds them)."""
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except Exception:  # noqa: BLE001 - an unknown type: reading it reports that
+        return 1
+
+
+def declared_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes ``tensor`` takes in memory as its dims declare them."""
+    return tensor_bytes(tensor.dims, _itemsize(tensor))
+
+
+def check_declared(tensor: onnx.TensorProto, what: str) -> None:
+    """Refuse a tensor whose declared dims exceed the memory limit, before reading its data."""
+    check_tensor(what, tensor.dims, _itemsize(tensor))
+
+
+def check_total(tensors: Iterable[onnx.TensorProto]) -> None:
+    """Refuse initializers that together exceed the memory limit, before reading any."""
+    tensors = list(tensors)
+    for t in tensors:  # the one too large by itself is named
+        check_declared(t, f"initializer {t.name!r}")
+    total = sum(declared_bytes(t) for t in tensors)
+    if total > max_memory():
+        raise ResourceLimitError(
+            f"the model's {len(tensors)} initializers need {format_size(total)} in all, over "
+            f"the memory limit of {format_size(max_memory())} (--max-memory)"
+        )
+
+
 def tensor_to_array(tensor: onnx.TensorProto, base: Path | None) -> np.ndarray:
-    """An initializer's data; external data is memory-mapped from its file when aligned."""
+    """An initializer's data; external data is memory-mapped from its file when aligned.
+
+    The declared size is checked against the memory limit first: nothing is allocated for a
+    tensor that would not fit.
+    """
+    check_declared(tensor, f"initializer {tensor.name!r}")
     if tensor.data_location != onnx.TensorProto.EXTERNAL:
         try:
             return numpy_helper.to_array(tensor)
@@ -91,7 +135,7 @@ def tensor_to_array(tensor: onnx.TensorProto, base: Path | None) -> np.ndarray:
     offset = int(info.get("offset", 0))
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
     shape = tuple(tensor.dims)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     bits = _PACKED_BITS.get(tensor.data_type, 8 * dtype.itemsize)
     nbytes = (count * bits + 7) // 8
     if "length" in info and int(info["length"]) != nbytes:

@@ -21,6 +21,7 @@ from compiler.ir.types import DType, Type, dtype_name
 
 from ..converters import ConverterTable
 from ..converters import NodeContext as BaseNodeContext
+from .loader import check_declared
 
 CONVERTERS: ConverterTable[NodeContext] = ConverterTable("ONNX")
 converter = CONVERTERS.register
@@ -99,6 +100,7 @@ class NodeContext(BaseNodeContext):
         if isinstance(v, bytes):
             return v.decode()
         if isinstance(v, onnx.TensorProto):
+            check_declared(v, f"tensor attribute {name!r}")
             return numpy_helper.to_array(v)
         if isinstance(v, list) and v and isinstance(v[0], bytes):
             return [x.decode() for x in v]

@@ -16,6 +16,7 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.shapes import broadcast_shapes, normalize_axes, normalize_axis
 from compiler.ir.types import Dim
 from compiler.ir.types import dtype as dtype_of
+from compiler.limits import check_tensor
 
 from ..converters import product_dim, resolve_reshape
 from .registry import NodeContext, converter, onnx_dtype
@@ -295,6 +296,7 @@ def eye_like(ctx: NodeContext):
     if x.type.rank != 2 or not x.type.is_static:
         raise ctx.error(f"EyeLike needs a static 2-D input, got {x.type}")
     dtype = onnx_dtype(ctx.attr("dtype")) if ctx.has_attr("dtype") else x.dtype
+    check_tensor("EyeLike result", x.shape, dtype_of(dtype).np.itemsize)
     return ctx.const(np.eye(x.shape[0], x.shape[1], k=ctx.attr("k", 0), dtype=dtype))
 
 
@@ -312,9 +314,11 @@ def range_(ctx: NodeContext):
         compute = np.dtype(onnx_dtype(stash)) if stash else dtype
         s, lim, d = (np.asarray(v, compute).item() for v in (start, limit, delta))
         n = max(math.ceil((lim - s) / d), 0)
+        check_tensor("Range result", [n], np.dtype(compute).itemsize)
         values = np.asarray(s, compute) + np.arange(n, dtype=compute) * np.asarray(d, compute)
     else:
         s, lim, d = (int(np.asarray(v).item()) for v in (start, limit, delta))
+        check_tensor("Range result", [len(range(s, lim, d))], 8)
         values = np.arange(s, lim, d, dtype=np.int64)
     return ctx.const(values.astype(dtype))
 

@@ -101,3 +101,10 @@ def test_storage_views_are_the_bit_patterns():
     assert to_storage(f, "float8_e4m3fn").tolist() == [0x3C, 0xC0]
     b = np.array([1.5], ml_dtypes.bfloat16)
     assert to_storage(b, "bfloat16") is b or to_storage(b, "bfloat16").dtype == b.dtype
+
+
+def test_size_does_not_wrap_around() -> None:
+    # numpy's int64 product of these dims is 0: folding took such a tensor for an empty one.
+    assert TensorType("float32", (1 << 40, 1 << 40)).size == 1 << 80
+    assert TensorType("float32", ()).size == 1
+    assert TensorType("float32", ("n", 2)).size is None

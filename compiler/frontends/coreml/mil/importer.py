@@ -19,6 +19,7 @@ import numpy as np
 from compiler.errors import ConversionError, ModelLoadError, UnsupportedOpsError
 from compiler.ir.builder import Builder
 from compiler.ir.graph import Graph, Value
+from compiler.limits import check_tensor
 
 from ...converters import report_unsupported, run_converter
 from ..features import declare_inputs
@@ -108,7 +109,9 @@ def _check_blobs(files: CoreMLFiles) -> None:
     """Every weight a blob holds lies in a weight file inside the package and starts inside
     it; read before coremltools opens anything."""
     sizes: dict[str, int] = {}
-    for what, blob in _blob_values(files.spec.mlProgram):
+    for what, value in _blob_values(files.spec.mlProgram):
+        _check_declared(what, value.type)
+        blob = value.blobFileValue
         path = weight_file(files, blob.fileName, what)
         key = str(path)
         if key not in sizes:
@@ -122,7 +125,7 @@ def _check_blobs(files: CoreMLFiles) -> None:
 
 
 def _blob_values(program: Any) -> list[tuple[str, Any]]:
-    """(what, BlobFileValue) of every constant stored in a weight file, nested blocks too."""
+    """(what, Value) of every constant stored in a weight file, nested blocks too."""
     found = []
     blocks = [b for f in program.functions.values() for b in f.block_specializations.values()]
     while blocks:
@@ -138,8 +141,23 @@ def _blob_values(program: Any) -> list[tuple[str, Any]]:
             for value in values:
                 if value.WhichOneof("value") == "blobFileValue":
                     out = op.outputs[0].name if op.outputs else op.type
-                    found.append((f"constant {out!r}", value.blobFileValue))
+                    found.append((f"constant {out!r}", value))
     return found
+
+
+def _check_declared(what: str, t: Any) -> None:
+    """Refuse a weight whose declared type is over the memory limit, before it is read."""
+    if t.WhichOneof("type") != "tensorType":
+        return
+    dims = t.tensorType.dimensions
+    if all(d.WhichOneof("dimension") == "constant" for d in dims):
+        itemsize = _WIDE_ITEMSIZES.get(t.tensorType.dataType, 1)
+        check_tensor(what, [d.constant.size for d in dims], itemsize)
+
+
+_WIDE_ITEMSIZES = {10: 2, 11: 4, 12: 8, 13: 2, 22: 2, 23: 4, 24: 8, 32: 2, 33: 4, 34: 8}
+"""Bytes an element of MIL's DataType codes wider than a byte (FLOAT16, FLOAT32, FLOAT64,
+BFLOAT16, INT16-64, UINT16-64); the others take one byte an element in the IR."""
 
 
 def _function(program: Any, files: CoreMLFiles, function: str | None) -> tuple[str, Any]:

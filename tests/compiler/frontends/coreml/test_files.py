@@ -12,7 +12,7 @@ import pytest
 from coremlutil import ct, nn_builder, save_nn, save_program
 
 import compiler
-from compiler.errors import ModelLoadError, NnxcError, UnsupportedOpsError
+from compiler.errors import ModelLoadError, NnxcError, ResourceLimitError, UnsupportedOpsError
 from compiler.frontends.base import frontend_for
 from compiler.frontends.coreml.files import contained, open_model
 
@@ -163,3 +163,32 @@ def test_unsupported_layers_listed_together(tmp_path: Path) -> None:
     b.add_custom("c2", ["t"], ["y"], custom_proto_spec=None)
     with pytest.raises(UnsupportedOpsError, match=r"custom x2 \(e\.g\. c1, c2\): a custom layer"):
         compiler.compile(save_nn(b, tmp_path))
+
+
+def _declare_blob_dims(pkg: Path, dims: list[int]) -> None:
+    spec = ct.utils.load_spec(str(pkg))
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                for value in op.attributes.values():
+                    if value.WhichOneof("value") == "blobFileValue":
+                        t = value.type.tensorType
+                        del t.dimensions[:]
+                        for d in dims:
+                            t.dimensions.add().constant.size = d
+                        t.rank = len(dims)
+    (pkg / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(spec.SerializeToString())
+
+
+def test_weight_declaring_a_trillion_elements_is_refused_before_reading(
+    package: Path, tmp_path: Path
+) -> None:
+    pkg = _copy(package, tmp_path)
+    _declare_blob_dims(pkg, [10**6, 10**6])
+    with pytest.raises(ResourceLimitError, match=r"of shape \[1000000, 1000000\] needs 3.6 TiB"):
+        compiler.compile(pkg)
+
+
+def test_max_memory_refuses_a_weight(package: Path) -> None:
+    with pytest.raises(ResourceLimitError, match=r"constant .* of shape \[64, 32\] needs 8.0 KiB"):
+        compiler.compile(package, max_memory="4K")

@@ -15,11 +15,12 @@ import pytest
 from nnefutil import write_model
 
 from backends.reference import run_graph
-from compiler.errors import ModelLoadError, NnxcError, UnsupportedOpsError
+from compiler.errors import ModelLoadError, NnxcError, ResourceLimitError, UnsupportedOpsError
 from compiler.frontends.nnef import files as nnef_files
 from compiler.frontends.nnef import import_nnef
 from compiler.frontends.nnef.files import read_dat
 from compiler.frontends.nnef.registry import CONVERTERS
+from compiler.limits import memory_limit
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((2, 3)).astype(np.float32)
@@ -442,3 +443,32 @@ def test_fragment_scan() -> None:
         "twice": {"twice"},
     }
     assert nnef_files.recursive_fragments(calls) == {"forever", "twice"}
+
+
+def test_constant_of_a_trillion_elements_is_refused_before_allocating(tmp_path: Path) -> None:
+    folder = write_model(
+        tmp_path / "m",
+        "graph G( x ) -> ( y )\n{\n  x = external<scalar>(shape = [1]);\n"
+        "  c = constant<scalar>(shape = [1000000, 1000000], value = [0.0]);\n  y = x + c;\n}",
+    )
+    msg = _error(folder, ResourceLimitError)
+    assert "constant 'c' of shape [1000000, 1000000] needs 3.6 TiB" in msg
+
+
+def test_dat_over_the_memory_limit_is_refused_before_decoding(tmp_path: Path) -> None:
+    folder = _model(tmp_path / "m")
+    with memory_limit(16):  # w is 2x3 float32: 24 bytes
+        assert "variable 'w' (label 'w') of shape [2, 3] needs 24 B" in _error(
+            folder, ResourceLimitError
+        )
+
+
+def test_member_declaring_a_terabyte_is_refused_by_its_header(tmp_path: Path) -> None:
+    """A tar header may declare any size: the bound holds before any data is read."""
+    info, _ = _member("huge.dat")
+    info.size = 1 << 40
+    archive = tmp_path / "m.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.addfile(info)  # the header only: the archive stays a few hundred bytes
+    assert archive.stat().st_size < 1 << 10
+    assert "unpacks to more than" in _error(archive)

@@ -1,12 +1,12 @@
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from onnxutil import check_model, make_model
 from oputil import run_tvm
 
 from backends.reference import run_graph
-from compiler.errors import ConversionError, NeedsValueError
+from compiler.errors import ConversionError, NeedsValueError, ResourceLimitError
 from compiler.frontends.onnx import import_onnx
 
 rng = np.random.default_rng(0)
@@ -369,3 +369,46 @@ def test_depth_to_space(mode):
 
 def test_space_to_depth():
     check([node("SpaceToDepth", ["x"], blocksize=2)], [("x", rand(2, 3, 4, 6))])
+
+
+def _scalars(**values: int) -> list[onnx.TensorProto]:
+    return [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in values.items()]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "inits", "inputs", "what"),
+    [
+        (
+            [helper.make_node("Range", ["s", "l", "d"], ["y"], name="n")],
+            _scalars(s=0, l=10**12, d=1),
+            [],
+            r"Range node 'n': Range result of shape \[1000000000000\] needs 7.3 TiB",
+        ),
+        (
+            [helper.make_node("EyeLike", ["x"], ["y"], name="n")],
+            [],
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [10**6, 10**6])],
+            r"EyeLike node 'n': EyeLike result of shape \[1000000, 1000000\]",
+        ),
+        (
+            [helper.make_node("Tile", ["x", "r"], ["y"], name="n")],
+            [numpy_helper.from_array(np.ones(2, np.float32), "x")]
+            + [numpy_helper.from_array(np.array([10**12], np.int64), "r")],
+            [],
+            r"Tile node 'n': tile result of shape \[2000000000000\]",
+        ),
+    ],
+)
+def test_results_over_the_memory_limit_are_refused_before_allocating(
+    nodes: list, inits: list, inputs: list, what: str
+) -> None:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ResourceLimitError, match=what):
+        import_onnx(model)
