@@ -40,6 +40,7 @@ from .files import (
 )
 from .quantize import dequantize_variable, fake_quantize
 from .registry import CONVERTERS, NNEF_DTYPES, REFUSED, NnefContext, first_output
+from .syntax import check_assignments
 
 LOWERED = (
     # compound fragments expanded by the parser into ops nnxc converts (the others have
@@ -80,11 +81,14 @@ def parse(files: ModelFiles) -> tuple[Any, dict[str, str]]:
 
     The Khronos parser expands a fragment that calls itself without end until its stack
     overflows (a crash, not an error): recursive fragments are first expanded in a child
-    process, and left unexpanded where that fails.
+    process, and left unexpanded where that fails. Statements it crashes on are refused
+    first (``syntax.check_assignments``).
     """
     import nnef
 
-    calls = fragment_calls(_graph_text(files))
+    text = _graph_text(files)
+    check_assignments(text, files.name)
+    calls = fragment_calls(text)
     recursive = recursive_fragments(calls)
     lowered = set(LOWERED)
     unexpanded: dict[str, str] = {}
