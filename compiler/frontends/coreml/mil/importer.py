@@ -97,7 +97,15 @@ def load_program(files: CoreMLFiles) -> Any:
         return milproto.load(
             files.spec, specification_version=files.spec.specificationVersion, file_weights_dir=wdir
         )
-    except (RuntimeError, ValueError, KeyError, TypeError, NotImplementedError, IndexError) as e:
+    except (
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        NotImplementedError,
+        IndexError,
+        AssertionError,  # the loader's checks of the spec (a const op's outputs...)
+    ) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         if msg == "index out of bounds":  # coremltools' blob reader, for data past the end
             msg = "a weight's data lies past the end of its weight file (a truncated file?)"
