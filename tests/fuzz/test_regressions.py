@@ -1,0 +1,160 @@
+"""Every crash the fuzzer found, as a minimal input built in code: each now ends in one clear
+``NnxcError`` line. Inputs run in the fuzz harness's child process, so that a regression to a
+segfault fails the test instead of killing the test run."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fuzz_harness import Outcome, Worker
+from fuzz_seeds import tar_folder
+
+NNEF_HEAD = "version 1.0;\nextension KHR_enable_fragment_definitions;\n"
+NNEF_BODY = "graph G( x ) -> ( y )\n{{\n  x = external<scalar>(shape = [1, 2]);\n  {}\n}}\n"
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with Worker("import", timeout_s=60.0, memory_mb=4096, light=True) as w:
+        yield w
+
+
+def _refused(out: Outcome, kind: str, *words: str) -> None:
+    assert (out.status, out.type) == ("error", kind), f"{out.summary()}\n{out.detail}"
+    for word in words:
+        assert word in out.message, out.message
+
+
+def _nnef(folder: Path, body: str, head: str = NNEF_HEAD) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "graph.nnef").write_text(head + body)
+    return folder
+
+
+# -- NNEF --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "y ( relu(x);",  # the fuzzer's find: '=' replaced by '('
+        "relu(x);",
+        "y = relu(x); z(x);",
+        "y, z ( x );",
+        "[y, b(x)] = x;",
+        "y(x) = x;",
+    ],
+)
+def test_nnef_invocation_left_of_assignment(worker: Worker, tmp_path: Path, statement: str):
+    """The Khronos parser segfaulted on these statements."""
+    model = _nnef(tmp_path / "m.nnef", NNEF_BODY.format(statement))
+    _refused(worker.run(model), "ModelLoadError", "graph.nnef line 6", "left of '='")
+
+
+def test_nnef_invocation_left_of_assignment_in_fragment(worker: Worker, tmp_path: Path):
+    fragment = "fragment f( a: tensor<scalar> ) -> ( b: tensor<scalar> )\n{\n  b ( a );\n}\n"
+    model = _nnef(tmp_path / "m.nnef", fragment + NNEF_BODY.format("y = f(x);"))
+    _refused(worker.run(model), "ModelLoadError", "graph.nnef line 5", "'b'")
+
+
+def test_nnef_sound_statements_still_parse(worker: Worker, tmp_path: Path) -> None:
+    body = "[a, b] = split(x, axis = 1, ratios = [1, 1]);  # c(x);\n  y = max(a, b);"
+    out = worker.run(_nnef(tmp_path / "m.nnef", NNEF_BODY.format(body)))
+    assert out.status == "ok", out.summary()
+
+
+def test_nnef_archive_huge_pax_header(worker: Worker, tmp_path: Path) -> None:
+    """tarfile read a pax header's declared size into memory whole (a MemoryError)."""
+    folder = _nnef(tmp_path / "m", NNEF_BODY.format("y = relu(x);"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tar.gettarinfo(folder / "graph.nnef", arcname="graph.nnef")
+        info.pax_headers = {"comment": "x"}
+        tar.addfile(info, open(folder / "graph.nnef", "rb"))
+    raw = bytearray(buf.getvalue())
+    assert raw[156:157] == b"x"  # the first header is the pax header
+    raw[124:136] = bytes([0x80]) + (2**62).to_bytes(11, "big")  # its size, base-256
+    raw[148:156] = b" " * 8
+    raw[148:156] = f"{sum(raw[:512]):06o}".encode() + b"\0 "
+    archive = tmp_path / "m.nnef.tgz"
+    archive.write_bytes(gzip.compress(bytes(raw)))
+    _refused(worker.run(archive), "ModelLoadError", "extended header", str(2**62))
+
+
+def test_nnef_archive_still_unpacks(worker: Worker, tmp_path: Path) -> None:
+    folder = _nnef(tmp_path / "m", NNEF_BODY.format("y = relu(x);"))
+    archive = tmp_path / "m.nnef.tgz"
+    archive.write_bytes(tar_folder(folder))
+    assert worker.run(archive).status == "ok"
+
+
+# -- Core ML -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def coreml_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from coremltools.converters.mil import Builder as mb
+    from coremlutil import save_program
+
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 4))])
+    def prog(x):
+        return mb.relu(x=mb.matmul(x=x, y=w.T))
+
+    return save_program(prog, tmp_path_factory.mktemp("prog"))
+
+
+def _spec_path(package: Path) -> Path:
+    return package / "Data" / "com.apple.CoreML" / "model.mlmodel"
+
+
+def test_coreml_const_op_with_two_outputs(worker: Worker, coreml_program: Path, tmp_path: Path):
+    """coremltools' loader raised an AssertionError for it."""
+    import shutil
+
+    from coremltools.proto import Model_pb2
+
+    package = tmp_path / "m.mlpackage"
+    shutil.copytree(coreml_program, package)
+    spec = Model_pb2.Model.FromString(_spec_path(package).read_bytes())
+    (fn,) = spec.mlProgram.functions.values()
+    (block,) = fn.block_specializations.values()
+    const = next(op for op in block.operations if op.type == "const")
+    const.outputs.add().CopyFrom(const.outputs[0])
+    _spec_path(package).write_bytes(spec.SerializeToString())
+    _refused(worker.run(package), "ModelLoadError", "does not load", "number of outputs")
+
+
+def _mlmodel(tmp_path: Path, edit) -> Path:
+    from coremlutil import nn_builder, save_nn
+
+    b = nn_builder([("x", (2, 3))], [("y", None)])
+    b.add_activation("relu", "RELU", "x", "y")
+    spec = b.spec
+    edit(spec.description.input[0].type.multiArrayType)
+    return save_nn(spec, tmp_path)
+
+
+def test_coreml_negative_input_size(worker: Worker, tmp_path: Path) -> None:
+    """An IRTypeError (another exception) escaped from the IR's TensorType."""
+
+    def edit(array) -> None:
+        array.shape[0] = -1
+
+    out = worker.run(_mlmodel(tmp_path, edit))
+    _refused(out, "ModelLoadError", "input 'x'", "negative size -1")
+
+
+@pytest.mark.parametrize("lo, hi", [(5, 3), (1, -7)])
+def test_coreml_invalid_size_range(worker: Worker, tmp_path: Path, lo: int, hi: int) -> None:
+    def edit(array) -> None:
+        for d in array.shape:
+            r = array.shapeRange.sizeRanges.add()
+            r.lowerBound, r.upperBound = d, d
+        array.shapeRange.sizeRanges[0].lowerBound = lo
+        array.shapeRange.sizeRanges[0].upperBound = hi
+
+    out = worker.run(_mlmodel(tmp_path, edit))
+    _refused(out, "ModelLoadError", "input 'x'", f"invalid size range [{lo}, {hi}]")
