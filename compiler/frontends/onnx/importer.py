@@ -220,6 +220,9 @@ def _input_type(
                     f"--input-shape {name}: dim {want} contradicts the model's {have}"
                 )
         dims = list(bound)
+    negative = [d for d in dims if isinstance(d, int) and d < 0]
+    if negative:
+        raise ModelLoadError(f"input {name!r}: negative size {negative[0]} in its shape {dims}")
     return TensorType(dtype, tuple(dims))
 
 
