@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fuzz_seeds import Seed, tar_folder
+from fuzz_seeds import Seed, plain_member, tar_folder
+from google.protobuf.message import DecodeError
 from hypothesis import strategies as st
 
 Draw = Callable[[st.SearchStrategy], Any]
@@ -227,7 +228,10 @@ def _mutate_coreml_spec(draw: Draw, data: bytes) -> bytes:
     from coremltools.proto import Model_pb2
 
     if draw(st.integers(0, 4)) > 0:
-        spec = Model_pb2.Model.FromString(data)
+        try:
+            spec = Model_pb2.Model.FromString(data)
+        except DecodeError:  # damaged by an earlier mutation: damage it further
+            return mutate_bytes(draw, data)
         mutate_proto(draw, spec)
         data = spec.SerializeToString()
     if draw(st.integers(0, 3)) == 0:
@@ -433,11 +437,11 @@ def mutate_archive(draw: Draw, folder: Path) -> bytes:
             if i == skip:
                 continue
             arcname = f"model/{name}" if how == "nested" else name
-            tar.add(path, arcname=arcname, recursive=False)
+            tar.add(path, arcname=arcname, recursive=False, filter=plain_member)
         if how == "odd":
             _odd_member(draw, tar, names)
         if how == "double" and (folder / "graph.nnef").exists():
-            tar.add(folder / "graph.nnef", arcname="other/graph.nnef")
+            tar.add(folder / "graph.nnef", arcname="other/graph.nnef", filter=plain_member)
     raw = buf.getvalue()
     if how == "huge" and len(raw) >= 512:
         size = draw(st.sampled_from((2**33, 2**40, 10**12, 2**62)) | st.integers(0, 2**34))

@@ -9,9 +9,13 @@ are the same architectures as the light models at a fraction of the size.
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import logging
+import re
 import tarfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,13 +244,20 @@ def _write_nnef_folder(folder: Path, text: str, variables: dict[str, np.ndarray]
     return folder
 
 
+def plain_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info
+
+
 def tar_folder(folder: Path, gz: bool = True) -> bytes:
-    """The folder's files as a (gzipped) tar archive, members relative to the folder."""
+    """The folder's files as a (gzipped) tar archive, members relative to the folder; the
+    same bytes for the same files (no times or owners: mutations draw from these bytes)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tar:
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(folder.rglob("*")):
-            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
-    return buf.getvalue()
+            arcname = path.relative_to(folder).as_posix()
+            tar.add(path, arcname=arcname, recursive=False, filter=plain_member)
+    return gzip.compress(buf.getvalue(), mtime=0) if gz else buf.getvalue()
 
 
 # -- Core ML -----------------------------------------------------------------------------------
@@ -307,8 +318,22 @@ def _coreml(out: Path) -> list[Seed]:
     model = ct.convert(prog, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32)
     path = out / "prog.mlpackage"
     model.save(str(path))
+    _fixed_manifest_ids(path)
     seeds.append(Seed("coreml", "mlpackage", "prog", path))
     return seeds
+
+
+def _fixed_manifest_ids(package: Path) -> None:
+    """Replace the random item ids of a package's manifest by fixed ones, so that the same
+    mutations give the same inputs on every run."""
+    manifest = package / "Manifest.json"
+    text = manifest.read_text()
+    ids = sorted(set(re.findall(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}", text)))
+    items = json.loads(text)["itemInfoEntries"]
+    for old in ids:
+        name = items[old]["name"] if old in items else old
+        text = text.replace(old, str(uuid.uuid5(uuid.NAMESPACE_URL, name)))
+    manifest.write_text(text)
 
 
 def _zoo_coreml(out: Path) -> list[Seed]:
@@ -318,6 +343,7 @@ def _zoo_coreml(out: Path) -> list[Seed]:
     for name in ("resnet", "transformer", "lstm"):
         files = export(name, out / "zoo-coreml", small=True).files
         seeds.append(Seed("coreml", "mlmodel", f"zoo-{name}", files["mlmodel"]))
+        _fixed_manifest_ids(files["mlpackage"])
         seeds.append(Seed("coreml", "mlpackage", f"zoo-{name}", files["mlpackage"]))
         seeds.append(Seed("onnx", "onnx", f"zoo-coreml-{name}", files["onnx"]))
     return seeds

@@ -158,3 +158,43 @@ def test_coreml_invalid_size_range(worker: Worker, tmp_path: Path, lo: int, hi: 
 
     out = worker.run(_mlmodel(tmp_path, edit))
     _refused(out, "ModelLoadError", "input 'x'", f"invalid size range [{lo}, {hi}]")
+
+
+# -- ONNX --------------------------------------------------------------------------------------
+def _onnx_relu(tmp_path: Path, elem_type: int, where: str) -> Path:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
+    b = numpy_helper.from_array(np.ones(2, np.float32), "b")
+    g = helper.make_graph([helper.make_node("Add", ["x", "b"], ["y"])], "g", [x], [y], [b])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    if where == "input":
+        model.graph.input[0].type.tensor_type.elem_type = elem_type
+    else:
+        model.graph.initializer[0].data_type = elem_type
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("where", ["input", "initializer"])
+def test_onnx_element_type_of_no_onnx_type(worker: Worker, tmp_path: Path, where: str) -> None:
+    """Naming the unknown type raised a ValueError (protobuf's enum lookup)."""
+    out = worker.run(_onnx_relu(tmp_path, 805, where))
+    assert out.status == "error", f"{out.summary()}\n{out.detail}"
+    if where == "input":
+        assert "element type 805 (no ONNX type) is not supported" in out.message
+
+
+def test_onnx_negative_input_size(worker: Worker, tmp_path: Path) -> None:
+    """An IRTypeError (another exception) escaped from the IR's TensorType."""
+    import onnx
+
+    path = _onnx_relu(tmp_path, onnx.TensorProto.FLOAT, "input")
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    path.write_bytes(model.SerializeToString())
+    out = worker.run(path)
+    _refused(out, "ModelLoadError", "input 'x'", "negative size -1")
