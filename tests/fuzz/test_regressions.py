@@ -198,3 +198,39 @@ def test_onnx_negative_input_size(worker: Worker, tmp_path: Path) -> None:
     path.write_bytes(model.SerializeToString())
     out = worker.run(path)
     _refused(out, "ModelLoadError", "input 'x'", "negative size -1")
+
+
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+def test_onnx_conv_bias_of_another_length(worker: Worker, tmp_path: Path, op: str) -> None:
+    """The bias length was not checked against the output channels: the TVM lowering failed
+    later with a ValueError from Relax's broadcast check."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = np.ones((4, 4, 3, 3), np.float32)
+    b = np.zeros(16, np.float32)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    node = helper.make_node(op, ["x", "w", "b"], ["y"], name="c", pads=[1, 1, 1, 1])
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    g = helper.make_graph([node], "g", [x], [y], inits)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
+    out = worker.run(path)
+    _refused(out, "ConversionError", f"{op} node 'c'", "bias float32[16] for 4 output channels")
+
+
+def test_coreml_program_without_functions(worker: Worker, coreml_program: Path, tmp_path: Path):
+    """An IndexError escaped when picking the default function of an empty program."""
+    import shutil
+
+    from coremltools.proto import Model_pb2
+
+    package = tmp_path / "m.mlpackage"
+    shutil.copytree(coreml_program, package)
+    spec = Model_pb2.Model.FromString(_spec_path(package).read_bytes())
+    spec.mlProgram.functions.clear()
+    _spec_path(package).write_bytes(spec.SerializeToString())
+    _refused(worker.run(package), "ModelLoadError", "holds no function")

@@ -152,6 +152,8 @@ def _blob_values(program: Any) -> list[tuple[str, Any]]:
 
 def _function(program: Any, files: CoreMLFiles, function: str | None) -> tuple[str, Any]:
     names = sorted(program.functions)  # a protobuf map: no order of its own
+    if not names:
+        raise ModelLoadError(f"{files.name}: the ML Program holds no function")
     default = files.spec.description.defaultFunctionName or "main"
     name = function or (default if default in names else names[0])
     if name not in program.functions:
