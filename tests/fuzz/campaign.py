@@ -85,7 +85,11 @@ def run_round(
         case_dir = scratch / f"{frontend}-{round_seed}-{counter[0]}"
         case_dir.mkdir()
         try:
-            case = mutate(data.draw, seed, case_dir / "model")
+            try:
+                case = mutate(data.draw, seed, case_dir / "model")
+            except Exception as e:  # noqa: BLE001 - a bug of the fuzzer: say so, go on
+                print(f"  mutator error on {seed.kind} {seed.name}: {type(e).__name__}: {e}")
+                return
             outcome = worker.run(case)
             if tally.add(frontend, outcome):
                 where = _save(out, frontend, len(tally.findings), case, outcome, seed)
@@ -141,27 +145,30 @@ def main(argv: list[str] | None = None) -> int:
         Worker(args.mode, args.timeout, args.memory_mb) as worker,
         tempfile.TemporaryDirectory(prefix="nnxc-fuzz-") as tmp,
     ):
-        while time.monotonic() < stop_at:
-            for frontend in frontends:
-                if time.monotonic() >= stop_at:
-                    break
-                run_round(
-                    worker,
-                    frontend,
-                    by_frontend[frontend],
-                    round_seed,
-                    Path(tmp),
-                    tally,
-                    args.out,
-                    stop_at,
+        try:
+            while time.monotonic() < stop_at:
+                for frontend in frontends:
+                    if time.monotonic() >= stop_at:
+                        break
+                    run_round(
+                        worker,
+                        frontend,
+                        by_frontend[frontend],
+                        round_seed,
+                        Path(tmp),
+                        tally,
+                        args.out,
+                        stop_at,
+                    )
+                round_seed += 1
+                elapsed = time.monotonic() - started
+                runs = ", ".join(f"{f} {n}" for f, n in tally.executions.items())
+                found = len(tally.findings)
+                print(
+                    f"[{elapsed / 60:5.1f} min] executions: {runs}; findings: {found}", flush=True
                 )
-            round_seed += 1
-            elapsed = time.monotonic() - started
-            runs = ", ".join(f"{f} {n}" for f, n in tally.executions.items())
-            print(
-                f"[{elapsed / 60:5.1f} min] executions: {runs}; findings: {len(tally.findings)}",
-                flush=True,
-            )
+        except KeyboardInterrupt:
+            print("interrupted: the summary covers the inputs run so far", flush=True)
         restarts = worker.restarts
     elapsed = time.monotonic() - started
     summary = {

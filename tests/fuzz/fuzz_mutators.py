@@ -264,7 +264,10 @@ def mutate_json(draw: Draw, text: str) -> str:
     string of the document), or damage the text itself."""
     if draw(st.integers(0, 5)) == 0:
         return mutate_bytes(draw, text.encode()).decode(errors="replace")
-    doc = json.loads(text)
+    try:
+        doc = json.loads(text)
+    except ValueError:  # damaged by an earlier mutation: damage it further
+        return mutate_bytes(draw, text.encode()).decode(errors="replace")
     strings = sorted({str(p[-1]) for p in _json_sites(doc) if p})
     for _ in range(draw(st.integers(1, 3))):
         sites = [p for p in _json_sites(doc) if p]
