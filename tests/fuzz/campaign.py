@@ -34,6 +34,7 @@ from hypothesis import seed as hseed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.errors import FlakyStrategyDefinition  # noqa: E402
 
+REPORT_EVERY_S = 30
 ROUND = 20
 """Examples per hypothesis run; the campaign runs rounds in turn per frontend until time
 is up, each round with its own seed."""
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     stop_at = time.monotonic() + args.minutes * 60
     tally = Tally()
-    started = time.monotonic()
+    started = said = time.monotonic()
     round_seed = args.seed
     with (
         Worker(args.mode, args.timeout, args.memory_mb) as worker,
@@ -161,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
                         stop_at,
                     )
                 round_seed += 1
-                elapsed = time.monotonic() - started
+                if time.monotonic() - said < REPORT_EVERY_S:
+                    continue
+                said = time.monotonic()
                 runs = ", ".join(f"{f} {n}" for f, n in tally.executions.items())
                 found = len(tally.findings)
-                print(
-                    f"[{elapsed / 60:5.1f} min] executions: {runs}; findings: {found}", flush=True
-                )
+                minutes = (said - started) / 60
+                print(f"[{minutes:5.1f} min] executions: {runs}; findings: {found}", flush=True)
         except KeyboardInterrupt:
             print("interrupted: the summary covers the inputs run so far", flush=True)
         restarts = worker.restarts
