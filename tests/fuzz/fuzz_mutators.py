@@ -124,12 +124,9 @@ def _scalar(draw: Draw, fd: Any, old: Any, strings: list[str]) -> Any:
     name = _type_name(fd)
     if name in _INT_RANGES:
         lo, hi = _INT_RANGES[name]
-        pick = draw(
-            st.sampled_from(INTS).map(lambda v: v)
-            | st.integers(-3, 3).map(lambda d: old + d)
-            | st.integers(lo, hi)
+        return draw(
+            st.sampled_from(INTS) | st.integers(-3, 3).map(lambda d: old + d) | st.integers(lo, hi)
         )
-        return pick
     if kind in (fd.TYPE_FLOAT, fd.TYPE_DOUBLE):
         return draw(st.sampled_from(FLOATS) | st.floats(allow_nan=True))
     if kind == fd.TYPE_BOOL:
@@ -146,10 +143,8 @@ def _scalar(draw: Draw, fd: Any, old: Any, strings: list[str]) -> Any:
 
 
 def _type_name(fd: Any) -> str:
-    for attr in dir(fd):
-        if attr.startswith("TYPE_") and getattr(fd, attr) == fd.type:
-            return attr
-    return ""
+    """The field's type as the descriptor constant's name (``TYPE_INT64``...)."""
+    return next((a for a in _INT_RANGES if getattr(fd, a) == fd.type), "")
 
 
 def mutate_proto(draw: Draw, msg: Any, names: list[str] = ()) -> None:
