@@ -249,6 +249,8 @@ class _Importer:
         name = op.outputs["output"]
         dtype = NNEF_DTYPES[op.dtype]
         shape = self.g.tensors[name].shape
+        if any(d < 0 for d in shape):
+            raise ModelLoadError(f"{self.files.name}: input {name!r} has negative sizes {shape}")
         if name in values:
             self.env[name] = self.graph.constant(np.asarray(values[name], dtype), name)
         else:
