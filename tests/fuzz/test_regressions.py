@@ -256,3 +256,33 @@ def test_onnx_lstm_of_a_huge_declared_length(worker: Worker, tmp_path: Path) -> 
     out = worker.run(path, timeout_s=20.0)
     assert out.status == "ok", f"{out.summary()}\n{out.detail}"
     assert out.seconds < 20
+
+
+def test_onnx_name_that_is_not_utf8(worker: Worker, tmp_path: Path) -> None:
+    """protobuf hands invalid UTF-8 over as bytes: a TypeError escaped from the importer."""
+    path = _onnx_relu(tmp_path, 1, "input")
+    data = path.read_bytes()
+    assert data.count(b"\x12\x01g") == 1  # GraphProto.name = "g": field 2, length 1
+    path.write_bytes(data.replace(b"\x12\x01g", b"\x12\x01\xd9"))
+    _refused(worker.run(path), "ModelLoadError", "onnx.GraphProto.name", "not UTF-8")
+
+
+def test_onnx_unsupported_op_type_with_a_newline(worker: Worker, tmp_path: Path) -> None:
+    """The op type went into the error as it was: a message of several lines."""
+    import onnx
+
+    path = _onnx_relu(tmp_path, onnx.TensorProto.FLOAT, "input")
+    model = onnx.load(str(path))
+    model.graph.node[0].op_type = "\nMB"
+    path.write_bytes(model.SerializeToString())
+    _refused(worker.run(path), "UnsupportedOpsError", "'\\nMB' x1")
+
+
+def test_nnef_negative_input_size(worker: Worker, tmp_path: Path) -> None:
+    """An IRTypeError (another exception) escaped from the IR's TensorType."""
+    body = (
+        "graph G( x ) -> ( y )\n{\n  x = external<scalar>(shape = [2, -1417062441, 4]);\n"
+        "  y = relu(x);\n}\n"
+    )
+    model = _nnef(tmp_path / "m.nnef", body)
+    _refused(worker.run(model), "ModelLoadError", "input 'x'", "negative sizes")
