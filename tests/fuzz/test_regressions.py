@@ -286,3 +286,38 @@ def test_nnef_negative_input_size(worker: Worker, tmp_path: Path) -> None:
     )
     model = _nnef(tmp_path / "m.nnef", body)
     _refused(worker.run(model), "ModelLoadError", "input 'x'", "negative sizes")
+
+
+def test_onnx_required_input_missing(worker: Worker, tmp_path: Path) -> None:
+    """An Identity without its input: the converter returned None and a TypeError escaped."""
+    import onnx
+    from onnx import helper
+
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    node = helper.make_node("Identity", [], ["y"], name="ident")
+    g = helper.make_graph([node], "g", [], [y])
+    path = tmp_path / "m.onnx"
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path.write_bytes(model.SerializeToString())
+    out = worker.run(path)
+    _refused(out, "ConversionError", "Identity node 'ident'", "required input 0 (input)")
+
+
+def test_coreml_op_type_unknown_to_the_loader(
+    worker: Worker, coreml_program: Path, tmp_path: Path
+) -> None:
+    """coremltools' loader raised an AttributeError for an op type its builder lacks."""
+    import shutil
+
+    from coremltools.proto import Model_pb2
+
+    package = tmp_path / "m.mlpackage"
+    shutil.copytree(coreml_program, package)
+    spec = Model_pb2.Model.FromString(_spec_path(package).read_bytes())
+    (fn,) = spec.mlProgram.functions.values()
+    (block,) = fn.block_specializations.values()
+    next(op for op in block.operations if op.type == "relu").type = "no_such_op"
+    _spec_path(package).write_bytes(spec.SerializeToString())
+    out = worker.run(package)
+    assert out.status == "error", f"{out.summary()}\n{out.detail}"
+    assert "no_such_op" in out.message

@@ -105,6 +105,7 @@ def load_program(files: CoreMLFiles) -> Any:
         NotImplementedError,
         IndexError,
         AssertionError,  # the loader's checks of the spec (a const op's outputs...)
+        AttributeError,  # an op type its builder does not know
     ) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         if msg == "index out of bounds":  # coremltools' blob reader, for data past the end
