@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nnxc-installed
 
-.PHONY: demo test lint conformance clean
+.PHONY: demo test lint fuzz conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The fuzz campaign: mutated models of every frontend, compiled in a resource-limited child for
+# FUZZ_MINUTES; findings (input + error) go to out/fuzz/findings/. Exit status 1 on findings.
+FUZZ_MINUTES ?= 10
+FUZZ_ARGS ?=
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/campaign.py --minutes $(FUZZ_MINUTES) --out out/fuzz $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -189,6 +189,12 @@ def run_converter(ctx: Ctx, fn: Callable[[Ctx], Result]) -> list[Value | None]:
     return [result] if isinstance(result, Value) else list(result)
 
 
+def _shown(name: str) -> str:
+    """A name as the one-line error shows it: quoted where it holds a newline or another
+    unprintable character."""
+    return name if name.isprintable() else repr(name)
+
+
 def report_unsupported(
     nodes: Iterable[tuple[str, str]], where: str, hint: str = "", reasons: dict | None = None
 ) -> None:
@@ -198,6 +204,7 @@ def report_unsupported(
     missing: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     for op, name in nodes:
+        op, name = _shown(op), _shown(name)
         missing[op] += 1
         examples.setdefault(op, []).append(name)
     if not missing:

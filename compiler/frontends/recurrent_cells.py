@@ -1,10 +1,10 @@
 """One time step of the RNN, GRU and LSTM cells, emitted as core ops.
 
-Format-neutral: the ONNX and Core ML frontends unroll these cells over a static sequence
-length, and run them as the body of one ``loop`` over a symbolic one (``recur_in_loop``). A cell
-gets ``x_t``, the input projection of its time step with the biases that do not depend on
-the state already added (``X_t @ W^T + Wb + Rb``, computed for every step in one matmul
-before the recurrence), so only ``h @ R^T`` remains per step.
+Format-neutral: the ONNX and Core ML frontends unroll these cells over a short static
+sequence length, and run them as the body of one ``loop`` over a symbolic or long one
+(``recur_in_loop``). A cell gets ``x_t``, the input projection of its time step with the
+biases that do not depend on the state already added (``X_t @ W^T + Wb + Rb``, computed for
+every step in one matmul before the recurrence), so only ``h @ R^T`` remains per step.
 
 Shapes are generic in their leading dims: a state is ``[..., batch, hidden]`` and the
 weights ``[..., hidden, gates * hidden]``, so a frontend may stack the directions of a
@@ -28,6 +28,17 @@ from compiler.ir.graph import Value
 from compiler.ir.ops.control import BOOL, INDEX
 
 from .converters import NodeContext
+
+MAX_UNROLLED_STEPS = 256
+"""Static sequences longer than this run as a ``loop`` too (``unrolls``): unrolled, a declared
+length of millions of steps made a graph of millions of nodes, and the import ran for hours
+(found by fuzzing). Shorter ones are unrolled, which schedules better."""
+
+
+def unrolls(steps: int | str) -> bool:
+    """Whether a recurrence over ``steps`` is unrolled (else it becomes a ``loop``)."""
+    return isinstance(steps, int) and steps <= MAX_UNROLLED_STEPS
+
 
 # -- activations ---------------------------------------------------------------------------
 

@@ -100,6 +100,9 @@ def declare_inputs(
                 f"{where} is of type {kind}; nnxc compiles models whose inputs are "
                 "multi-arrays or images"
             )
+        negative = [d for d in dims if isinstance(d, int) and d < 0]
+        if negative:
+            raise ModelLoadError(f"{where}: negative size {negative[0]} in its shape {dims}")
         if desc.name in values:
             data = np.asarray(values[desc.name])
             _check_bound(where, list(data.shape), dims, ranges, listed)
@@ -132,6 +135,7 @@ def _array_dims(
     flex = array.WhichOneof("ShapeFlexibility")
     if flex == "shapeRange":
         ranges = [(int(r.lowerBound), int(r.upperBound)) for r in array.shapeRange.sizeRanges]
+        _check_ranges(ranges, where)
         if default and len(default) != len(ranges):
             raise ModelLoadError(f"{where}: shape {default} and {len(ranges)} size ranges")
         dims: list[int | str] = []
@@ -152,6 +156,13 @@ def _array_dims(
     return list(default), {}, []
 
 
+def _check_ranges(ranges: list[tuple[int, int]], where: str) -> None:
+    """A size range is ``lo <= hi`` with ``lo >= 0``; ``hi`` -1 means unbounded."""
+    for lo, hi in ranges:
+        if lo < 0 or (hi >= 0 and hi < lo) or hi < -1:
+            raise ModelLoadError(f"{where}: invalid size range [{lo}, {hi}]")
+
+
 def _image_dims(
     name: str, image: Any, channels: int, where: str
 ) -> tuple[list[int | str], dict[str, list[int | None]], list[list[int]]]:
@@ -164,6 +175,7 @@ def _image_dims(
             ("width", image.imageSizeRange.widthRange),
         ):
             lo, hi = int(rng.lowerBound), int(rng.upperBound)
+            _check_ranges([(lo, hi)], f"{where} {axis}")
             if lo == hi:
                 dims.append(lo)
             else:

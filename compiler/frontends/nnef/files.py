@@ -40,7 +40,18 @@ MIN_EXPANSION_BOUND = 256 << 20
 """... unless it stays under this size (small archives of tiny files compress very well)."""
 MAX_MEMBERS = 100_000
 """Nor may an archive hold more members than this (a model has one file per variable)."""
+MAX_HEADER_BYTES = 1 << 20
+"""Nor may a pax or GNU long-name header declare more than this; ``tarfile`` reads such a
+header into memory whole, before nnxc sees the member it describes (a real one is a few
+hundred bytes)."""
 _TAR_BLOCK = 512
+_LONG_HEADERS = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
@@ -141,7 +152,7 @@ def unpack(archive: Path, dest: Path) -> Path:
     """
     bound, why = _unpack_bound(archive)
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with tarfile.open(archive, "r:*", tarinfo=_BoundedTarInfo) as tar:
             members = []
             total = 0
             for m in tar:  # lazily: a member's header is checked before its data is read
@@ -166,6 +177,18 @@ def unpack(archive: Path, dest: Path) -> Path:
         where = ", ".join(p.relative_to(dest).as_posix() for p in shallowest)
         raise ModelLoadError(f"{archive}: the archive holds several models ({where})")
     return shallowest[0].parent
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A member whose extended header is refused before ``tarfile`` reads it into memory."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _LONG_HEADERS and self.size > MAX_HEADER_BYTES:
+            raise ModelLoadError(
+                f"{tarfile_.name}: a member's extended header declares {self.size} bytes "
+                f"(at most {MAX_HEADER_BYTES}); refused"
+            )
+        return super()._proc_member(tarfile_)
 
 
 def _unpack_bound(archive: Path) -> tuple[int, str]:

@@ -41,6 +41,7 @@ from .files import (
 )
 from .quantize import dequantize_variable, fake_quantize
 from .registry import CONVERTERS, NNEF_DTYPES, REFUSED, NnefContext, first_output
+from .syntax import check_assignments
 
 LOWERED = (
     # compound fragments expanded by the parser into ops nnxc converts (the others have
@@ -81,11 +82,14 @@ def parse(files: ModelFiles) -> tuple[Any, dict[str, str]]:
 
     The Khronos parser expands a fragment that calls itself without end until its stack
     overflows (a crash, not an error): recursive fragments are first expanded in a child
-    process, and left unexpanded where that fails.
+    process, and left unexpanded where that fails. Statements it crashes on are refused
+    first (``syntax.check_assignments``).
     """
     import nnef
 
-    calls = fragment_calls(_graph_text(files))
+    text = _graph_text(files)
+    check_assignments(text, files.name)
+    calls = fragment_calls(text)
     recursive = recursive_fragments(calls)
     lowered = set(LOWERED)
     unexpanded: dict[str, str] = {}
@@ -246,6 +250,8 @@ class _Importer:
         name = op.outputs["output"]
         dtype = NNEF_DTYPES[op.dtype]
         shape = self.g.tensors[name].shape
+        if any(d < 0 for d in shape):
+            raise ModelLoadError(f"{self.files.name}: input {name!r} has negative sizes {shape}")
         if name in values:
             self.env[name] = self.graph.constant(np.asarray(values[name], dtype), name)
         else:

@@ -215,6 +215,18 @@ def _value_type(name: str, t: onnx.TypeProto, spec: Any) -> Type:
     raise ConversionError(f"input {name!r} has type {kind}, which nnxc does not support")
 
 
+def _check_required_inputs(ctx: NodeContext, node: onnx.NodeProto, opset: int) -> None:
+    """Every input the op's schema requires is given (converters read them unchecked)."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return  # an op of a domain onnx does not describe: its converter checks
+    single = onnx.defs.OpSchema.FormalParameterOption.Single
+    for i, formal in enumerate(schema.inputs):
+        if formal.option == single and (i >= len(node.input) or not node.input[i]):
+            raise ctx.error(f"required input {i} ({formal.name}) is missing")
+
+
 def _input_type(
     name: str, t: onnx.TypeProto.Tensor, bound: Sequence[int | str] | None
 ) -> TensorType:
@@ -237,6 +249,9 @@ def _input_type(
                     f"--input-shape {name}: dim {want} contradicts the model's {have}"
                 )
         dims = list(bound)
+    negative = [d for d in dims if isinstance(d, int) and d < 0]
+    if negative:
+        raise ModelLoadError(f"input {name!r}: negative size {negative[0]} in its shape {dims}")
     return TensorType(dtype, tuple(dims))
 
 
@@ -285,6 +300,7 @@ class _Scope:
     def _node(self, node: onnx.NodeProto) -> None:
         inputs = [self.env[name] if name else None for name in node.input]
         ctx = NodeContext(node, inputs, self.builder, self.opset, self)
+        _check_required_inputs(ctx, node, self.opset)
         fn = find_converter(node.domain, node.op_type, self.opset)
         assert fn is not None  # check_ops ran first
         results = run_converter(ctx, fn)

@@ -40,9 +40,29 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     return model
 
 
+def _check_text(model: onnx.ModelProto, where: str) -> None:
+    """Every string field (names, op types, attributes) is UTF-8 text: protobuf hands invalid
+    UTF-8 over as bytes, which no name lookup expects."""
+    todo: list = [model]
+    while todo:  # a stack, not recursion: subgraphs nest arbitrarily deep
+        msg = todo.pop()
+        for fd, value in msg.ListFields():
+            values = value if fd.is_repeated else [value]
+            if fd.type == fd.TYPE_STRING:
+                bad = next((v for v in values if isinstance(v, bytes)), None)
+                if bad is not None:
+                    raise ModelLoadError(
+                        f"{where}: field {fd.full_name} holds {bad[:40]!r}, which is not UTF-8 "
+                        "text; not a valid ONNX model"
+                    )
+            elif fd.message_type is not None:
+                todo.extend(values)
+
+
 def check_complete(model: onnx.ModelProto, where: str = "model") -> None:
     """A prefix of a real file can still parse; a model without graph, opset, outputs, or with
     values that nothing defines is not a whole model."""
+    _check_text(model, where)
     g = model.graph
     if not model.opset_import or not g.node and not g.output:
         raise ModelLoadError(f"{where}: not an ONNX model (no graph or opset); truncated?")

@@ -37,6 +37,7 @@ from ..recurrent_cells import (
     masked,
     recur_in_loop,
     rnn_cell,
+    unrolls,
 )
 from .registry import NodeContext, converter
 
@@ -193,7 +194,7 @@ def _convert(ctx: NodeContext, kind: _Kind, layout: int) -> list[Value | None]:
         state = tuple(
             ctx.emit("reshape", _take(ctx, s, 0, lo, hi), shape=state_shape) for s in initial
         )
-        if not isinstance(steps, int):
+        if not unrolls(steps):
             y_parts, state = _recur_in_loop(ctx, parts, state, cell, weights, grp, want[0])
             finals.append(tuple(ctx.emit("reshape", v, shape=state_shape[1:]) for v in state))
             ys.extend(y_parts)

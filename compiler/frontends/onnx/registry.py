@@ -39,7 +39,8 @@ def onnx_dtype(elem_type: int) -> DType:
         np_type = helper.tensor_dtype_to_np_dtype(elem_type)
         return dtype_name(np_type)
     except Exception:  # noqa: BLE001 - onnx raises KeyError/ValueError/TypeError
-        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "UNDEFINED"
+        names = {number: name for name, number in onnx.TensorProto.DataType.items()}
+        name = names.get(elem_type, f"{elem_type} (no ONNX type)") if elem_type else "UNDEFINED"
         raise ConversionError(f"element type {name} is not supported") from None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import IRTypeError, TensorType
+from ..types import Dim, IRTypeError, TensorType
 from ..types import dtype as dtype_of
 from .registry import Attr, define
 
@@ -74,6 +74,7 @@ def _conv_infer(in_types, attrs) -> TensorType:
         raise IRTypeError(f"conv: {cin} input channels but weight {w} with groups={g}")
     if isinstance(m, int) and m % g:
         raise IRTypeError(f"conv: {m} output channels do not split into {g} groups")
+    _check_bias(b, m, "conv")
     out = []
     for i, d in enumerate(_static_spatial(x, "conv")):
         k = w.shape[2 + i]
@@ -83,6 +84,14 @@ def _conv_infer(in_types, attrs) -> TensorType:
             raise IRTypeError(f"conv: window larger than the padded input on axis {2 + i}")
         out.append(size)
     return TensorType(x.dtype, (x.shape[0], m, *out))
+
+
+def _check_bias(b: TensorType | None, m: Dim, op: str) -> None:
+    """The bias holds one value per output channel (the lowering adds it per channel)."""
+    if b is None:
+        return
+    if b.rank != 1 or (isinstance(b.shape[0], int) and isinstance(m, int) and b.shape[0] != m):
+        raise IRTypeError(f"{op}: bias {b} for {m} output channels; it needs shape ({m},)")
 
 
 def _windows(x: np.ndarray, kernel, strides, dilations, out):
@@ -165,6 +174,7 @@ def _convt_infer(in_types, attrs) -> TensorType:
     g = attrs["groups"]
     if isinstance(x.shape[1], int) and x.shape[1] != w.shape[0]:
         raise IRTypeError(f"conv_transpose: {x.shape[1]} input channels, weight {w}")
+    _check_bias(b, w.shape[1] * g, "conv_transpose")
     out = []
     for i, d in enumerate(_static_spatial(x, "conv_transpose")):
         full = convt_full_size(d, w.shape[2 + i], attrs["strides"][i], attrs["dilations"][i])

@@ -98,7 +98,16 @@ def load_program(files: CoreMLFiles) -> Any:
         return milproto.load(
             files.spec, specification_version=files.spec.specificationVersion, file_weights_dir=wdir
         )
-    except (RuntimeError, ValueError, KeyError, TypeError, NotImplementedError, IndexError) as e:
+    except (
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        NotImplementedError,
+        IndexError,
+        AssertionError,  # the loader's checks of the spec (a const op's outputs...)
+        AttributeError,  # an op type its builder does not know
+    ) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         if msg == "index out of bounds":  # coremltools' blob reader, for data past the end
             msg = "a weight's data lies past the end of its weight file (a truncated file?)"
@@ -162,6 +171,8 @@ BFLOAT16, INT16-64, UINT16-64); the others take one byte an element in the IR.""
 
 def _function(program: Any, files: CoreMLFiles, function: str | None) -> tuple[str, Any]:
     names = sorted(program.functions)  # a protobuf map: no order of its own
+    if not names:
+        raise ModelLoadError(f"{files.name}: the ML Program holds no function")
     default = files.spec.description.defaultFunctionName or "main"
     name = function or (default if default in names else names[0])
     if name not in program.functions:

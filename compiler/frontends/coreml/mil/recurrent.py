@@ -28,6 +28,7 @@ from ...recurrent_cells import (
     lstm_cell,
     recur_in_loop,
     rnn_cell,
+    unrolls,
 )
 from .registry import MilContext, mil_op
 
@@ -83,14 +84,15 @@ def _run(
     """One direction over every step: the outputs ``[s, b, H]`` (in processing order, or in
     time order with ``time_order``) and the final state (each ``[1, b, H]``). ``w_ih`` and
     ``bias`` are in the cell's gate order; the input projection of every step is one matmul
-    before the recurrence. A static length is unrolled, a symbolic one becomes a ``loop``."""
+    before the recurrence. A short static length is unrolled, a symbolic or long one becomes
+    a ``loop``."""
     steps = x.shape[0]
     dtype = x.dtype
     xw = ctx.emit("matmul", x, ctx.const(np.ascontiguousarray(w_ih.T), dtype))
     if bias is not None and np.any(bias):
         xw = ctx.emit("add", xw, ctx.const(bias, dtype))
     state = tuple(ctx.emit("reshape", v, shape=[1, *v.shape]) for v in initial)
-    if not isinstance(steps, int):
+    if not unrolls(steps):
         return _loop(ctx, xw, state, step, weights, reverse, time_order)
     outs = []
     for s in range(steps):

@@ -37,6 +37,7 @@ from ...recurrent_cells import (
     lstm_cell,
     recur_in_loop,
     rnn_cell,
+    unrolls,
 )
 from .registry import NnContext, layer
 
@@ -241,7 +242,7 @@ def _recur(
         _concat(ctx, [_initial_state(ctx, k.initial[s], batch, hidden, dtype) for k in dirs], 1)
         for s in range(n_states)
     )  # each [1, D, Batch, H]
-    if isinstance(steps, int):
+    if unrolls(steps):
         y, state = _unrolled(ctx, xw, dirs, state, cell, weights, sequence_output)
     else:
         y, state = _in_loop(ctx, xw, dirs, state, cell, weights, sequence_output)

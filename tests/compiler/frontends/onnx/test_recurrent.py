@@ -322,3 +322,24 @@ def test_torch_export(cls, tmp_path):
     assert len(got) == len(expected) and got[0].shape == (2, 6, 32)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_long_static_sequence_runs_as_a_loop() -> None:
+    """Past MAX_UNROLLED_STEPS a static length becomes a loop, as a symbolic one does (an
+    unrolled declared length of millions made millions of nodes); same results."""
+    from compiler.frontends.recurrent_cells import MAX_UNROLLED_STEPS
+    from compiler.ir.graph import walk
+
+    steps, batch, inputs, hidden = MAX_UNROLLED_STEPS + 44, 2, 3, 4
+    w = randn(2, 4 * hidden, inputs, scale=0.3)
+    r = randn(2, 4 * hidden, hidden, scale=0.3)
+    lens = np.array([steps, steps - 7], np.int32)
+    node = helper.make_node(
+        "LSTM", ["x", "W", "R", "", "lens"], ["y", "h"], hidden_size=hidden,
+        direction="bidirectional",
+    )  # fmt: skip
+    x = randn(steps, batch, inputs)
+    model = make_model([node], [("x", x)], ["y", "h"], [("W", w), ("R", r), ("lens", lens)])
+    ops = [n.op for n in walk(import_onnx(model))]
+    assert "loop" in ops and len(ops) < 100, len(ops)
+    check_model(model, {"x": x}, rtol=1e-3, atol=1e-4)

@@ -390,3 +390,17 @@ def test_int32_matmul_and_conv_are_exact():
     check_op(
         "conv", [x, w, None], expected=[np.einsum("ncl,oc->nol", x, w[:, :, 0])], rtol=0, atol=0
     )
+
+
+@pytest.mark.parametrize("op, w", [("conv", (4, 3, 3, 3)), ("conv_transpose", (3, 4, 3, 3))])
+def test_conv_bias_must_match_output_channels(op, w):
+    from compiler.ir.ops import get_op
+    from compiler.ir.types import IRTypeError, TensorType
+
+    definition = get_op(op)
+    x, weight = TensorType("float32", (1, 3, 8, 8)), TensorType("float32", w)
+    attrs = definition.prepare([x, weight], {})
+    assert definition.infer_types([x, weight, TensorType("float32", (4,))], attrs)
+    for bias in ((16,), (1, 4)):
+        with pytest.raises(IRTypeError, match="4 output channels"):
+            definition.infer_types([x, weight, TensorType("float32", bias)], attrs)
