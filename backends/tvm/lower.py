@@ -67,6 +67,14 @@ def _label(node: Node) -> str:
     return node.name or (node.outputs[0].name if node.outputs else node.op)
 
 
+def _reason(e: Exception) -> str:
+    """An exception as one line: TVM's carry a C++ traceback and a ``Check failed: (cond) is
+    false:`` prefix before the reason, which is all a user can act on."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    return text.split(" is false: ", 1)[-1] if "Check failed" in text else text
+
+
 def check_supported(graph: Graph) -> None:
     """Raise one error naming every op without a lowering rule, with counts and nodes."""
     nodes = list(walk(graph))
@@ -171,13 +179,15 @@ class _Function:
             else:
                 ctx = LowerContext(bb, node, self.shape_of, self.low.checks)
                 result = RULES[node.op](ctx, [self.read(v) for v in node.inputs])
+            results = result if isinstance(result, list | tuple) else [result]
+            if len(results) != len(node.outputs):
+                raise LoweringError(f"rule for {node.op} gave {len(results)} results")
+            # Emitting runs Relax's type inference, which refuses what TVM cannot represent
+            # (an attribute past int32, a shape whose product overflows): the node's error too.
+            for out, expr in zip(node.outputs, results):
+                self.env[id(out)] = bb.emit(expr, name_hint=sanitize(out.name, self.low.taken))
         except Exception as e:  # noqa: BLE001 - re-raised with the node named
-            raise LoweringError(f"lowering {node.op} node {_label(node)!r}: {e}") from e
-        results = result if isinstance(result, list | tuple) else [result]
-        if len(results) != len(node.outputs):
-            raise LoweringError(f"rule for {node.op} gave {len(results)} results")
-        for out, expr in zip(node.outputs, results):
-            self.env[id(out)] = bb.emit(expr, name_hint=sanitize(out.name, self.low.taken))
+            raise LoweringError(f"lowering {node.op} node {_label(node)!r}: {_reason(e)}") from e
 
     def typed(self, expr: relax.Expr, t: Type, name: str) -> relax.Expr:
         """``expr`` cast to the IR type (defining the symbolic dims it introduces): what a
@@ -203,7 +213,7 @@ class _Function:
         except LoweringError:
             raise
         except Exception as e:  # noqa: BLE001 - re-raised with the node named
-            raise LoweringError(f"lowering {node.op} node {_label(node)!r}: {e}") from e
+            raise LoweringError(f"lowering {node.op} node {_label(node)!r}: {_reason(e)}") from e
 
     def _if(self, node: Node) -> None:
         bb = self.low.bb
