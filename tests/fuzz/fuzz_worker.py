@@ -40,7 +40,7 @@ def _compile(path: str, mode: str, target: str) -> None:
         driver.import_model(path)
         return
     opts = CompileOptions.from_kwargs(target=target)
-    driver._import_and_lower(path, opts, lambda _name, fn: fn())
+    driver._import_and_lower(path, opts, driver.Stages(None, ()))  # silent stages
 
 
 def _selftest(what: str) -> None:
