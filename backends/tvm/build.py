@@ -49,7 +49,10 @@ def export(executable: relax.VMExecutable, path: str, target: TargetSpec) -> Non
         check_library(path, target, has_kernels=bool(cuda_modules(executable.mod)))
         return
     if target.is_host or platform.machine() in str(target.config.get("mtriple", "")):
-        executable.export_library(path)
+        from .packing import incbin_available, pack_imports
+
+        packer = pack_imports if incbin_available() else None  # fewer copies of the weights
+        executable.export_library(path, fpack_imports=packer)
         return
     triple = str(target.config["mtriple"])
     from tvm.support import cc
