@@ -19,10 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler.lean_imports import install as _install_lean_imports
-
-_install_lean_imports()  # TVM without PyTorch's 210 MB (compiler/lean_imports.py)
-
 __version__ = "0.1.0"
 __all__ = ["__version__", "bench", "compile", "load", "tune", "verify"]
 

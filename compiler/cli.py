@@ -628,6 +628,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from compiler.lean_imports import install
+
+    install()  # the nnxc process loads TVM without PyTorch's 210 MB (compiler/lean_imports.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

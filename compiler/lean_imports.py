@@ -1,9 +1,10 @@
 """Importing TVM without PyTorch: ``tvm_ffi`` imports ``torch`` eagerly when it is installed
 (a workaround for a Windows symbol clash), and so does ``tvm.relax`` (for its Python-function
 modules), which adds about 210 MB of resident memory to
-every process that compiles or loads a model, although nnxc never needs torch there.
+every process that compiles or loads a model, although nnxc's commands never need torch.
 
-``install()`` (done by ``import compiler``) hides torch while ``tvm`` and ``tvm_ffi``
+``install()`` (done by the ``nnxc`` command, a process of ours; a library import of
+``compiler`` changes nothing in its host's imports) hides torch while ``tvm`` and ``tvm_ffi``
 initialize, unless torch is imported already. Torch stays importable afterwards, and the
 runtime still accepts PyTorch tensors: it reads them through the DLPack protocol, not through
 tvm_ffi's torch hooks.
