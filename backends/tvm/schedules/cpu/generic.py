@@ -279,16 +279,23 @@ class Reduce(_CPURule):
 
     @staticmethod
     def _reads_along_reduction(sch: Schedule, block: SBlockRV, red: SBlockInfo) -> bool:
-        """Whether an input's innermost index is the block's last reduction iter: its rows
-        are contiguous, so lanes of partial results read whole vectors."""
+        """Whether every input the reduction walks is read along its innermost axis by the
+        block's last reduction iter: rows are contiguous, so lanes of partial results read
+        whole vectors. (A matmul-like kernel reads B across rows: not this pattern.)"""
         reduction = [it.var for it in red.iters if it.kind == "R"]
         if not reduction:
             return False
+        found = False
         for read in sch.get(block).reads:
-            last = read.region[-1].min if read.region else None
-            if isinstance(last, tirx.Var) and last.same_as(reduction[-1]):
-                return True
-        return False
+            mins = [r.min for r in read.region]
+            used = {v.name for m in mins for v in tirx.analysis.undefined_vars(m)}
+            if not used & {v.name for v in reduction}:
+                continue  # broadcast along the row (a bias, a scale)
+            last = mins[-1] if mins else None
+            if not (isinstance(last, tirx.Var) and last.same_as(reduction[-1])):
+                return False
+            found = True
+        return found
 
     @staticmethod
     def _innermost_write_axis(sch: Schedule, block: SBlockRV, red: SBlockInfo) -> bool:

@@ -265,3 +265,16 @@ def test_row_lanes_divide_the_row():
     assert generic._row_lanes(196, 16) == 14
     assert generic._row_lanes(37, 8) is None
     assert generic._row_lanes(7, 8) is None  # one vector at most: nothing to gain
+
+
+def test_matmul_like_reductions_keep_vectorized_outputs():
+    """An int32 matmul (not the Matmul rule's) reads B across rows: no lanes of partial sums,
+    its output's innermost axis stays the vector."""
+    a = np.arange(64 * 32, dtype=np.int32).reshape(64, 32) % 7
+    b = np.arange(32 * 64, dtype=np.int32).reshape(32, 64) % 5
+    (func,) = fused_prim_funcs(_graph("matmul", [a, b])).values()
+    with _TARGET:
+        sch = generic.Reduce().apply(func, _TARGET, False)
+    text = sch.mod["main"].script()
+    assert "_rf" not in text and "T.vectorized" in text
+    np.testing.assert_array_equal(run_prim_func(sch.mod["main"], [a, b]), a @ b)
