@@ -8,8 +8,9 @@
   (pooling, global average pool, reduce_sum/mean/max, argmax, and conv-like or matmul-like
   kernels no other rule took). When the innermost output axis is a spatial loop the reduction
   loops move outside it and it is vectorized (pooling windows, reductions over a non-innermost
-  axis); otherwise (reduction over the innermost axis) the spatial loops run in parallel and
-  each reduction is serial.
+  axis). When every input is read along the reduction (global pooling, reductions over
+  trailing axes) the rows run in parallel and each is reduced into a vector of partial
+  results, then the lanes (``_vector_rows``); that failing, each row's reduction is serial.
 * ``Rows``: several reduction blocks over the same leading spatial axes (softmax, layer norm,
   RMS norm): all blocks go under one parallel loop over the rows, so each row's statistics and
   results are made while it is in cache; reductions over the row are vectorized through
