@@ -8,8 +8,9 @@
   (pooling, global average pool, reduce_sum/mean/max, argmax, and conv-like or matmul-like
   kernels no other rule took). When the innermost output axis is a spatial loop the reduction
   loops move outside it and it is vectorized (pooling windows, reductions over a non-innermost
-  axis); otherwise (reduction over the innermost axis) the spatial loops run in parallel and
-  each reduction is serial.
+  axis). When every input is read along the reduction (global pooling, reductions over
+  trailing axes) the rows run in parallel and each is reduced into a vector of partial
+  results, then the lanes (``_vector_rows``); that failing, each row's reduction is serial.
 * ``Rows``: several reduction blocks over the same leading spatial axes (softmax, layer norm,
   RMS norm): all blocks go under one parallel loop over the rows, so each row's statistics and
   results are made while it is in cache; reductions over the row are vectorized through
@@ -240,7 +241,16 @@ class Reduce(_CPURule):
             and inner_ext % vec == 0
             and self._innermost_write_axis(sch, block, red)
         )
-        if vector_spatial:
+        # Rows along the input's contiguous axis (global pooling, reductions over trailing
+        # axes): a vector of partial results per row, even when the output's innermost axis
+        # could be vectorized (that would read each lane from a different row).
+        rows = None
+        if self._reads_along_reduction(sch, block, red):
+            rows = _vector_rows(sch, block, s_loops, r_loops, lanes, work)
+        if rows is not None:
+            sch, anchor, parallel = rows
+            par = anchor if parallel else None
+        elif vector_spatial:
             sch.reorder(*s_loops[:-1], *r_loops, inner)
             par = _parallelize(sch, s_loops[:-1], work)
             _, lane = sch.split(inner, factors=[None, vec])
@@ -269,6 +279,26 @@ class Reduce(_CPURule):
         return sch
 
     @staticmethod
+    def _reads_along_reduction(sch: Schedule, block: SBlockRV, red: SBlockInfo) -> bool:
+        """Whether every input the reduction walks is read along its innermost axis by the
+        block's last reduction iter: rows are contiguous, so lanes of partial results read
+        whole vectors. (A matmul-like kernel reads B across rows: not this pattern.)"""
+        reduction = [it.var for it in red.iters if it.kind == "R"]
+        if not reduction:
+            return False
+        found = False
+        for read in sch.get(block).reads:
+            mins = [r.min for r in read.region]
+            used = {v.name for m in mins for v in tirx.analysis.undefined_vars(m)}
+            if not used & {v.name for v in reduction}:
+                continue  # broadcast along the row (a bias, a scale)
+            last = mins[-1] if mins else None
+            if not (isinstance(last, tirx.Var) and last.same_as(reduction[-1])):
+                return False
+            found = True
+        return found
+
+    @staticmethod
     def _innermost_write_axis(sch: Schedule, block: SBlockRV, red: SBlockInfo) -> bool:
         """Whether the output's innermost index is the block's last spatial iter."""
         stmt = sch.get(block)
@@ -277,6 +307,77 @@ class Reduce(_CPURule):
         last = stmt.writes[0].region[-1].min
         spatial = [it.var for it in red.iters if it.kind == "S"]
         return bool(spatial) and isinstance(last, tirx.Var) and last.same_as(spatial[-1])
+
+
+def _row_lanes(extent: int, lanes: int) -> int | None:
+    """Lanes of partial results for a row of ``extent``: the widest divisor of the extent
+    from ``lanes`` down to 4 (7 for a 7x7 window), when the row holds at least two of them."""
+    for vec in range(lanes, 3, -1):
+        if extent % vec == 0 and extent >= 2 * vec:
+            return vec
+    return None
+
+
+def _vector_rows(
+    sch: Schedule,
+    block: SBlockRV,
+    s_loops: list[LoopRV],
+    r_loops: list[LoopRV],
+    lanes: int,
+    work: int | None,
+) -> tuple[Schedule, LoopRV, bool] | None:
+    """Reduce each row (global pooling, reductions over trailing axes) into a vector of
+    partial results, then reduce the vector: the serial chain of one add per element (the
+    add's latency per element) becomes one vector add per ``lanes`` elements.
+
+    The reduction loops are fused into one (contiguous when they are the input's trailing
+    axes), split by a divisor of its extent (no tail: a partitioned or predicated loop does
+    not vectorize) and ``rfactor``-ed; the rows run in parallel with their partial block
+    computed inside. Returns None, ``sch`` untouched, when the extents do not allow it or
+    TVM refuses a step (the caller's serial schedule then); else the new schedule, the loop
+    the epilogues go under and whether it runs in parallel.
+    """
+    r_ext = _work(sch, r_loops)
+    vec = _row_lanes(r_ext, lanes) if r_ext is not None and lanes >= 4 else None
+    if vec is None:
+        return None
+    trial = sch.copy()  # the same random variables, in a schedule we may throw away
+    try:
+        anchor, parallel = _rfactor_rows(trial, block, s_loops, r_loops, vec, work)
+    except Exception:  # noqa: BLE001 - TVM refuses (a max from -inf has no known reducer)
+        return None
+    return trial, anchor, parallel
+
+
+def _rfactor_rows(
+    sch: Schedule,
+    block: SBlockRV,
+    s_loops: list[LoopRV],
+    r_loops: list[LoopRV],
+    vec: int,
+    work: int | None,
+) -> tuple[LoopRV, bool]:
+    """``_vector_rows``' steps, on a schedule the caller drops if one of them raises."""
+    sch.reorder(*s_loops, *r_loops)
+    fused = sch.fuse(*r_loops) if len(r_loops) > 1 else r_loops[0]
+    _, inner = sch.split(fused, factors=[None, vec])
+    rf = sch.rfactor(inner, factor_axis=len(sch.get(block).writes[0].region))
+    loops = sch.get_loops(block)[: len(s_loops)]
+    par = _parallelize(sch, loops, work)
+    anchor = par if par is not None else loops[-1]
+    sch.compute_at(rf, anchor)
+    # Under the row, compute_at left the lanes loop first, then the rows' other loops, the
+    # reduction last: the lanes go innermost, so the partial results are one vector updated
+    # along the row (its init stays inside: a decomposed init is not vectorized).
+    anchor_stmt = sch.get(anchor)
+    depth = 1 + next(
+        i for i, lp in enumerate(sch.get_loops(rf)) if sch.get(lp).same_as(anchor_stmt)
+    )
+    under = sch.get_loops(rf)[depth:]
+    lane, middle, r_outer = under[0], under[1:-1], under[-1]
+    sch.reorder(*middle, r_outer, lane)
+    sch.vectorize(lane)
+    return anchor, par is not None
 
 
 def _reduces(sch: Schedule, block: SBlockRV) -> bool:

@@ -39,7 +39,7 @@ from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.target import Target
 
 from ..unit_reductions import hides_reduction
-from .target_info import vector_bits
+from .target_info import thread_count, vector_bits
 
 _DTYPES = ("float32", "float64")
 # Below this many multiply-adds a parallel launch costs more than it saves.
@@ -221,10 +221,9 @@ class _Tile:
     ku: int
 
 
-def choose_tile(
-    batch: int, m: int, n: int, k: int, lanes: int, regs: int, threads: int = 2
-) -> _Tile:
-    """Register tile for an ``m x n`` (per batch) output with reduction length ``k``."""
+def choose_tile(batch: int, m: int, n: int, k: int, lanes: int, regs: int, threads: int) -> _Tile:
+    """Register tile for an ``m x n`` (per batch) output with reduction length ``k``; fewer
+    tiles than ``threads`` (``target_info.thread_count``) leave threads idle and score less."""
     while lanes > 1 and n % lanes:
         lanes //= 2
     nvec = n // lanes
@@ -302,7 +301,7 @@ class Matmul(ScheduleRule):
         nbatch = math.prod(ext[i] for i in gemm.batch)
         m = math.prod(ext[i] for i in gemm.m)
         n, k = ext[gemm.n], ext[gemm.k]
-        tile = choose_tile(nbatch, m, n, k, lanes, vector_registers(target))
+        tile = choose_tile(nbatch, m, n, k, lanes, vector_registers(target), thread_count(target))
 
         sch.reorder(*[loops[i] for i in gemm.batch + gemm.m], loops[gemm.n], loops[gemm.k])
         b_loop = sch.fuse(*[loops[i] for i in gemm.batch]) if gemm.batch else None

@@ -217,3 +217,64 @@ def test_unit_extent_reduction_is_not_inlined_as_injective():
     x, w, b = _rand(2, 3, 5), _rand(3, 1, 1, seed=1), _rand(3, seed=2)
     expected = x * w[:, 0, 0][None, :, None] + b[None, :, None]
     check_op("conv", [x, w, b], {"groups": 3}, expected=[expected], rtol=1e-6, atol=1e-6)
+
+
+# -- global pooling: rows reduced into a vector of partial results --------------------------
+
+
+@pytest.mark.parametrize(
+    "op,shape,keepdims",
+    [
+        ("reduce_mean", (1, 1280, 7, 7), True),  # MobileNet's head: 49 = 7 lanes x 7
+        ("reduce_sum", (2, 48, 14, 14), False),
+        ("reduce_mean", (1, 3, 8, 8), True),  # too little work for threads: serial rows
+    ],
+)
+def test_global_pooling_reduces_rows_in_vectors(op, shape, keepdims):
+    x = _rand(*shape)
+    (func,) = fused_prim_funcs(_graph(op, [x], {"axes": [2, 3], "keepdims": keepdims})).values()
+    with _TARGET:
+        sch = generic.Reduce().apply(func, _TARGET, False)
+    text = sch.mod["main"].script()
+    assert "_rf" in text and "T.vectorized" in text, text
+    np.testing.assert_allclose(
+        run_prim_func(sch.mod["main"], [x]), run_prim_func(func, [x]), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_rows_without_a_lane_divisor_stay_serial():
+    x = _rand(1, 64, 1, 37)  # 37 is prime: no split without a tail
+    (func,) = fused_prim_funcs(_graph("reduce_sum", [x], {"axes": [2, 3]})).values()
+    with _TARGET:
+        sch = generic.Reduce().apply(func, _TARGET, False)
+    assert "_rf" not in sch.mod["main"].script()
+    np.testing.assert_allclose(
+        run_prim_func(sch.mod["main"], [x]), run_prim_func(func, [x]), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("op", ["reduce_mean", "reduce_max", "reduce_sum"])
+def test_global_pooling_through_the_pipeline(op):
+    """nnxc's own legalization first (a max from -inf, which rfactor refuses: serial rows)."""
+    check_op(op, [_rand(1, 96, 7, 7)], {"axes": [2, 3], "keepdims": True}, rtol=1e-5, atol=1e-5)
+
+
+def test_row_lanes_divide_the_row():
+    assert generic._row_lanes(49, 8) == 7
+    assert generic._row_lanes(64, 8) == 8
+    assert generic._row_lanes(196, 16) == 14
+    assert generic._row_lanes(37, 8) is None
+    assert generic._row_lanes(7, 8) is None  # one vector at most: nothing to gain
+
+
+def test_matmul_like_reductions_keep_vectorized_outputs():
+    """An int32 matmul (not the Matmul rule's) reads B across rows: no lanes of partial sums,
+    its output's innermost axis stays the vector."""
+    a = np.arange(64 * 32, dtype=np.int32).reshape(64, 32) % 7
+    b = np.arange(32 * 64, dtype=np.int32).reshape(32, 64) % 5
+    (func,) = fused_prim_funcs(_graph("matmul", [a, b])).values()
+    with _TARGET:
+        sch = generic.Reduce().apply(func, _TARGET, False)
+    text = sch.mod["main"].script()
+    assert "_rf" not in text and "T.vectorized" in text
+    np.testing.assert_array_equal(run_prim_func(sch.mod["main"], [a, b]), a @ b)

@@ -170,10 +170,10 @@ def test_rule_ignores_other_funcs():
 
 def test_choose_tile_fits_registers_and_divides():
     for m, n in [(128, 256), (50, 768), (1, 1000), (197, 1152), (7, 13), (64, 64)]:
-        t = matmul.choose_tile(1, m, n, 256, 8, 16)
+        t = matmul.choose_tile(1, m, n, 256, 8, 16, 2)
         assert n % (t.nr * t.lanes) == 0
         assert t.mr * t.nr + min(t.mr, t.nr) + 1 <= 16
-    t = matmul.choose_tile(1, 128, 256, 256, 8, 16)
+    t = matmul.choose_tile(1, 128, 256, 256, 8, 16, 2)
     assert 128 % t.mr == 0 and t.mr * t.nr >= 8
 
 
@@ -184,3 +184,11 @@ def test_vector_bits_from_features():
     assert bits("haswell") == 256
     assert bits("skylake-avx512") == 512
     assert bits("x86-64") == 128
+
+
+def test_choose_tile_splits_for_the_thread_count():
+    """A 1x256 GEMV: wide tiles for 2 threads, 16 narrower ones for 16 threads."""
+    few = matmul.choose_tile(1, 1, 256, 256, 8, 16, 2)
+    many = matmul.choose_tile(1, 1, 256, 256, 8, 16, 16)
+    assert many.nr < few.nr
+    assert 256 // (many.nr * many.lanes) >= 16
