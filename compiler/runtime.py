@@ -31,6 +31,7 @@ from compiler.devices import (
 from compiler.errors import ArtifactError, InputError
 from compiler.ir.types import dtype as dtype_of
 from compiler.ir.types import from_storage, to_storage
+from compiler.vm_outputs import fresh_outputs
 
 ALIGNMENT = 64  # TVM's generated code assumes inputs this aligned (tvm.runtime.from_dlpack)
 CHECK_MARK = "nnxc run-time check: "
@@ -60,7 +61,9 @@ def _set_threads(threads: int | None) -> None:
 class _Port:
     """What the run loop needs of one input or output, worked out once at load."""
 
-    __slots__ = ("info", "name", "shape", "np_dtype", "storage", "native", "numpy_dlpack")
+    __slots__ = (
+        "info", "name", "shape", "np_dtype", "storage", "native", "numpy_dlpack", "fresh"
+    )  # fmt: skip
 
     def __init__(self, info: TensorInfo) -> None:
         d = dtype_of(info.dtype)
@@ -72,6 +75,8 @@ class _Port:
         self.native = d.is_native
         # numpy exchanges it through DLPack (ml_dtypes' types it cannot)
         self.numpy_dlpack = self.native and self.np_dtype.kind in "biuf"
+        # an output each call allocates anew: handed to numpy without a copy (set by Runtime)
+        self.fresh = False
 
 
 class Runtime:
@@ -90,6 +95,10 @@ class Runtime:
         self._on_cpu = self.device.dlpack_device_type() == _KDL_CPU
         self._ins = [_Port(t) for t in metadata.inputs]
         self._outs = [_Port(t) for t in metadata.outputs]
+        if self._on_cpu:
+            flags = fresh_outputs(module, len(self._outs)) if module is not None else []
+            for port, fresh in zip(self._outs, flags):
+                port.fresh = fresh
         self._names = {p.name for p in self._ins}
         self._flexible = bool(
             metadata.extra.get("dim_bounds") or metadata.extra.get("input_shape_choices")
@@ -106,7 +115,8 @@ class Runtime:
         import tvm
         from tvm.runtime.vm import VirtualMachine
 
-        return cls(VirtualMachine(executable, tvm.cpu()), metadata)
+        module = getattr(executable, "mod", executable)  # its bytecode: see ``fresh_outputs``
+        return cls(VirtualMachine(executable, tvm.cpu()), metadata, module)
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -289,7 +299,8 @@ class Runtime:
 
     def _to_numpy(self, t: Any, port: _Port) -> np.ndarray:
         if self._on_cpu and port.numpy_dlpack:
-            return np.from_dlpack(t).copy()  # the VM may return a weight: never alias it
+            # a fresh output is the caller's alone; any other may be an input or a weight
+            return np.from_dlpack(t) if port.fresh else np.from_dlpack(t).copy()
         return from_storage(t.numpy(), port.info.dtype)
 
     def _torch_stream(self, feeds: Mapping[str, Any]) -> int | None:
