@@ -153,8 +153,10 @@ class Runtime:
         return self.metadata.extra.get("labels")
 
     def run(self, feeds: Mapping[str, Any], as_numpy: bool = True) -> dict[str, Any]:
-        """Output name -> numpy array (``as_numpy=False``: ``tvm.runtime.Tensor`` left on the
-        run's device, readable without a copy by ``torch.from_dlpack``/``np.from_dlpack``).
+        """Output name -> numpy array the caller owns (``as_numpy=False``:
+        ``tvm.runtime.Tensor`` left on the run's device, readable without a copy by
+        ``torch.from_dlpack``/``np.from_dlpack``). Outputs the run allocates are handed over
+        without a copy; inputs passed through and constants are copied (``vm_outputs``).
 
         A feed is a numpy array or any DLPack tensor (PyTorch, CuPy, JAX, a TVM tensor from an
         earlier run). It is used in place, without a copy, when it is on the run's device,
