@@ -31,8 +31,15 @@ from compiler.devices import (
 from compiler.errors import ArtifactError, InputError
 from compiler.ir.types import dtype as dtype_of
 from compiler.ir.types import from_storage, to_storage
+from compiler.vm_outputs import fresh_outputs
 
 ALIGNMENT = 64  # TVM's generated code assumes inputs this aligned (tvm.runtime.from_dlpack)
+STAGE_BYTES = 1 << 16
+"""Inputs up to this size that need copying (numpy aligns to 16 bytes only) are copied into a
+buffer the Runtime keeps for the input: allocating a TVM tensor costs more than copying them."""
+STAGE_ALWAYS_BYTES = 4096
+"""Inputs up to this size are staged whatever their alignment: copying them costs less than
+TVM's view that tells the alignment."""
 CHECK_MARK = "nnxc run-time check: "
 """Starts the message of every run-time check in generated code
 (``backends/tvm/lowering/checks.py``): an error carrying it is bad input data, reported as an
@@ -60,7 +67,10 @@ def _set_threads(threads: int | None) -> None:
 class _Port:
     """What the run loop needs of one input or output, worked out once at load."""
 
-    __slots__ = ("info", "name", "shape", "np_dtype", "storage", "native", "numpy_dlpack")
+    __slots__ = (
+        "info", "name", "shape", "np_dtype", "storage", "native", "numpy_dlpack", "fresh",
+        "stage", "stage_view", "static",
+    )  # fmt: skip
 
     def __init__(self, info: TensorInfo) -> None:
         d = dtype_of(info.dtype)
@@ -72,6 +82,17 @@ class _Port:
         self.native = d.is_native
         # numpy exchanges it through DLPack (ml_dtypes' types it cannot)
         self.numpy_dlpack = self.native and self.np_dtype.kind in "biuf"
+        # an output each call allocates anew: handed to numpy without a copy (set by Runtime)
+        self.fresh = False
+        self.static = all(isinstance(d, int) for d in info.shape)  # a feed's shape must equal it
+        # an input's staging buffer (numpy, and TVM's view of it), made at its first use
+        self.stage: np.ndarray | None = None
+        self.stage_view: Any = None
+
+    def stageable(self, x: np.ndarray) -> bool:
+        """Whether a numpy feed that needs copying may go through the staging buffer: a
+        static shape (its size known), small, of a dtype numpy hands over through DLPack."""
+        return self.numpy_dlpack and x.shape == self.shape and x.nbytes <= STAGE_BYTES
 
 
 class Runtime:
@@ -90,6 +111,10 @@ class Runtime:
         self._on_cpu = self.device.dlpack_device_type() == _KDL_CPU
         self._ins = [_Port(t) for t in metadata.inputs]
         self._outs = [_Port(t) for t in metadata.outputs]
+        if self._on_cpu:
+            flags = fresh_outputs(module, len(self._outs)) if module is not None else []
+            for port, fresh in zip(self._outs, flags):
+                port.fresh = fresh
         self._names = {p.name for p in self._ins}
         self._flexible = bool(
             metadata.extra.get("dim_bounds") or metadata.extra.get("input_shape_choices")
@@ -99,6 +124,11 @@ class Runtime:
         self._copy = _ffi_api.TVMTensorCopyFromTo
         self._tensor = tvm.runtime.tensor
         self._copied = False  # whether TVM copied an input in this run
+        # whether this run may copy inputs into the staging buffers: only when nothing returned
+        # can be one (outputs go to numpy, and any output not fresh is copied)
+        self._staging = False
+        self._get_item = tvm_ffi.container._ffi_api.ArrayGetItem  # Array[i], without its len
+        self._dlpack_dtypes: dict[tuple[type, Any], str] = {}  # (type, .dtype) -> DLPack's
         self._lock = threading.Lock()  # one run at a time: see ``run``
 
     @classmethod
@@ -106,7 +136,8 @@ class Runtime:
         import tvm
         from tvm.runtime.vm import VirtualMachine
 
-        return cls(VirtualMachine(executable, tvm.cpu()), metadata)
+        module = getattr(executable, "mod", executable)  # its bytecode: see ``fresh_outputs``
+        return cls(VirtualMachine(executable, tvm.cpu()), metadata, module)
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -122,8 +153,10 @@ class Runtime:
         return self.metadata.extra.get("labels")
 
     def run(self, feeds: Mapping[str, Any], as_numpy: bool = True) -> dict[str, Any]:
-        """Output name -> numpy array (``as_numpy=False``: ``tvm.runtime.Tensor`` left on the
-        run's device, readable without a copy by ``torch.from_dlpack``/``np.from_dlpack``).
+        """Output name -> numpy array the caller owns (``as_numpy=False``:
+        ``tvm.runtime.Tensor`` left on the run's device, readable without a copy by
+        ``torch.from_dlpack``/``np.from_dlpack``). Outputs the run allocates are handed over
+        without a copy; inputs passed through and constants are copied (``vm_outputs``).
 
         A feed is a numpy array or any DLPack tensor (PyTorch, CuPy, JAX, a TVM tensor from an
         earlier run). It is used in place, without a copy, when it is on the run's device,
@@ -144,13 +177,18 @@ class Runtime:
 
     def _run(self, feeds: Mapping[str, Any], as_numpy: bool) -> dict[str, Any]:
         self._copied = False
-        args = self.check_inputs(feeds)
+        self._staging = as_numpy and self._on_cpu
+        try:
+            args = self.check_inputs(feeds)
+        finally:
+            self._staging = False
         if not self._on_cpu:
             return self._run_on_gpu(feeds, args, as_numpy)
         result = self._call(args)
+        item = self._get_item
         if not as_numpy:
-            return {p.name: result[i] for i, p in enumerate(self._outs)}
-        return {p.name: self._to_numpy(result[i], p) for i, p in enumerate(self._outs)}
+            return {p.name: item(result, i) for i, p in enumerate(self._outs)}
+        return {p.name: self._to_numpy(item(result, i), p) for i, p in enumerate(self._outs)}
 
     def _call(self, args: list[Any]) -> Any:
         """The model's ``main`` on ``args``; a failed run-time check (an index out of range,
@@ -201,11 +239,17 @@ class Runtime:
                     self._dtype_error(port, x.dtype.name)
                 shape = x.shape
             else:
+                source = x
                 x = self._read_dlpack(port, x)
-                if str(x.dtype) != port.info.dtype:
-                    self._dtype_error(port, str(x.dtype))
+                got = self._dlpack_dtype(source, x)
+                if got != port.info.dtype:
+                    self._dtype_error(port, got)
                 shape = x.shape
-            if len(shape) != len(port.shape) or not _dims_match(shape, port.shape, dims):
+            if (
+                shape != port.shape
+                if port.static
+                else len(shape) != len(port.shape) or not _dims_match(shape, port.shape, dims)
+            ):
                 raise InputError(
                     f"input {port.name!r} has shape {list(shape)}; the model expects {port.info}"
                 )
@@ -225,6 +269,18 @@ class Runtime:
         missing = [t for t in self.inputs if t.name not in feeds]
         raise InputError("missing input " + ", ".join(str(t) for t in missing))
 
+    def _dlpack_dtype(self, source: Any, view: Any) -> str:
+        """The DLPack dtype of a feed, remembered per producer type and its own ``dtype``
+        (reading it from TVM's view builds a new object per call)."""
+        try:
+            key = (type(source), source.dtype)
+            return self._dlpack_dtypes[key]
+        except KeyError:
+            got = self._dlpack_dtypes[key] = str(view.dtype)
+            return got
+        except (AttributeError, TypeError):  # no dtype, or not hashable
+            return str(view.dtype)
+
     @staticmethod
     def _dtype_error(port: _Port, got: str) -> None:
         raise InputError(f"input {port.name!r} has dtype {got}; the model expects {port.info}")
@@ -240,12 +296,20 @@ class Runtime:
         """A TVM tensor on the run's device: ``x`` (a numpy array, or a TVM view of the DLPack
         tensor ``source``) itself where TVM may use it, else a copy."""
         if isinstance(x, np.ndarray):
+            stageable = self._staging and port.stageable(x)
+            if stageable and x.nbytes <= STAGE_ALWAYS_BYTES:
+                return self._stage(port, x)
             if not port.numpy_dlpack or not x.flags.writeable:
                 self._copied = True
                 return self._tensor(to_storage(x, port.info.dtype), self.device)
             if not x.flags.c_contiguous:
+                if stageable:
+                    return self._stage(port, x)
                 x = np.ascontiguousarray(x)
-            x = self._view(x)
+            view = self._view(x)
+            if stageable and view.data_ptr() % ALIGNMENT:
+                return self._stage(port, x)
+            x = view
         device = x.device
         here = device == self.device
         host = device.dlpack_device_type() == _KDL_CPU
@@ -269,6 +333,17 @@ class Runtime:
             raise InputError(f"input {port.name!r} is on {device}; the model runs on {self.device}")
         return t if port.native else t._create_view(t.shape, port.storage)
 
+    def _stage(self, port: _Port, x: np.ndarray) -> Any:
+        """``x`` copied into the input's staging buffer, made 64-byte aligned at first use.
+        Safe to reuse every run: runs take turns, and nothing a run returns keeps it."""
+        if port.stage is None:
+            raw = np.empty(x.nbytes + ALIGNMENT, np.uint8)
+            at = -raw.ctypes.data % ALIGNMENT
+            port.stage = raw[at : at + x.nbytes].view(port.np_dtype).reshape(port.shape)
+            port.stage_view = self._view(port.stage)
+        port.stage[...] = x
+        return port.stage_view  # numpy's dtypes only: TVM holds them as they are
+
     def _check_flexible(self, shapes: dict[str, tuple], dims: dict[str, int]) -> None:
         """Sizes of symbolic dims inside the bounds the model declares (Core ML's flexible
         shapes), and inputs of enumerated shapes one of the shapes listed."""
@@ -289,7 +364,8 @@ class Runtime:
 
     def _to_numpy(self, t: Any, port: _Port) -> np.ndarray:
         if self._on_cpu and port.numpy_dlpack:
-            return np.from_dlpack(t).copy()  # the VM may return a weight: never alias it
+            # a fresh output is the caller's alone; any other may be an input or a weight
+            return np.from_dlpack(t) if port.fresh else np.from_dlpack(t).copy()
         return from_storage(t.numpy(), port.info.dtype)
 
     def _torch_stream(self, feeds: Mapping[str, Any]) -> int | None:

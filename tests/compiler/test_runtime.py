@@ -389,3 +389,57 @@ def test_other_run_errors_are_not_input_errors(bad_data_so: Path) -> None:
     }
     with pytest.raises(RuntimeError, match="device lost"):
         rt.run(feeds)
+
+
+@pytest.fixture(scope="module")
+def passthrough_so(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """float32[1, 16] x -> y = relu(x) (fresh), i = x (the input itself)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Identity", ["x"], ["i"])],
+        "passthrough",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 16]) for n in ("y", "i")],
+    )
+    path = tmp_path_factory.mktemp("passthrough") / "m.so"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    compiler.compile(model).export(path)
+    return path
+
+
+def _misaligned(values: np.ndarray) -> np.ndarray:
+    """A copy 16 bytes past a 64-byte boundary: the runtime must copy it (into its staging
+    buffer for small inputs)."""
+    buf = np.empty(values.size + 32, values.dtype)
+    at = (-buf.ctypes.data % 64 + 16) // values.itemsize
+    out = buf[at : at + values.size].reshape(values.shape)
+    out[...] = values
+    assert out.ctypes.data % 64 == 16
+    return out
+
+
+def test_small_inputs_staged_across_runs(passthrough_so: Path) -> None:
+    rt = compiler.load(passthrough_so, threads=1)
+    xs = [np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16) * k for k in (1, -2, 3)]
+    read_only = _misaligned(xs[2])
+    read_only.flags.writeable = False
+    outs = [
+        rt.run({"x": _misaligned(xs[0])}),
+        rt.run({"x": xs[1].T.copy().T}),
+        rt.run({"x": read_only}),
+    ]
+    for x, out in zip(xs, outs):  # each run's outputs are still its own
+        np.testing.assert_array_equal(out["y"], np.maximum(x, 0))
+        np.testing.assert_array_equal(out["i"], x)
+
+
+def test_device_outputs_never_alias_a_staging_buffer(passthrough_so: Path) -> None:
+    """With ``as_numpy=False`` the input passed through comes back as a TVM tensor: it must not
+    be a buffer the next run overwrites."""
+    rt = compiler.load(passthrough_so, threads=1)
+    x1 = np.full((1, 16), 1.0, np.float32)
+    first = rt.run({"x": _misaligned(x1)}, as_numpy=False)
+    rt.run({"x": _misaligned(np.full((1, 16), 2.0, np.float32))})
+    rt.run({"x": _misaligned(np.full((1, 16), 3.0, np.float32))}, as_numpy=False)
+    np.testing.assert_array_equal(np.from_dlpack(first["i"]), x1)
