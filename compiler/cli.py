@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from compiler.errors import NnxcError
+from compiler.feeds import load_npz, random_feeds
 from compiler.ir.dot import DEFAULT_MAX_NODES
 from compiler.ir.graph import walk
 from compiler.ir.types import IRTypeError
@@ -140,18 +141,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _random_feeds(rt: Any, seed: int) -> dict[str, np.ndarray]:
-    from compiler.feeds import random_feeds
-
-    return random_feeds(rt.inputs, seed)
-
-
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    from compiler.feeds import load_npz
-
-    return load_npz(path)
-
-
 def _is_number(d: np.dtype) -> bool:
     """Numbers whose min/max/mean mean something: IR dtypes other than bool."""
     try:
@@ -175,9 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     rt = open_runtime_from_args(args.artifact, args, threads=args.threads, device=args.device)
     if args.inputs:
-        feeds = _load_npz(args.inputs)
+        feeds = load_npz(args.inputs)
     else:
-        feeds = _random_feeds(rt, args.seed)
+        feeds = random_feeds(rt.inputs, args.seed)
         _say(f"no --inputs: using random inputs (seed {args.seed})")
     outs = rt.run(feeds)
     times = []
@@ -225,12 +214,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     print("\n".join(report.lines()))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        tmp.replace(out)
-        print(f"wrote {out}")
+        _write_json(args.json, report.as_dict())
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -258,7 +243,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args.model,
         target,
         shapes,
-        inputs=_load_npz(args.inputs) if args.inputs else None,
+        inputs=load_npz(args.inputs) if args.inputs else None,
         seed=args.seed,
         rtol=args.rtol,
         atol=args.atol,

@@ -346,12 +346,11 @@ def test_cli_errors_are_one_line(tiny_so: Path, capsys) -> None:
 
 def test_run_still_uses_the_same_random_inputs(tiny_so: Path) -> None:
     """nnxc run and nnxc bench draw their random inputs from one function."""
-    from compiler.cli import _random_feeds
     from compiler.feeds import random_feeds
 
     rt = compiler.load(tiny_so, threads=1)
     with pytest.raises(NnxcError, match="symbolic dims"):
-        _random_feeds(rt, 0)
+        random_feeds(rt.inputs, 0)
     x = random_feeds(rt.inputs, 0, batch=2)["x"]
     assert x.shape == (2, 4) and x.dtype == np.float32
     np.testing.assert_array_equal(random_feeds(rt.inputs, 0, batch=2)["x"], x)

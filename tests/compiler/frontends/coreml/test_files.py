@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,15 +101,21 @@ def test_truncated_weight_file(package: Path, tmp_path: Path) -> None:
         compiler.compile(pkg)
 
 
-def test_blob_offset_past_the_end(package: Path, tmp_path: Path) -> None:
-    pkg = _copy(package, tmp_path)
-    spec = ct.utils.load_spec(str(pkg))
+def _blob_values(spec: Any) -> Iterator[Any]:
+    """The ML Program's attribute values that point into weight.bin."""
     for fn in spec.mlProgram.functions.values():
         for block in fn.block_specializations.values():
             for op in block.operations:
                 for value in op.attributes.values():
                     if value.WhichOneof("value") == "blobFileValue":
-                        value.blobFileValue.offset = 1 << 40
+                        yield value
+
+
+def test_blob_offset_past_the_end(package: Path, tmp_path: Path) -> None:
+    pkg = _copy(package, tmp_path)
+    spec = ct.utils.load_spec(str(pkg))
+    for value in _blob_values(spec):
+        value.blobFileValue.offset = 1 << 40
     root = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
     root.write_bytes(spec.SerializeToString())
     with pytest.raises(ModelLoadError, match=r"blob offset 1099511627776 is past the end"):
@@ -167,16 +175,12 @@ def test_unsupported_layers_listed_together(tmp_path: Path) -> None:
 
 def _declare_blob_dims(pkg: Path, dims: list[int]) -> None:
     spec = ct.utils.load_spec(str(pkg))
-    for fn in spec.mlProgram.functions.values():
-        for block in fn.block_specializations.values():
-            for op in block.operations:
-                for value in op.attributes.values():
-                    if value.WhichOneof("value") == "blobFileValue":
-                        t = value.type.tensorType
-                        del t.dimensions[:]
-                        for d in dims:
-                            t.dimensions.add().constant.size = d
-                        t.rank = len(dims)
+    for value in _blob_values(spec):
+        t = value.type.tensorType
+        del t.dimensions[:]
+        for d in dims:
+            t.dimensions.add().constant.size = d
+        t.rank = len(dims)
     (pkg / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(spec.SerializeToString())
 
 
