@@ -121,6 +121,7 @@ class CompiledModel:
     source: Source
     timings: dict[str, float] = field(default_factory=dict)
     compute_precision: str = "fp32"  # the kernels' (--precision); "precision" is Core ML's
+    _runtime: Any = field(default=None, init=False, repr=False)  # made by the first ``run``
 
     @property
     def metadata(self) -> Metadata:
@@ -158,7 +159,9 @@ class CompiledModel:
             )
         if not self.target.is_host:
             raise NnxcError(f"code for {self.target} cannot run on this machine")
-        return Runtime.from_executable(self.executable, self.metadata).run(inputs)
+        if self._runtime is None:  # a VM and its output analysis, once (vm_outputs)
+            self._runtime = Runtime.from_executable(self.executable, self.metadata)
+        return self._runtime.run(inputs)
 
 
 def compile(  # noqa: A001 - the API name users expect
